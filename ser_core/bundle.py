@@ -1,0 +1,148 @@
+"""Model bundles: the Keras model plus everything needed to serve it identically.
+
+A bundle is a directory with `model.keras` and `bundle.json` (feature, model and
+training configs, label lists, the training command, cross-validation metrics and the
+sha256 of `model.keras`). Loading verifies the hash and uses Keras safe mode.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from . import models  # noqa: F401  (registers custom layers for deserialisation)
+from .audio import AudioError
+from .config import FeatureConfig, ModelConfig, TrainConfig
+from .features import Features, extract_file
+from .labels import EMOTIONS, INTENSITIES, valence_arousal
+from .models import input_name
+
+MODEL_FILE = "model.keras"
+META_FILE = "bundle.json"
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_model"
+
+
+class BundleError(RuntimeError):
+    pass
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Bundle:
+    model: keras.Model
+    feature_config: FeatureConfig
+    model_config: ModelConfig
+    path: Path
+    sha256: str
+    labels: tuple[str, ...] = EMOTIONS
+    intensities: tuple[str, ...] = INTENSITIES
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_id(self) -> str:
+        """Short, stable identifier of the weights (sha256 prefix)."""
+        return self.sha256[:12]
+
+    def inputs(self, features: Sequence[Features]) -> np.ndarray:
+        name = input_name(self.model_config)
+        return np.stack([getattr(f, name) for f in features])
+
+    def predict_inputs(self, x: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Emotion (n, 8) and intensity (n, 2) probabilities for model inputs."""
+        if len(x) == 0:
+            return np.zeros((0, len(self.labels)), np.float32), np.zeros((0, len(self.intensities)), np.float32)
+        out = self.model.predict(x, batch_size=batch_size, verbose=0)
+        return np.asarray(out["emotion"]), np.asarray(out["intensity"])
+
+
+def save_bundle(
+    out_dir: str | Path,
+    model: keras.Model,
+    feature_cfg: FeatureConfig,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    info: dict[str, Any],
+) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save(out_dir / MODEL_FILE)
+    meta = {
+        "format": 1,
+        "labels": list(EMOTIONS),
+        "intensities": list(INTENSITIES),
+        "feature_config": feature_cfg.to_dict(),
+        "model_config": model_cfg.to_dict(),
+        "train_config": train_cfg.to_dict(),
+        "sha256": sha256_file(out_dir / MODEL_FILE),
+        **info,
+    }
+    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return out_dir
+
+
+def resolve_bundle_path(spec: str | Path) -> Path:
+    """A bundle directory, or the word `default` for the model shipped in the package."""
+    return DEFAULT_BUNDLE if str(spec) == "default" else Path(spec)
+
+
+def load_bundle(spec: str | Path) -> Bundle:
+    path = resolve_bundle_path(spec)
+    meta_path, model_path = path / META_FILE, path / MODEL_FILE
+    if not meta_path.exists() or not model_path.exists():
+        raise BundleError(f"{path} is not a model bundle (needs {META_FILE} and {MODEL_FILE})")
+    meta = json.loads(meta_path.read_text())
+    digest = sha256_file(model_path)
+    if digest != meta.get("sha256"):
+        raise BundleError(f"{model_path} does not match the sha256 recorded in {META_FILE}")
+    model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+    info = {k: v for k, v in meta.items() if k not in ("labels", "intensities", "feature_config", "model_config", "sha256")}
+    return Bundle(
+        model=model,
+        feature_config=FeatureConfig.from_dict(meta["feature_config"]),
+        model_config=ModelConfig.from_dict(meta["model_config"]),
+        path=path,
+        sha256=digest,
+        labels=tuple(meta["labels"]),
+        intensities=tuple(meta["intensities"]),
+        info=info,
+    )
+
+
+def predict_files(bundle: Bundle, paths: Sequence[str | Path]) -> pd.DataFrame:
+    """One row per file: class probabilities (columns named by class), top label,
+    confidence, intensity, valence, arousal; unusable files get an `error` and no scores."""
+    feats: list[Features] = []
+    ok: list[int] = []
+    errors: dict[int, str] = {}
+    for i, p in enumerate(paths):
+        try:
+            feats.append(extract_file(p, bundle.feature_config))
+            ok.append(i)
+        except AudioError as exc:
+            errors[i] = f"{exc.code}: {exc}"
+    emo, inten = bundle.predict_inputs(bundle.inputs(feats) if feats else np.zeros((0,)))
+    df = pd.DataFrame({"path": [str(p) for p in paths]})
+    scores = pd.DataFrame(emo, columns=list(bundle.labels), index=ok)
+    df = df.join(scores)
+    df["label"] = pd.Series([bundle.labels[j] for j in emo.argmax(axis=1)], index=ok, dtype=object)
+    df["confidence"] = pd.Series(emo.max(axis=1), index=ok, dtype=float)
+    df["intensity"] = pd.Series([bundle.intensities[j] for j in inten.argmax(axis=1)], index=ok, dtype=object)
+    va = valence_arousal(emo)
+    df["valence"] = pd.Series(va[:, 0], index=ok, dtype=float)
+    df["arousal"] = pd.Series(va[:, 1], index=ok, dtype=float)
+    df["error"] = pd.Series(errors, dtype=object).reindex(df.index)
+    return df

@@ -1,0 +1,143 @@
+"""The `ser` command: plot, train, evaluate, predict, download."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from .config import FeatureConfig, ModelConfig, TrainConfig
+
+
+def _config(cls, path: str | None, overrides: list[str]):
+    """A config from an optional JSON file plus `key=value` overrides (values parsed as JSON)."""
+    data = json.loads(Path(path).read_text()) if path else {}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        try:
+            data[key] = json.loads(value)
+        except json.JSONDecodeError:
+            data[key] = value
+    return cls.from_dict(data)
+
+
+def cmd_plot(args) -> int:
+    from .plots import plot_audio
+
+    cfg = _config(FeatureConfig, args.feature_config, args.feature)
+    for p in plot_audio(args.audio, args.out, cfg):
+        print(p)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .data import data_dir
+    from .experiments import run_protocol
+
+    root = data_dir(args.data)
+    if root is None:
+        sys.exit("no data: pass --data or set SER_DATA_DIR")
+    model_cfg = _config(ModelConfig, args.model_config, [f"kind={json.dumps(args.model)}"] + args.arch)
+    results = run_protocol(
+        root, args.out,
+        _config(FeatureConfig, args.feature_config, args.feature), model_cfg,
+        _config(TrainConfig, args.train_config, args.train),
+        protocol=args.protocol, channels=args.channels,
+        folds=[int(f) for f in args.folds.split(",")] if args.folds else None,
+        command=args.command_line, verbose=args.verbose,
+    )
+    print(json.dumps(results.get("mean", results["folds"]), indent=2))
+    print(f"reports in {args.out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .bundle import load_bundle, predict_files
+    from .data import read_labelled_manifest
+    from .experiments import _write_eval
+    from .labels import EMOTIONS
+
+    df = read_labelled_manifest(args.manifest)
+    if "label" not in df.columns:
+        sys.exit(f"{args.manifest} needs a 'label' column to evaluate")
+    bundle = load_bundle(args.model)
+    pred = predict_files(bundle, df["path"])
+    ok = pred["error"].isna().to_numpy()
+    out = Path(args.out)
+    m = _write_eval(out, df["label"][ok].map(EMOTIONS.index), pred["label"][ok].map(EMOTIONS.index))
+    pred.assign(true=df["label"]).to_csv(out / "predictions.csv", index=False)
+    print(f"accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  macro-F1 {m['macro_f1']:.3f}  "
+          f"on {m['n']} files ({(~ok).sum()} unusable); reports in {out}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .bundle import load_bundle, predict_files
+    from .data import read_labelled_manifest
+
+    paths = list(read_labelled_manifest(args.manifest)["path"]) if args.manifest else args.files
+    if not paths:
+        sys.exit("give audio files or --manifest")
+    pred = predict_files(load_bundle(args.model), paths)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    pred.to_csv(args.out, index=False)
+    print(f"{len(pred)} rows ({pred['error'].notna().sum()} unusable) -> {args.out}")
+    return 0
+
+
+def _add_config_args(p: argparse.ArgumentParser, *kinds: str) -> None:
+    for kind in kinds:
+        p.add_argument(f"--{kind}-config", help=f"JSON file with {kind} settings")
+        p.add_argument(f"--{kind}", action="append", default=[], metavar="KEY=VALUE",
+                       help=f"override one {kind} setting (repeatable)")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="ser", description="Speech emotion recognition toolkit.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plot", help="figures of the four representations of one file")
+    p.add_argument("audio")
+    p.add_argument("--out", required=True, help="output directory for PNG files")
+    _add_config_args(p, "feature")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("train", help="train and evaluate on RAVDESS under a protocol")
+    p.add_argument("--data", help="data folder holding ravdess/manifest.csv (default: $SER_DATA_DIR or ../shared/data)")
+    p.add_argument("--model", choices=("baseline", "deep"), default="deep")
+    p.add_argument("--protocol", choices=("folds", "seed-split", "all"), default="folds")
+    p.add_argument("--channels", choices=("speech", "song", "both"), default="speech",
+                   help="which RAVDESS clips to train and test on")
+    p.add_argument("--folds", help="comma-separated subset of folds to run, e.g. 1,2")
+    p.add_argument("--out", required=True, help="run directory for reports (and the bundle with --protocol all)")
+    p.add_argument("--verbose", type=int, default=2, help="Keras verbosity (0, 1, 2)")
+    _add_config_args(p, "feature", "train")
+    p.add_argument("--model-config", help="JSON file with architecture settings")
+    p.add_argument("--arch", action="append", default=[], metavar="KEY=VALUE", help="override one architecture setting")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a labelled manifest (path,label) with a bundle")
+    p.add_argument("--model", default="default", help="bundle directory or 'default'")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="class probabilities per file")
+    p.add_argument("--model", default="default", help="bundle directory or 'default'")
+    p.add_argument("--manifest", help="CSV with a path column")
+    p.add_argument("files", nargs="*")
+    p.add_argument("--out", required=True, help="output CSV")
+    p.set_defaults(func=cmd_predict)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    args.command_line = "ser " + shlex.join(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

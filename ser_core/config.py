@@ -1,0 +1,125 @@
+"""Configuration objects, one per concern, each serialisable to JSON.
+
+The same JSON is saved beside every trained model so that training and serving
+cannot disagree about how audio becomes model input.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="_JsonConfig")
+
+
+class _JsonConfig:
+    """Mixin: dict/JSON round trip and a stable content hash."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=2)
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)
+
+    @classmethod
+    def from_json(cls: type[T], text: str) -> T:
+        return cls.from_dict(json.loads(text))
+
+    def digest(self) -> str:
+        """Short hash of the configuration, used as a cache key."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class FeatureConfig(_JsonConfig):
+    """How a waveform becomes the models' inputs.
+
+    Defaults follow the study where it was explicit (30 dB trim, 40 MFCC x 128 frames,
+    edge padding) and use 64 mel bands for the deep model's cube (see docs/RESULTS.md).
+    """
+
+    sample_rate: int = 16000
+    trim_db: float = 30.0           # silence threshold below the loudest frame
+    min_duration_s: float = 0.25    # shorter speech after trimming is rejected
+    normalize: str = "peak"         # "peak", "rms" or "none"
+    preemphasis: float = 0.97       # 0 disables the pre-emphasis filter
+    n_fft: int = 1024
+    hop_length: int = 256
+    fmin: float = 50.0
+    fmax: float | None = None       # None: Nyquist
+    n_mfcc: int = 40
+    mfcc_frames: int = 128
+    n_mels: int = 64                # rows of every cube channel
+    frames: int = 128               # columns of every cube channel
+    pad_mode: str = "edge"
+    standardize: bool = True        # per-utterance, per-channel zero mean / unit variance
+
+    def __post_init__(self) -> None:
+        if self.normalize not in ("peak", "rms", "none"):
+            raise ValueError(f"normalize must be peak, rms or none, not {self.normalize!r}")
+        if not 0.0 <= self.preemphasis < 1.0:
+            raise ValueError("preemphasis must be in [0, 1)")
+        if self.trim_db <= 0:
+            raise ValueError("trim_db must be positive")
+
+    @property
+    def cube_shape(self) -> tuple[int, int, int]:
+        return (self.n_mels, self.frames, 3)
+
+    @property
+    def mfcc_shape(self) -> tuple[int, int]:
+        """Baseline input: time first, coefficients as channels."""
+        return (self.mfcc_frames, self.n_mfcc)
+
+    @property
+    def window_s(self) -> float:
+        """Seconds of audio covered by the cube's fixed frame count."""
+        return self.frames * self.hop_length / self.sample_rate
+
+
+@dataclass(frozen=True)
+class ModelConfig(_JsonConfig):
+    """Architecture of either network."""
+
+    kind: str = "deep"                      # "baseline" (1-D CNN on MFCC) or "deep" (2-D CNN on the cube)
+    filters: tuple[int, ...] = (32, 64, 128)
+    dense_units: int = 1024
+    dropout: float = 0.3
+    pooling: str = "stats"                  # "flatten" (the study) or "stats" (mean+max over time)
+    context: int = 2                        # baseline: frames of context on each side
+    l2: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("baseline", "deep"):
+            raise ValueError(f"kind must be baseline or deep, not {self.kind!r}")
+        if self.pooling not in ("flatten", "stats"):
+            raise ValueError(f"pooling must be flatten or stats, not {self.pooling!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_JsonConfig):
+    """Optimisation and augmentation."""
+
+    epochs: int = 60
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    patience: int = 12              # early stopping on validation UAR (training actors only)
+    label_smoothing: float = 0.05
+    intensity_weight: float = 0.3
+    mixup_alpha: float = 0.2        # 0 disables mixup
+    freq_masks: int = 2             # SpecAugment masks per example (0 disables)
+    time_masks: int = 2
+    max_mask_frac: float = 0.15
+    val_actors: int = 2             # held out of the training actors for early stopping
+    seed: int = 0

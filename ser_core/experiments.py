@@ -1,0 +1,175 @@
+"""Running a protocol on RAVDESS end to end and writing its reports."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .bundle import save_bundle
+from .config import FeatureConfig, ModelConfig, TrainConfig
+from .data import Split, all_split, fold_splits, ravdess_manifest, seed_split
+from .features import extract_corpus
+from .labels import EMOTIONS, INTENSITIES
+from .metrics import classification_metrics, report_text, summarize
+from .models import input_name
+from .plots import plot_confusion, plot_curves
+from .training import Targets, fit, predict
+
+PROTOCOLS = ("folds", "seed-split", "all")
+CHANNELS = ("speech", "song", "both")
+
+
+def load_corpus(data_root: str | Path, channels: str = "speech") -> pd.DataFrame:
+    df = ravdess_manifest(data_root)
+    if channels != "both":
+        df = df[df["vocal_channel"] == channels]
+    return df.reset_index(drop=True)
+
+
+def targets(df: pd.DataFrame) -> Targets:
+    return Targets(
+        emotion=df["emotion"].map(EMOTIONS.index).to_numpy(),
+        intensity=df["intensity"].map(INTENSITIES.index).to_numpy(),
+    )
+
+
+def splits(df: pd.DataFrame, protocol: str, n_val: int, folds: list[int] | None = None) -> list[Split]:
+    if protocol == "folds":
+        chosen = list(fold_splits(df, n_val))
+        return [s for s in chosen if folds is None or int(s.name.split("_")[1]) in folds]
+    if protocol == "seed-split":
+        return [seed_split(df, n_val)]
+    if protocol == "all":
+        return [all_split(df)]
+    raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+
+
+def _write_eval(out: Path, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+    """metrics.json, classification_report.txt and both confusion-matrix PNGs."""
+    out.mkdir(parents=True, exist_ok=True)
+    m = classification_metrics(y_true, y_pred)
+    (out / "metrics.json").write_text(json.dumps(m, indent=2))
+    (out / "classification_report.txt").write_text(report_text(y_true, y_pred))
+    plot_confusion(m["confusion_matrix"], EMOTIONS, out / "confusion_matrix.png", normalize=False)
+    plot_confusion(m["confusion_matrix"], EMOTIONS, out / "confusion_matrix_normalized.png", normalize=True)
+    return m
+
+
+def _scores(pred: pd.DataFrame) -> dict[str, Any]:
+    """Headline figures overall and per vocal channel for a predictions table."""
+    out: dict[str, Any] = {}
+    groups = [("all", pred)]
+    if pred["vocal_channel"].nunique() > 1:
+        groups += list(pred.groupby("vocal_channel"))
+    for name, g in groups:
+        m = classification_metrics(g["true"].map(EMOTIONS.index), g["pred"].map(EMOTIONS.index))
+        out[name] = {k: m[k] for k in ("n", "accuracy", "uar", "macro_f1")}
+        out[name]["intensity_accuracy"] = float((g["true_intensity"] == g["pred_intensity"]).mean())
+    return out
+
+
+def run_protocol(
+    data_root: str | Path,
+    out_dir: str | Path,
+    feature_cfg: FeatureConfig,
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    protocol: str = "folds",
+    channels: str = "speech",
+    folds: list[int] | None = None,
+    command: str = "",
+    verbose: int = 2,
+) -> dict[str, Any]:
+    """Train and evaluate under `protocol`; write every report into `out_dir`.
+
+    `folds` and `seed-split` hold actors out for testing; `all` trains on every clip
+    for `train_cfg.epochs` epochs and writes a model bundle to `out_dir/bundle`.
+    """
+    t0 = time.time()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps({
+        "feature_config": feature_cfg.to_dict(), "model_config": model_cfg.to_dict(),
+        "train_config": train_cfg.to_dict(), "protocol": protocol, "channels": channels,
+    }, indent=2))
+    (out / "command.txt").write_text(command + "\n")
+    df = load_corpus(data_root, channels)
+    feats = extract_corpus(df["path"], feature_cfg)
+    usable = np.setdiff1d(np.arange(len(df)), list(feats.errors))
+    x_all = getattr(feats, input_name(model_cfg))
+    df, x_all = df.iloc[usable].reset_index(drop=True), x_all[usable]
+    y_all = targets(df)
+    n_val = 0 if protocol == "all" else train_cfg.val_actors
+    results: dict[str, Any] = {"protocol": protocol, "channels": channels, "model": model_cfg.kind,
+                               "n_clips": len(df), "unusable_clips": len(feats.errors), "folds": {}}
+    predictions = []
+    for split in splits(df, protocol, n_val, folds):
+        fold_t0 = time.time()
+        sub = lambda ix: Targets(y_all.emotion[ix], y_all.intensity[ix])  # noqa: E731
+        val = (x_all[split.val], sub(split.val)) if len(split.val) else None
+        model, history = fit(model_cfg, feature_cfg, train_cfg, x_all[split.train], sub(split.train), val, verbose)
+        fold_dir = out / split.name
+        fold_dir.mkdir(exist_ok=True)
+        history.to_csv(fold_dir / "history.csv", index=False)
+        plot_curves(history, fold_dir / "curves.png")
+        fold_info = {"train_clips": len(split.train), "val_clips": len(split.val), "test_clips": len(split.test),
+                     "epochs": len(history), "train_seconds": round(time.time() - fold_t0, 1)}
+        if "val_uar" in history:
+            fold_info["best_epoch"] = int(history["val_uar"].idxmax()) + 1
+        if protocol == "all":
+            save_bundle(out / "bundle", model, feature_cfg, model_cfg, train_cfg, {"training_command": command})
+            results["folds"][split.name] = fold_info
+            continue
+        emo, inten = predict(model, x_all[split.test])
+        pred = df.iloc[split.test][["path", "actor", "vocal_channel", "emotion", "intensity"]].rename(
+            columns={"emotion": "true", "intensity": "true_intensity"})
+        pred.insert(0, "split", split.name)
+        pred["pred"] = [EMOTIONS[i] for i in emo.argmax(1)]
+        pred["pred_intensity"] = [INTENSITIES[i] for i in inten.argmax(1)]
+        for j, e in enumerate(EMOTIONS):
+            pred[f"p_{e}"] = emo[:, j]
+        pred.to_csv(fold_dir / "predictions.csv", index=False)
+        _write_eval(fold_dir, y_all.emotion[split.test], emo.argmax(1))
+        fold_info.update(_scores(pred))
+        results["folds"][split.name] = fold_info
+        predictions.append(pred)
+    if predictions:
+        pooled = pd.concat(predictions, ignore_index=True)
+        pooled.to_csv(out / "predictions.csv", index=False)
+        _write_eval(out / "pooled", pooled["true"].map(EMOTIONS.index), pooled["pred"].map(EMOTIONS.index))
+        results["pooled"] = _scores(pooled)
+        per_fold = list(results["folds"].values())
+        results["mean"] = {
+            group: {k: summarize([f[group][k] for f in per_fold if group in f])
+                    for k in ("accuracy", "uar", "macro_f1", "intensity_accuracy")}
+            for group in results["pooled"]
+        }
+    results["wall_seconds"] = round(time.time() - t0, 1)
+    (out / "metrics.json").write_text(json.dumps(results, indent=2))
+    (out / "report.md").write_text(render_report(results, command))
+    return results
+
+
+def render_report(results: dict[str, Any], command: str) -> str:
+    """A short Markdown summary linking every figure of the run."""
+    lines = [f"# {results['model']} model, protocol `{results['protocol']}`, {results['channels']}", "",
+             f"Command: `{command}`", "", f"Clips: {results['n_clips']} (unusable: {results['unusable_clips']}); "
+             f"wall time {results['wall_seconds'] / 60:.1f} min.", ""]
+    if "mean" in results:
+        lines += ["| subset | accuracy | UAR | macro-F1 | intensity acc. |", "|---|---|---|---|---|"]
+        for group, m in results["mean"].items():
+            cells = " | ".join(f"{m[k]['mean']:.3f} ± {m[k]['sd']:.3f}" for k in ("accuracy", "uar", "macro_f1", "intensity_accuracy"))
+            lines.append(f"| {group} (mean ± sd over splits) | {cells} |")
+        lines += ["", "Pooled over all test clips: [report](pooled/classification_report.txt), "
+                  "[confusion](pooled/confusion_matrix.png), [normalised](pooled/confusion_matrix_normalized.png)", ""]
+    lines += ["| split | epochs | train s | UAR | accuracy | macro-F1 | figures |", "|---|---|---|---|---|---|---|"]
+    for name, f in results["folds"].items():
+        a = f.get("all", {})
+        score = " | ".join(f"{a[k]:.3f}" if k in a else "–" for k in ("uar", "accuracy", "macro_f1"))
+        lines.append(f"| {name} | {f['epochs']} | {f['train_seconds']} | {score} | [curves]({name}/curves.png) "
+                     f"[history]({name}/history.csv) [confusion]({name}/confusion_matrix.png) |")
+    return "\n".join(lines) + "\n"

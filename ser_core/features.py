@@ -1,0 +1,170 @@
+"""The study's four representations, fixed to a length with edge padding.
+
+- MFCC: 40 cepstral coefficients of the log-mel spectrum (the baseline's input).
+- spectrogram: log power STFT, linear frequency axis averaged into `n_mels` equal bands.
+- mel filterbank: log mel filterbank energies with each band's mean over the utterance
+  removed (cepstral-mean-style channel normalisation, as in Kaldi fbank + CMN).
+- mel spectrogram: mel power spectrum in dB relative to the utterance maximum.
+
+The last three, stacked, are the deep model's 3-channel cube (n_mels, frames, 3).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import librosa
+import numpy as np
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from .audio import AudioError, load_preprocessed
+from .config import FeatureConfig
+
+_EPS = 1e-10
+
+
+class Features(NamedTuple):
+    mfcc: np.ndarray  # (mfcc_frames, n_mfcc) — time first, for the 1-D CNN
+    cube: np.ndarray  # (n_mels, frames, 3)
+
+
+def fix_frames(x: np.ndarray, frames: int, mode: str = "edge") -> np.ndarray:
+    """Crop or pad the last (time) axis to `frames`, padding with `mode` (default: edge)."""
+    return librosa.util.fix_length(x, size=frames, axis=-1, mode=mode)
+
+
+def _power_stft(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    stft = librosa.stft(y, n_fft=cfg.n_fft, hop_length=cfg.hop_length, window="hann", center=True)
+    return np.abs(stft) ** 2
+
+
+def _mel_power(power: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    return librosa.feature.melspectrogram(
+        S=power, sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels,
+        fmin=cfg.fmin, fmax=cfg.fmax,
+    )
+
+
+def _standardize(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / (x.std() + 1e-5)
+
+
+def spectrogram(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Log power spectrogram on `n_mels` equal-width linear bands: (n_mels, frames)."""
+    return _spectrogram(_power_stft(y, cfg), cfg)
+
+
+def _spectrogram(power: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    edges = np.linspace(0, power.shape[0], cfg.n_mels + 1).astype(int)
+    bands = np.add.reduceat(power, edges[:-1], axis=0) / np.diff(edges)[:, None]
+    return librosa.power_to_db(bands, ref=np.max, amin=_EPS, top_db=80.0)
+
+
+def mel_filterbank(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Log mel filterbank energies, per-band mean removed: (n_mels, frames)."""
+    return _mel_filterbank(_mel_power(_power_stft(y, cfg), cfg))
+
+
+def _mel_filterbank(mel: np.ndarray) -> np.ndarray:
+    logmel = np.log(mel + _EPS)
+    return logmel - logmel.mean(axis=1, keepdims=True)
+
+
+def mel_spectrogram(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Mel power spectrogram in dB re. the maximum, 80 dB floor: (n_mels, frames)."""
+    return librosa.power_to_db(_mel_power(_power_stft(y, cfg), cfg), ref=np.max, amin=_EPS, top_db=80.0)
+
+
+def mfcc(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """MFCCs: (n_mfcc, frames), unfixed length."""
+    return librosa.feature.mfcc(
+        y=y, sr=cfg.sample_rate, n_mfcc=cfg.n_mfcc, n_fft=cfg.n_fft,
+        hop_length=cfg.hop_length, fmin=cfg.fmin, fmax=cfg.fmax, n_mels=128,
+    )
+
+
+def extract(y: np.ndarray, cfg: FeatureConfig) -> Features:
+    """Both model inputs from a preprocessed waveform, each fixed to its frame count."""
+    power = _power_stft(y, cfg)
+    mel = _mel_power(power, cfg)
+    channels = [
+        _spectrogram(power, cfg),
+        _mel_filterbank(mel),
+        librosa.power_to_db(mel, ref=np.max, amin=_EPS, top_db=80.0),
+    ]
+    m = mfcc(y, cfg)
+    if cfg.standardize:
+        channels = [_standardize(c) for c in channels]
+        m = (m - m.mean(axis=1, keepdims=True)) / (m.std(axis=1, keepdims=True) + 1e-5)
+    cube = np.stack([fix_frames(c, cfg.frames, cfg.pad_mode) for c in channels], axis=-1)
+    return Features(
+        mfcc=fix_frames(m, cfg.mfcc_frames, cfg.pad_mode).T.astype(np.float32),
+        cube=cube.astype(np.float32),
+    )
+
+
+def extract_file(path: str | Path, cfg: FeatureConfig) -> Features:
+    return extract(load_preprocessed(path, cfg), cfg)
+
+
+class CorpusFeatures(NamedTuple):
+    mfcc: np.ndarray        # (n, mfcc_frames, n_mfcc)
+    cube: np.ndarray        # (n, n_mels, frames, 3)
+    errors: dict[int, str]  # index -> reason, for files that could not be used
+
+
+def _extract_or_error(path: str, cfg: FeatureConfig) -> Features | str:
+    try:
+        return extract_file(path, cfg)
+    except AudioError as exc:
+        return f"{exc.code}: {exc}"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("SER_CACHE_DIR", Path.home() / ".cache" / "ser"))
+
+
+def extract_corpus(
+    paths: Sequence[str | Path],
+    cfg: FeatureConfig,
+    cache_dir: str | Path | None = None,
+    n_jobs: int = -1,
+    progress: bool = True,
+) -> CorpusFeatures:
+    """Features for many files, in parallel, cached on disk by config and file list.
+
+    A file that cannot be used gets zero features and an entry in `errors`.
+    """
+    paths = [str(p) for p in paths]
+    key = hashlib.sha256(
+        (cfg.to_json() + "\n".join(f"{p}:{os.path.getsize(p)}" for p in paths)).encode()
+    ).hexdigest()[:20]
+    cache = Path(cache_dir or default_cache_dir()) / f"features-{key}.npz"
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as z:
+            errors = {int(i): str(r) for i, r in zip(z["error_index"], z["error_reason"])}
+            return CorpusFeatures(z["mfcc"], z["cube"], errors)
+    jobs = Parallel(n_jobs=n_jobs, batch_size=16, return_as="generator")(
+        delayed(_extract_or_error)(p, cfg) for p in paths
+    )
+    mfccs = np.zeros((len(paths), *cfg.mfcc_shape), np.float32)
+    cubes = np.zeros((len(paths), *cfg.cube_shape), np.float32)
+    errors: dict[int, str] = {}
+    for i, res in enumerate(tqdm(jobs, total=len(paths), desc="features", disable=not progress)):
+        if isinstance(res, str):
+            errors[i] = res
+        else:
+            mfccs[i], cubes[i] = res
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(
+        tmp, mfcc=mfccs, cube=cubes,
+        error_index=np.array(sorted(errors), dtype=np.int64),
+        error_reason=np.array([errors[i] for i in sorted(errors)], dtype=str),
+    )
+    tmp.replace(cache)
+    return CorpusFeatures(mfccs, cubes, errors)

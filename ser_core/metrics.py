@@ -1,0 +1,57 @@
+"""Evaluation metrics: accuracy, unweighted average recall (UAR), macro-F1, per class."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    classification_report,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+    recall_score,
+)
+
+from .labels import EMOTIONS
+
+
+def unweighted_average_recall(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
+    """Mean of per-class recalls over the classes present in `y_true`."""
+    return float(recall_score(y_true, y_pred, labels=np.unique(y_true), average="macro", zero_division=0))
+
+
+def classification_metrics(
+    y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str] = EMOTIONS
+) -> dict[str, Any]:
+    """Accuracy, UAR, macro-F1 (both over the classes present), per-class scores and the
+    confusion matrix (rows: true, columns: predicted, over all `labels`)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    present = np.unique(y_true)
+    idx = np.arange(len(labels))
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=idx, zero_division=0)
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "uar": unweighted_average_recall(y_true, y_pred),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "per_class": {
+            name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, name in enumerate(labels)
+        },
+        "labels": list(labels),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=idx).tolist(),
+    }
+
+
+def report_text(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str] = EMOTIONS) -> str:
+    return classification_report(
+        y_true, y_pred, labels=np.arange(len(labels)), target_names=list(labels), digits=3, zero_division=0
+    )
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+    """Mean and sample standard deviation over folds."""
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}

@@ -1,0 +1,94 @@
+"""The two networks (Keras 3 functional API), each with two heads:
+`emotion` (8-way softmax) and `intensity` (normal/strong softmax)."""
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from .config import FeatureConfig, ModelConfig
+from .labels import EMOTIONS, INTENSITIES
+
+
+@keras.saving.register_keras_serializable(package="ser_core")
+class FrameContext(layers.Layer):
+    """Splice each frame with its `context` neighbours on both sides (edge-padded):
+    (batch, time, feat) -> (batch, time, feat * (2 * context + 1))."""
+
+    def __init__(self, context: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.context = context
+
+    def call(self, x):
+        c = self.context
+        if c == 0:
+            return x
+        first, last = x[:, :1], x[:, -1:]
+        padded = ops.concatenate([first] * c + [x] + [last] * c, axis=1)
+        steps = ops.shape(x)[1]
+        return ops.concatenate([padded[:, i : i + steps] for i in range(2 * c + 1)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        b, t, f = input_shape
+        return (b, t, f * (2 * self.context + 1))
+
+    def get_config(self):
+        return {**super().get_config(), "context": self.context}
+
+
+def _heads(x, cfg: ModelConfig) -> dict:
+    x = layers.Dense(cfg.dense_units, activation="relu", kernel_regularizer=_reg(cfg), name="dense")(x)
+    x = layers.Dropout(cfg.dropout)(x)
+    return {
+        "emotion": layers.Dense(len(EMOTIONS), activation="softmax", name="emotion")(x),
+        "intensity": layers.Dense(len(INTENSITIES), activation="softmax", name="intensity")(x),
+    }
+
+
+def _reg(cfg: ModelConfig):
+    return keras.regularizers.L2(cfg.l2) if cfg.l2 else None
+
+
+def _pool_time(x, cfg: ModelConfig):
+    """(batch, time, channels) -> vector: flatten (the study) or mean+max over time."""
+    if cfg.pooling == "flatten":
+        return layers.Flatten()(x)
+    return layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
+
+
+def build_baseline(cfg: ModelConfig, feature_cfg: FeatureConfig) -> keras.Model:
+    """The study's 1-D CNN on MFCCs: frame context first, then 1-D convolutions over time."""
+    inputs = keras.Input(feature_cfg.mfcc_shape, name="mfcc")
+    x = FrameContext(cfg.context, name="context")(inputs)
+    for i, f in enumerate(cfg.filters):
+        x = layers.Conv1D(f, 5, padding="same", use_bias=False, kernel_regularizer=_reg(cfg), name=f"conv{i}")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.MaxPooling1D(2)(x)
+        x = layers.Dropout(cfg.dropout / 2)(x)
+    return keras.Model(inputs, _heads(_pool_time(x, cfg), cfg), name="baseline")
+
+
+def build_deep(cfg: ModelConfig, feature_cfg: FeatureConfig) -> keras.Model:
+    """The study's 2-D CNN on the (mel, time, 3) cube: conv blocks with batch norm and dropout."""
+    inputs = keras.Input(feature_cfg.cube_shape, name="cube")
+    x = inputs
+    for i, f in enumerate(cfg.filters):
+        x = layers.Conv2D(f, 3, padding="same", use_bias=False, kernel_regularizer=_reg(cfg), name=f"conv{i}")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = layers.MaxPooling2D(2)(x)
+        x = layers.Dropout(cfg.dropout / 2)(x)
+    if cfg.pooling == "stats":  # average over frequency, keep time for pooling
+        freq, time, ch = x.shape[1:]
+        x = layers.AveragePooling2D((freq, 1), name="freq_mean")(x)
+        x = layers.Reshape((time, ch))(x)
+    return keras.Model(inputs, _heads(_pool_time(x, cfg), cfg), name="deep")
+
+
+def build_model(cfg: ModelConfig, feature_cfg: FeatureConfig) -> keras.Model:
+    return (build_baseline if cfg.kind == "baseline" else build_deep)(cfg, feature_cfg)
+
+
+def input_name(cfg: ModelConfig) -> str:
+    """Which `Features` field feeds the model."""
+    return "mfcc" if cfg.kind == "baseline" else "cube"

@@ -1,0 +1,134 @@
+"""Training one network: augmentation, early stopping on validation UAR, prediction."""
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pandas as pd
+
+from .config import FeatureConfig, ModelConfig, TrainConfig
+from .labels import EMOTIONS, INTENSITIES
+from .metrics import unweighted_average_recall
+from .models import build_model
+
+
+class Targets(NamedTuple):
+    emotion: np.ndarray    # (n,) class index into EMOTIONS
+    intensity: np.ndarray  # (n,) index into INTENSITIES
+
+
+def spec_augment(
+    x: np.ndarray, rng: np.random.Generator, time_axis: int, freq_axis: int,
+    time_masks: int, freq_masks: int, max_frac: float,
+) -> np.ndarray:
+    """Zero random time and frequency stripes of each example (inputs are standardised,
+    so zero is the mean). `x` is a batch; axes count the batch axis."""
+    x = x.copy()
+    for axis, count in ((time_axis, time_masks), (freq_axis, freq_masks)):
+        size = x.shape[axis]
+        for i in range(x.shape[0]):
+            for _ in range(count):
+                width = rng.integers(0, max(1, int(size * max_frac)) + 1)
+                start = rng.integers(0, size - width + 1)
+                index = [i] + [slice(None)] * (x.ndim - 1)
+                index[axis] = slice(start, start + width)
+                x[tuple(index)] = 0.0
+    return x
+
+
+class AugmentedBatches(keras.utils.PyDataset):
+    """Shuffled mini-batches with SpecAugment and mixup; labels as one-hot dicts."""
+
+    def __init__(self, x: np.ndarray, y: Targets, cfg: TrainConfig, time_axis: int, freq_axis: int, **kw):
+        super().__init__(**kw)
+        self.x, self.y, self.cfg = x, y, cfg
+        self.axes = (time_axis, freq_axis)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.order = self.rng.permutation(len(x))
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.x) / self.cfg.batch_size))
+
+    def on_epoch_end(self) -> None:
+        self.order = self.rng.permutation(len(self.x))
+
+    def __getitem__(self, i: int):
+        c = self.cfg
+        idx = self.order[i * c.batch_size : (i + 1) * c.batch_size]
+        x = spec_augment(self.x[idx], self.rng, *self.axes, c.time_masks, c.freq_masks, c.max_mask_frac)
+        emo = np.eye(len(EMOTIONS), dtype=np.float32)[self.y.emotion[idx]]
+        inten = np.eye(len(INTENSITIES), dtype=np.float32)[self.y.intensity[idx]]
+        if c.mixup_alpha > 0:
+            lam = np.float32(self.rng.beta(c.mixup_alpha, c.mixup_alpha))
+            perm = self.rng.permutation(len(idx))
+            x = lam * x + (1 - lam) * x[perm]
+            emo = lam * emo + (1 - lam) * emo[perm]
+            inten = lam * inten + (1 - lam) * inten[perm]
+        return x, {"emotion": emo, "intensity": inten}
+
+
+class ValidationUAR(keras.callbacks.Callback):
+    """Adds `val_uar` (emotion recall averaged over classes) to each epoch's logs."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        super().__init__()
+        self.x, self.y = x, y
+
+    def on_epoch_end(self, epoch, logs=None):
+        probs = self.model.predict(self.x, batch_size=128, verbose=0)["emotion"]
+        logs["val_uar"] = unweighted_average_recall(self.y, probs.argmax(axis=1))
+
+
+def compile_model(model: keras.Model, cfg: TrainConfig, steps: int) -> None:
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(1, steps * cfg.epochs))
+    model.compile(
+        optimizer=keras.optimizers.Adam(schedule),
+        loss={
+            "emotion": keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+            "intensity": keras.losses.CategoricalCrossentropy(),
+        },
+        loss_weights={"emotion": 1.0, "intensity": cfg.intensity_weight},
+        metrics={"emotion": ["accuracy"], "intensity": ["accuracy"]},
+    )
+
+
+def fit(
+    model_cfg: ModelConfig, feature_cfg: FeatureConfig, cfg: TrainConfig,
+    x: np.ndarray, y: Targets, val: tuple[np.ndarray, Targets] | None = None,
+    verbose: int = 2,
+) -> tuple[keras.Model, pd.DataFrame]:
+    """Train from scratch; with `val`, stop early on validation UAR and keep the best weights.
+
+    Returns the model and the per-epoch history (loss/accuracy for train and validation).
+    """
+    keras.utils.set_random_seed(cfg.seed)
+    model = build_model(model_cfg, feature_cfg)
+    axes = (1, 2) if model_cfg.kind == "baseline" else (2, 1)  # (time, freq) axes
+    batches = AugmentedBatches(x, y, cfg, *axes)
+    compile_model(model, cfg, len(batches))
+    callbacks: list[keras.callbacks.Callback] = []
+    validation_data = None
+    if val is not None and len(val[0]):
+        vx, vy = val
+        validation_data = (vx, {
+            "emotion": np.eye(len(EMOTIONS), dtype=np.float32)[vy.emotion],
+            "intensity": np.eye(len(INTENSITIES), dtype=np.float32)[vy.intensity],
+        })
+        callbacks = [
+            ValidationUAR(vx, vy.emotion),
+            keras.callbacks.EarlyStopping("val_uar", mode="max", patience=cfg.patience, restore_best_weights=True),
+        ]
+    hist = model.fit(batches, validation_data=validation_data, epochs=cfg.epochs, callbacks=callbacks, verbose=verbose)
+    history = pd.DataFrame(hist.history)
+    history.insert(0, "epoch", np.arange(1, len(history) + 1))
+    return model, history
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Emotion (n, 8) and intensity (n, 2) probabilities."""
+    out = model.predict(x, batch_size=batch_size, verbose=0)
+    return np.asarray(out["emotion"]), np.asarray(out["intensity"])

@@ -1,0 +1,41 @@
+"""Shared fixtures: synthetic signals and the real corpus (via SER_DATA_DIR)."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+from ser_core.data import data_dir
+
+SR = 16000
+
+
+def tone(seconds: float, freq: float = 220.0, sr: int = SR, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def speechlike(seconds: float, sr: int = SR, amp: float = 0.5, seed: int = 0) -> np.ndarray:
+    """A harmonic tone with a slow syllable-like envelope (energy well above silence)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 150 + 30 * np.sin(2 * np.pi * 0.5 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    y = sum(np.sin(k * phase) / k for k in range(1, 6))
+    env = 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t) ** 2
+    y = y * env + 0.01 * rng.standard_normal(t.size)
+    return (amp * y / np.max(np.abs(y))).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def corpus_root():
+    """The RAVDESS folder of the shared data; tests needing it skip when it is absent."""
+    root = data_dir()
+    if root is None or not (root / "ravdess" / "manifest.csv").exists():
+        if os.environ.get("SER_REQUIRE_DATA"):
+            pytest.fail("SER_REQUIRE_DATA is set but RAVDESS was not found (set SER_DATA_DIR)")
+        pytest.skip("RAVDESS not found: set SER_DATA_DIR to the folder holding ravdess/manifest.csv")
+    return root / "ravdess"

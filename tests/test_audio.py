@@ -1,0 +1,137 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import SR, speechlike, tone
+from ser_core import audio
+from ser_core.config import FeatureConfig
+
+
+def test_trim_removes_leading_and_trailing_silence_at_30_db():
+    rng = np.random.default_rng(1)
+    speech = tone(1.0)  # -6 dBFS peak
+    quiet = lambda s, db: (10 ** (db / 20) * 0.5 * rng.standard_normal(int(s * SR))).astype(np.float32)  # noqa: E731
+    y = np.concatenate([quiet(0.5, -45), speech, quiet(0.7, -45)])
+    trimmed, (start, end) = audio.trim_silence(y, top_db=30)
+    hop = 256
+    assert abs(start - int(0.5 * SR)) <= 4 * hop
+    assert abs(end - int(1.5 * SR)) <= 4 * hop
+    assert trimmed.size == end - start
+
+
+def test_trim_keeps_sound_louder_than_threshold():
+    rng = np.random.default_rng(2)
+    y = np.concatenate([0.05 * rng.standard_normal(SR // 2).astype(np.float32), tone(1.0)])  # ~-20 dB re. tone
+    _, (start, _) = audio.trim_silence(y, top_db=30)
+    assert start < 512
+
+
+def test_trim_threshold_is_configurable():
+    rng = np.random.default_rng(3)
+    y = np.concatenate([0.02 * rng.standard_normal(SR // 2).astype(np.float32), tone(1.0)])  # ~-28 dB
+    _, (start_40, _) = audio.trim_silence(y, top_db=40)
+    _, (start_20, _) = audio.trim_silence(y, top_db=20)
+    assert start_40 < 512 and start_20 > SR // 2 - 1024
+
+
+def test_resample_preserves_duration_and_pitch():
+    sr_in = 44100
+    t = np.arange(sr_in) / sr_in
+    y = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    out = audio.resample(y, sr_in, SR)
+    assert out.dtype == np.float32 and abs(out.size - SR) <= 1
+    spectrum = np.abs(np.fft.rfft(out))
+    assert abs(np.argmax(spectrum) * SR / out.size - 1000) < 2
+
+
+def test_load_keeps_channels_apart_or_downmixes(tmp_path):
+    left, right = tone(0.5, 200), tone(0.5, 300, amp=0.2)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([left, right], axis=1), 8000)
+    y, sr = audio.load_audio(path, mono=False)
+    assert sr == 8000 and y.shape == (2, left.size)
+    np.testing.assert_allclose(y[0], left, atol=1e-4)
+    np.testing.assert_allclose(y[1], right, atol=1e-4)
+    mono, _ = audio.load_audio(path, mono=True)
+    np.testing.assert_allclose(mono, (left + right) / 2, atol=1e-4)
+    up, sr = audio.load_audio(path, sr=SR, mono=False)
+    assert sr == SR and up.shape[0] == 2 and abs(up.shape[1] - 2 * left.size) <= 2
+
+
+@pytest.mark.parametrize("fmt,subtype", [("FLAC", "PCM_16"), ("OGG", "VORBIS"), ("WAV", "FLOAT")])
+def test_load_formats(tmp_path, fmt, subtype):
+    path = tmp_path / f"x.{fmt.lower()}"
+    sf.write(path, tone(0.5), SR, format=fmt, subtype=subtype)
+    y, sr = audio.load_audio(path)
+    assert sr == SR and y.ndim == 1 and abs(y.size - SR // 2) < 2000
+
+
+def test_unreadable_and_unsupported_files(tmp_path):
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk")
+    text = tmp_path / "notes.mp4"
+    text.write_text("not audio at all")
+    for p in (corrupt, text, tmp_path / "missing.wav"):
+        with pytest.raises(audio.UnreadableAudioError) as info:
+            audio.load_audio(p)
+        assert info.value.code == "unreadable"
+
+
+def test_empty_silent_and_too_short(tmp_path):
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), SR)
+    with pytest.raises(audio.EmptyAudioError):
+        audio.load_audio(empty)
+    cfg = FeatureConfig()
+    with pytest.raises(audio.SilentAudioError):
+        audio.preprocess(np.zeros(SR, np.float32), SR, cfg)
+    short = np.concatenate([np.zeros(SR // 2, np.float32), tone(0.05), np.zeros(SR // 2, np.float32)])
+    with pytest.raises(audio.TooShortError):
+        audio.preprocess(short, SR, cfg)
+    assert issubclass(audio.TooShortError, ValueError)
+
+
+def test_normalisation_and_preemphasis():
+    y = tone(0.5, amp=0.1)
+    assert np.max(np.abs(audio.normalize(y, "peak"))) == pytest.approx(1.0)
+    rms = np.sqrt(np.mean(audio.normalize(y, "rms", target_dbfs=-20) ** 2))
+    assert 20 * np.log10(rms) == pytest.approx(-20, abs=0.01)
+    np.testing.assert_array_equal(audio.normalize(y, "none"), y)
+    emphasised = audio.preemphasis(y, 0.97)
+    assert emphasised[1] == pytest.approx(y[1] - 0.97 * y[0], abs=1e-6)
+    np.testing.assert_array_equal(audio.preemphasis(y, 0.0), y)
+
+
+def test_preprocess_resamples_and_trims():
+    cfg = FeatureConfig()
+    sr = 22050
+    y = np.concatenate([np.zeros(sr // 2, np.float32), speechlike(1.0, sr=sr), np.zeros(sr // 2, np.float32)])
+    out = audio.preprocess(y, sr, cfg)
+    assert out.dtype == np.float32
+    assert abs(out.size / cfg.sample_rate - 1.0) < 0.1
+
+
+def test_speech_intervals_on_known_layout():
+    gap = lambda s: np.zeros(int(s * SR), np.float32)  # noqa: E731
+    # speech at 0.5-1.5 s and 2.5-3.3 s; a 0.1 s pause inside the second is bridged
+    y = np.concatenate([gap(0.5), speechlike(1.0), gap(1.0), speechlike(0.4, seed=1), gap(0.1),
+                        speechlike(0.3, seed=2), gap(1.0)])
+    iv = audio.speech_intervals(y, SR, min_silence_s=0.3) / SR
+    assert iv.shape == (2, 2)
+    np.testing.assert_allclose(iv, [[0.5, 1.5], [2.5, 3.3]], atol=0.05)
+
+
+def test_speech_intervals_cut_long_runs_into_overlapping_windows():
+    y = speechlike(10.0)
+    iv = audio.speech_intervals(y, SR, max_segment_s=4.0, overlap_s=1.0) / SR
+    lengths = iv[:, 1] - iv[:, 0]
+    assert np.all(lengths <= 4.0 + 1e-6) and np.all(lengths > 3.9)
+    assert iv[0, 0] == pytest.approx(0, abs=0.05) and iv[-1, 1] == pytest.approx(10.0, abs=0.05)
+    assert np.all(np.diff(iv[:, 0]) <= 3.0 + 1e-6)  # consecutive windows overlap
+
+
+def test_speech_intervals_ignore_one_loud_click():
+    y = speechlike(3.0, amp=0.05)
+    y[SR] = 1.0  # a click 26 dB above the speech
+    iv = audio.speech_intervals(y, SR)
+    assert (iv[:, 1] - iv[:, 0]).sum() / SR > 2.8

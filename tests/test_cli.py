@@ -1,0 +1,136 @@
+"""The `ser` command-line contract, end to end on a few real RAVDESS clips."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from ser_core.bundle import BundleError, load_bundle
+from ser_core.cli import main
+from ser_core.labels import EMOTIONS
+
+TINY = ["--feature", "n_mels=24", "--feature", "frames=40", "--feature", "mfcc_frames=40",
+        "--arch", "filters=[8, 16]", "--arch", "dense_units=16",
+        "--train", "epochs=2", "--train", "batch_size=16", "--train", "patience=1"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(corpus_root, tmp_path_factory):
+    """A RAVDESS-shaped data folder: 8 actors of folds 1 and 2, 12 speech clips each (6 emotions)."""
+    df = pd.read_csv(corpus_root / "manifest.csv")
+    df = df[(df["vocal_channel"] == "speech") & df["fold"].isin([1, 2])]
+    df = df.groupby(["actor", "emotion"]).head(2).groupby("actor").head(12).copy()
+    df["path"] = [str(corpus_root / p) for p in df["path"]]
+    root = tmp_path_factory.mktemp("data") / "ravdess"
+    root.mkdir()
+    df.to_csv(root / "manifest.csv", index=False)
+    return root, df
+
+
+@pytest.fixture(scope="module")
+def trained_bundle(tiny_data, tmp_path_factory, monkeypatch_module):
+    root, _ = tiny_data
+    out = tmp_path_factory.mktemp("run_all")
+    assert main(["train", "--data", str(root), "--model", "deep", "--protocol", "all", "--out", str(out),
+                 "--verbose", "0", *TINY]) == 0
+    return out / "bundle"
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SER_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def labelled_csv(tiny_data, tmp_path_factory):
+    _, df = tiny_data
+    csv = tmp_path_factory.mktemp("manifest") / "test.csv"
+    df.head(10)[["path", "emotion"]].rename(columns={"emotion": "label"}).to_csv(csv, index=False)
+    return csv
+
+
+def test_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "ser_core.cli", "--help"], capture_output=True, text=True, check=True)
+    for sub in ("plot", "train", "evaluate", "predict"):
+        assert sub in out.stdout
+
+
+def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
+    root, _ = tiny_data
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(root), "--model", "baseline", "--protocol", "folds",
+                 "--out", str(out), "--verbose", "0", *TINY]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["folds"]) == {"fold_1", "fold_2"}
+    for key in ("accuracy", "uar", "macro_f1"):
+        assert 0.0 <= metrics["mean"]["all"][key]["mean"] <= 1.0
+    for fold in ("fold_1", "fold_2"):
+        for name in ("curves.png", "history.csv", "confusion_matrix.png", "confusion_matrix_normalized.png",
+                     "classification_report.txt", "predictions.csv", "metrics.json"):
+            assert (out / fold / name).stat().st_size > 0, name
+        history = pd.read_csv(out / fold / "history.csv")
+        assert {"emotion_loss", "val_emotion_loss", "emotion_accuracy", "val_emotion_accuracy", "val_uar"} <= set(history)
+        test_actors = set(pd.read_csv(out / fold / "predictions.csv")["actor"])
+        assert len(test_actors) == 4
+    assert "ser train" in (out / "command.txt").read_text()
+    assert "fold_1" in (out / "report.md").read_text()
+    assert json.loads((out / "config.json").read_text())["model_config"]["kind"] == "baseline"
+
+
+def test_protocol_all_writes_a_verified_bundle(trained_bundle):
+    meta = json.loads((trained_bundle / "bundle.json").read_text())
+    assert meta["labels"] == list(EMOTIONS) and "ser train" in meta["training_command"]
+    bundle = load_bundle(trained_bundle)
+    assert bundle.feature_config.n_mels == 24 and bundle.model_id == meta["sha256"][:12]
+
+
+def test_tampered_bundle_is_rejected(trained_bundle, tmp_path):
+    import shutil
+
+    copy = tmp_path / "b"
+    shutil.copytree(trained_bundle, copy)
+    with open(copy / "model.keras", "ab") as f:
+        f.write(b"x")
+    with pytest.raises(BundleError, match="sha256"):
+        load_bundle(copy)
+
+
+def test_evaluate_writes_metrics_report_and_confusion(trained_bundle, labelled_csv, tmp_path):
+    assert main(["evaluate", "--model", str(trained_bundle), "--manifest", str(labelled_csv), "--out", str(tmp_path)]) == 0
+    m = json.loads((tmp_path / "metrics.json").read_text())
+    assert m["n"] == 10 and {"accuracy", "uar", "macro_f1", "per_class", "confusion_matrix"} <= set(m)
+    assert np.asarray(m["confusion_matrix"]).sum() == 10
+    assert "precision" in (tmp_path / "classification_report.txt").read_text()
+    assert (tmp_path / "confusion_matrix.png").stat().st_size > 0
+
+
+def test_predict_rows_per_file_with_errors(trained_bundle, labelled_csv, tmp_path):
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"garbage")
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, np.float32), 16000)
+    good = pd.read_csv(labelled_csv)["path"][0]
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--model", str(trained_bundle), good, str(bad), str(silent), "--out", str(out)]) == 0
+    pred = pd.read_csv(out)
+    assert list(pred["path"]) == [good, str(bad), str(silent)]
+    assert set(EMOTIONS) | {"label", "confidence", "intensity", "valence", "arousal", "error"} <= set(pred)
+    assert pred.loc[0, list(EMOTIONS)].sum() == pytest.approx(1.0, abs=1e-4)
+    assert pred.loc[0, "label"] in EMOTIONS and pd.isna(pred.loc[0, "error"])
+    assert pred.loc[1, "error"].startswith("unreadable") and pred.loc[2, "error"].startswith("silent")
+    out2 = tmp_path / "pred2.csv"
+    assert main(["predict", "--model", str(trained_bundle), "--manifest", str(labelled_csv), "--out", str(out2)]) == 0
+    assert len(pd.read_csv(out2)) == 10
+
+
+def test_plot_writes_the_figures(labelled_csv, tmp_path):
+    audio = pd.read_csv(labelled_csv)["path"][0]
+    assert main(["plot", audio, "--out", str(tmp_path)]) == 0
+    for name in ("waveform", "mfcc", "spectrogram", "mel_filterbank", "mel_spectrogram"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+
+from conftest import SR, speechlike
+from ser_core import features as F
+from ser_core.config import FeatureConfig
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return FeatureConfig()
+
+
+@pytest.fixture(scope="module")
+def y(cfg):
+    return speechlike(1.3)
+
+
+def test_fix_frames_edge_pads_and_crops():
+    x = np.arange(12, dtype=float).reshape(3, 4)
+    padded = F.fix_frames(x, 6)
+    assert padded.shape == (3, 6)
+    np.testing.assert_array_equal(padded[:, 4:], np.repeat(x[:, -1:], 2, axis=1))
+    np.testing.assert_array_equal(F.fix_frames(x, 2), x[:, :2])
+
+
+def test_each_representation_shape(cfg, y):
+    frames = 1 + y.size // cfg.hop_length
+    assert F.mfcc(y, cfg).shape == (40, frames)
+    assert F.spectrogram(y, cfg).shape == (cfg.n_mels, frames)
+    assert F.mel_filterbank(y, cfg).shape == (cfg.n_mels, frames)
+    assert F.mel_spectrogram(y, cfg).shape == (cfg.n_mels, frames)
+
+
+def test_representations_are_distinct_and_sane(cfg, y):
+    spec, fbank, mel = F.spectrogram(y, cfg), F.mel_filterbank(y, cfg), F.mel_spectrogram(y, cfg)
+    assert mel.max() == pytest.approx(0.0) and mel.min() >= -80.0 - 1e-3
+    np.testing.assert_allclose(fbank.mean(axis=1), 0.0, atol=1e-4)
+    assert not np.allclose(spec, mel)
+    # a 150 Hz harmonic tone: the loudest linear band is a low one
+    assert np.argmax(spec.mean(axis=1)) < cfg.n_mels // 8
+
+
+def test_extract_fixes_lengths_with_edge_padding(cfg, y):
+    feats = F.extract(y, cfg)
+    assert feats.mfcc.shape == (128, 40) and feats.mfcc.dtype == np.float32
+    assert feats.cube.shape == (cfg.n_mels, cfg.frames, 3)
+    n = 1 + y.size // cfg.hop_length
+    assert n < cfg.frames  # 1.3 s is shorter than the window: the tail is edge padding
+    np.testing.assert_array_equal(feats.cube[:, -1], feats.cube[:, n - 1])
+    np.testing.assert_array_equal(feats.mfcc[-1], feats.mfcc[n - 1])
+
+
+def test_extract_crops_long_input(cfg):
+    feats = F.extract(speechlike(5.0), cfg)
+    assert feats.cube.shape == cfg.cube_shape and feats.mfcc.shape == cfg.mfcc_shape
+
+
+def test_study_shape_is_configurable():
+    cfg = FeatureConfig(n_mels=128, frames=90)
+    assert F.extract(speechlike(2.0), cfg).cube.shape == (128, 90, 3)
+
+
+def test_extract_corpus_caches_and_records_errors(tmp_path, cfg):
+    import soundfile as sf
+
+    good = tmp_path / "good.wav"
+    sf.write(good, speechlike(1.0), SR)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(SR, np.float32), SR)
+    cache = tmp_path / "cache"
+    first = F.extract_corpus([good, silent], cfg, cache_dir=cache, n_jobs=1, progress=False)
+    assert list(first.errors) == [1] and first.errors[1].startswith("silent")
+    assert first.cube.shape == (2, *cfg.cube_shape) and np.abs(first.cube[0]).sum() > 0
+    files = list(cache.glob("features-*.npz"))
+    assert len(files) == 1
+    mtime = files[0].stat().st_mtime_ns
+    second = F.extract_corpus([good, silent], cfg, cache_dir=cache, n_jobs=1, progress=False)
+    np.testing.assert_array_equal(first.cube, second.cube)
+    assert second.errors == first.errors and files[0].stat().st_mtime_ns == mtime
+    F.extract_corpus([good], FeatureConfig(n_mels=32), cache_dir=cache, n_jobs=1, progress=False)
+    assert len(list(cache.glob("features-*.npz"))) == 2  # another config, another cache entry

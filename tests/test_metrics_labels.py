@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+
+from ser_core.labels import EMOTIONS, VALENCE_AROUSAL, parse_ravdess_name, valence_arousal
+from ser_core.metrics import classification_metrics, summarize, unweighted_average_recall
+
+
+def test_metrics_on_hand_checked_example():
+    y_true = [0, 0, 1, 1, 2, 2]
+    y_pred = [0, 1, 1, 1, 2, 0]
+    m = classification_metrics(y_true, y_pred)
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["uar"] == pytest.approx((0.5 + 1.0 + 0.5) / 3)
+    # precision: 1/2, 2/3, 1; F1: 0.5, 0.8, 2/3
+    assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert m["per_class"]["neutral"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
+    assert m["per_class"]["calm"]["precision"] == pytest.approx(2 / 3)
+    assert m["per_class"]["sad"]["support"] == 0
+    cm = np.array(m["confusion_matrix"])
+    assert cm.shape == (8, 8) and cm[0, 1] == 1 and cm[2, 0] == 1 and cm.trace() == 4
+
+
+def test_uar_differs_from_accuracy_on_imbalanced_data():
+    y_true = [0] * 8 + [1] * 2
+    y_pred = [0] * 10
+    assert unweighted_average_recall(y_true, y_pred) == pytest.approx(0.5)
+    assert classification_metrics(y_true, y_pred)["accuracy"] == pytest.approx(0.8)
+
+
+def test_summarize_mean_and_sample_sd():
+    s = summarize([0.5, 0.7])
+    assert s["mean"] == pytest.approx(0.6) and s["sd"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+
+
+def test_parse_ravdess_name():
+    n = parse_ravdess_name("speech/Actor_07/03-01-05-02-01-02-07.flac")
+    assert (n.vocal_channel, n.emotion, n.intensity, n.statement, n.repetition, n.actor) == (
+        "speech", "angry", "strong", 1, 2, 7)
+    with pytest.raises(ValueError):
+        parse_ravdess_name("call_0001.wav")
+
+
+def test_valence_arousal_mapping():
+    one_hot = np.eye(8)
+    va = valence_arousal(one_hot)
+    for i, e in enumerate(EMOTIONS):
+        assert tuple(va[i]) == pytest.approx(VALENCE_AROUSAL[e])
+    mixed = valence_arousal(np.array([0.5, 0, 0.5, 0, 0, 0, 0, 0]))
+    assert mixed == pytest.approx([0.4, 0.25])
+    assert np.all(np.abs(va) <= 1)
