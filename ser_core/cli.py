@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .config import FeatureConfig, ModelConfig, TrainConfig
+from .download import ZENODO_URL
 
 
 def _config(cls, path: str | None, overrides: list[str]):
@@ -86,6 +87,14 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_download(args) -> int:
+    from .download import download_ravdess
+
+    manifest = download_ravdess(args.out, base_url=args.url, channels=tuple(args.channels))
+    print(f"verified and converted; manifest: {manifest}\nuse it with: export SER_DATA_DIR={Path(args.out).resolve()}")
+    return 0
+
+
 def _add_config_args(p: argparse.ArgumentParser, *kinds: str) -> None:
     for kind in kinds:
         p.add_argument(f"--{kind}-config", help=f"JSON file with {kind} settings")
@@ -129,6 +138,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*")
     p.add_argument("--out", required=True, help="output CSV")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("download", help="fetch RAVDESS from Zenodo, verify sha256 of every file, convert")
+    p.add_argument("--out", required=True, help="data folder to create (holds ravdess/ afterwards)")
+    p.add_argument("--channels", nargs="+", choices=("speech", "song"), default=["speech", "song"])
+    p.add_argument("--url", default=ZENODO_URL, help="base URL of the archives (default: %(default)s)")
+    p.set_defaults(func=cmd_download)
     return ap
 
 
