@@ -91,6 +91,63 @@ def trim_silence(
     return trimmed, (int(start), int(end))
 
 
+def frame_levels_db(y: np.ndarray, hop_length: int) -> np.ndarray:
+    """RMS level in dBFS of consecutive, non-overlapping frames of `hop_length` samples
+    along the last axis (the last partial frame is zero-padded). Block-wise callers get
+    identical results when their blocks are multiples of `hop_length`."""
+    n = y.shape[-1]
+    frames = -(-n // hop_length)
+    padded = np.zeros((*y.shape[:-1], frames * hop_length), dtype=np.float32)
+    padded[..., :n] = y
+    power = np.mean(np.square(padded.reshape(*y.shape[:-1], frames, hop_length), dtype=np.float64), axis=-1)
+    return (10.0 * np.log10(np.maximum(power, 1e-12))).astype(np.float32)
+
+
+def speech_regions(
+    levels_db: np.ndarray,
+    hop_length: int,
+    sr: int,
+    top_db: float = 30.0,
+    min_speech_s: float = 0.3,
+    min_silence_s: float = 0.3,
+    ref_db: float | None = None,
+) -> np.ndarray:
+    """Speech regions from frame levels, as an (n, 2) array of sample intervals.
+
+    Frames quieter than `top_db` below the reference are silence; `ref_db` is the
+    reference level in dBFS (default: the 95th percentile frame level, so one loud
+    click cannot silence a whole call). Gaps shorter than `min_silence_s` are bridged
+    and regions shorter than `min_speech_s` dropped.
+    """
+    if levels_db.size == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    ref = float(np.percentile(levels_db, 95)) if ref_db is None else ref_db
+    voiced = (levels_db > ref - top_db) & (levels_db > SILENCE_FLOOR_DBFS)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], voiced.astype(np.int8), [0]])))
+    merged: list[list[int]] = []
+    for s, e in edges.reshape(-1, 2) * hop_length:
+        if merged and s - merged[-1][1] < min_silence_s * sr:
+            merged[-1][1] = int(e)
+        else:
+            merged.append([int(s), int(e)])
+    kept = [(s, e) for s, e in merged if e - s >= min_speech_s * sr]
+    return np.asarray(kept, dtype=np.int64).reshape(-1, 2)
+
+
+def split_windows(regions: np.ndarray, sr: int, max_segment_s: float = 4.0, overlap_s: float = 0.5) -> np.ndarray:
+    """Cut regions longer than `max_segment_s` into full windows overlapping by `overlap_s`
+    (the last window ends exactly at the region's end)."""
+    win, step = int(max_segment_s * sr), int((max_segment_s - overlap_s) * sr)
+    out: list[tuple[int, int]] = []
+    for s, e in regions:
+        if e - s <= win:
+            out.append((s, e))
+        else:
+            starts = list(range(s, e - win, step)) + [e - win]
+            out.extend((st, st + win) for st in starts)
+    return np.asarray(out, dtype=np.int64).reshape(-1, 2)
+
+
 def speech_intervals(
     y: np.ndarray,
     sr: int,
@@ -100,46 +157,14 @@ def speech_intervals(
     max_segment_s: float = 4.0,
     overlap_s: float = 0.5,
     ref_db: float | None = None,
-    frame_length: int = 1024,
     hop_length: int = 256,
 ) -> np.ndarray:
-    """Speech regions of a long mono signal as an (n, 2) array of sample intervals.
-
-    Frames quieter than `top_db` below the reference are silence; `ref_db` is the
-    reference level in dBFS (default: the 95th percentile frame level, so one loud
-    click cannot silence a whole call). Gaps shorter than `min_silence_s` are
-    bridged, regions shorter than `min_speech_s` dropped, and regions longer than
-    `max_segment_s` cut into windows of that length overlapping by `overlap_s`.
-    """
+    """Model-sized speech segments of a long mono signal: `speech_regions` then `split_windows`."""
     if y.ndim != 1:
         raise ValueError("speech_intervals expects mono audio")
-    if y.size == 0:
-        return np.zeros((0, 2), dtype=np.int64)
-    rms = librosa.feature.rms(y=y, frame_length=frame_length, hop_length=hop_length, center=True)[0]
-    level = librosa.amplitude_to_db(rms, ref=1.0, amin=1e-10, top_db=None)
-    ref = float(np.percentile(level, 95)) if ref_db is None else ref_db
-    voiced = (level > ref - top_db) & (level > SILENCE_FLOOR_DBFS)
-    # frame-level runs of voiced frames
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], voiced.astype(np.int8), [0]])))
-    runs = edges.reshape(-1, 2)
-    bounds = np.clip(runs * hop_length, 0, y.size)
-    merged: list[list[int]] = []
-    for s, e in bounds:
-        if merged and s - merged[-1][1] < min_silence_s * sr:
-            merged[-1][1] = int(e)
-        else:
-            merged.append([int(s), int(e)])
-    out: list[tuple[int, int]] = []
-    win, step = int(max_segment_s * sr), int((max_segment_s - overlap_s) * sr)
-    for s, e in merged:
-        if e - s < min_speech_s * sr:
-            continue
-        if e - s <= win:
-            out.append((s, e))
-        else:  # full windows; the last one is moved back to end exactly at e
-            starts = list(range(s, e - win, step)) + [e - win]
-            out.extend((st, st + win) for st in starts)
-    return np.asarray(out, dtype=np.int64).reshape(-1, 2)
+    regions = speech_regions(frame_levels_db(y, hop_length), hop_length, sr, top_db, min_speech_s, min_silence_s, ref_db)
+    regions = np.minimum(regions, y.size)
+    return split_windows(regions, sr, max_segment_s, overlap_s)
 
 
 def normalize(y: np.ndarray, method: str = "peak", target_dbfs: float = -20.0) -> np.ndarray:

@@ -63,10 +63,12 @@ class Bundle:
 
     def predict_inputs(self, x: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Emotion (n, 8) and intensity (n, 2) probabilities for model inputs."""
-        if len(x) == 0:
-            return np.zeros((0, len(self.labels)), np.float32), np.zeros((0, len(self.intensities)), np.float32)
-        out = self.model.predict(x, batch_size=batch_size, verbose=0)
-        return np.asarray(out["emotion"]), np.asarray(out["intensity"])
+        emo = np.zeros((len(x), len(self.labels)), np.float32)
+        inten = np.zeros((len(x), len(self.intensities)), np.float32)
+        for i in range(0, len(x), batch_size):
+            out = self.model(x[i : i + batch_size], training=False)
+            emo[i : i + batch_size], inten[i : i + batch_size] = np.asarray(out["emotion"]), np.asarray(out["intensity"])
+        return emo, inten
 
 
 def save_bundle(
@@ -146,3 +148,9 @@ def predict_files(bundle: Bundle, paths: Sequence[str | Path]) -> pd.DataFrame:
     df["arousal"] = pd.Series(va[:, 1], index=ok, dtype=float)
     df["error"] = pd.Series(errors, dtype=object).reindex(df.index)
     return df
+
+
+def read_bundle_configs(spec: str | Path) -> tuple[FeatureConfig, ModelConfig, str]:
+    """Feature and model configs and the model id from `bundle.json`, without loading Keras weights."""
+    meta = json.loads((resolve_bundle_path(spec) / META_FILE).read_text())
+    return FeatureConfig.from_dict(meta["feature_config"]), ModelConfig.from_dict(meta["model_config"]), meta["sha256"][:12]

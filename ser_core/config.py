@@ -123,3 +123,16 @@ class TrainConfig(_JsonConfig):
     max_mask_frac: float = 0.15
     val_actors: int = 2             # held out of the training actors for early stopping
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class SegmentConfig(_JsonConfig):
+    """How a long call recording is cut into model-sized speech segments, per channel."""
+
+    top_db: float = 30.0            # silence: quieter than this below the channel's speech level
+    min_speech_s: float = 0.3
+    min_silence_s: float = 0.3      # shorter pauses are bridged
+    max_segment_s: float | None = None  # None: the model's input length (FeatureConfig.window_s)
+    overlap_s: float = 0.5
+    block_s: float = 30.0           # decode this much audio at a time (bounded memory)
+    roles: tuple[str, ...] = ("agent", "customer")  # by channel index; mono recordings are "mixed"

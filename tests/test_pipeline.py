@@ -1,0 +1,163 @@
+"""The Beam job: each PTransform with TestPipeline + assert_that, then the whole job."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+import apache_beam as beam
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to, is_not_empty
+
+from conftest import speechlike
+from pipelines import score_calls as sc
+from schemas import CALLS, ERRORS, SCHEMA_VERSION, SEGMENTS
+from ser_core.bundle import save_bundle
+from ser_core.config import FeatureConfig, ModelConfig, SegmentConfig, TrainConfig
+from ser_core.models import build_model
+
+SR = 8000
+AGENT = [(0.5, 2.0), (4.0, 5.5)]
+CUSTOMER = [(2.3, 3.8), (5.0, 6.5)]
+TOL = 0.1
+
+
+def stereo_call(path, seconds=7.0, agent=AGENT, customer=CUSTOMER):
+    y = np.zeros((int(seconds * SR), 2), np.float32)
+    for ch, spans in enumerate((agent, customer)):
+        for k, (s, e) in enumerate(spans):
+            y[int(s * SR):int(e * SR), ch] = speechlike(e - s, sr=SR, amp=0.3, seed=10 * ch + k)[: int(e * SR) - int(s * SR)]
+    sf.write(path, y, SR)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """An untrained but complete bundle: the job's mechanics do not depend on accuracy."""
+    fcfg = FeatureConfig(n_mels=24, frames=64, mfcc_frames=64)
+    mcfg = ModelConfig(filters=(8, 16), dense_units=16)
+    return str(save_bundle(tmp_path_factory.mktemp("bundle"), build_model(mcfg, fcfg), fcfg, mcfg, TrainConfig(),
+                           {"training_command": "untrained test bundle"}))
+
+
+@pytest.fixture(scope="module")
+def calls_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("calls")
+    stereo_call(d / "call_a.wav")
+    stereo_call(d / "call_b.flac", agent=[(1.0, 3.0)], customer=[(3.5, 6.0)])
+    sf.write(d / "mono_c.wav", speechlike(2.0, sr=16000), 16000)
+    (d / "corrupt.wav").write_bytes(b"RIFF....WAVEfmt garbage")
+    sf.write(d / "silent.wav", np.zeros((SR * 3, 2), np.float32), SR)
+    sf.write(d / "empty.wav", np.zeros((0, 2), np.float32), SR)
+    return d
+
+
+def test_match_recordings(calls_dir):
+    with TestPipeline() as p:
+        paths = p | sc.MatchRecordings(str(calls_dir / "*.wav"))
+        assert_that(paths, equal_to([str(calls_dir / n) for n in
+                                     ("call_a.wav", "mono_c.wav", "corrupt.wav", "silent.wav", "empty.wav")]))
+
+
+def test_segment_and_trim_finds_speech_roles_and_errors(calls_dir):
+    fcfg = FeatureConfig()
+    seg_cfg = SegmentConfig(max_segment_s=fcfg.window_s)
+    paths = [str(calls_dir / n) for n in ("call_a.wav", "corrupt.wav", "silent.wav", "empty.wav")]
+
+    def check_segments(items):
+        keys = sorted((k for k, _ in items), key=lambda k: k.segment_index)
+        spans = {"agent": [], "customer": []}
+        for k in keys:
+            spans[k.role].append((k.start_s, k.end_s))
+            assert k.channel == {"agent": 0, "customer": 1}[k.role]
+        for role, truth in (("agent", AGENT), ("customer", CUSTOMER)):
+            got = sorted(spans[role])
+            assert got[0][0] == pytest.approx(truth[0][0], abs=TOL)     # first speech onset
+            assert got[-1][1] == pytest.approx(truth[-1][1], abs=TOL)   # last speech offset
+            for s, e in got:  # every segment lies inside a true speech span
+                assert any(ts - TOL <= s and e <= te + TOL for ts, te in truth)
+            assert all(e - s <= fcfg.window_s + 1e-6 for s, e in got)
+        assert [k.segment_index for k in keys] == list(range(len(keys)))
+        assert all(w.ndim == 1 and w.dtype == np.float32 for _, w in items)
+
+    with TestPipeline() as p:
+        out = p | beam.Create(paths) | beam.ParDo(sc.SegmentAndTrimFn(seg_cfg, fcfg)).with_outputs(
+            "calls", "errors", main="segments")
+        assert_that(out.segments, check_segments, label="segments")
+        assert_that(out.calls | beam.Map(lambda m: (m.call_id, m.info.channels, m.info.sample_rate)),
+                    equal_to([("call_a", 2, SR)]), label="calls")
+        assert_that(out.errors | beam.Map(lambda r: (r["path"].rsplit("/", 1)[1], r["stage"], r["error"])),
+                    equal_to([("corrupt.wav", "decode", "unreadable"), ("silent.wav", "segment", "no_speech"),
+                              ("empty.wav", "decode", "empty")]), label="errors")
+
+
+def test_features_and_inference_give_schema_rows(calls_dir, bundle):
+    fcfg, mcfg, model_id = sc.read_bundle_configs(bundle)
+    key = sc.SegmentKey("c", "/x/c.wav", 1, "customer", 0, 0.0, 1.0, -20.0)
+
+    def check(rows):
+        assert len(rows) == 3
+        for r in rows:
+            assert set(r) == set(SEGMENTS.names)
+            assert sum(r[f"p_{e}"] for e in ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust",
+                                               "surprised")) == pytest.approx(1.0, abs=1e-4)
+            assert r["model_id"] == model_id and r["schema_version"] == SCHEMA_VERSION
+
+    with TestPipeline() as p:
+        rows = (p | beam.Create([(key, speechlike(1.0 + i / 2)) for i in range(3)])
+                | sc.ExtractFeatures(fcfg, "cube")
+                | sc.RunInference(sc.KeyedModelHandler(sc.BundleModelHandler(bundle, 2)))
+                | beam.MapTuple(sc.segment_row))
+        assert_that(rows, check)
+
+
+def read_table(out, table, date):
+    return pd.read_parquet(out / table / f"date={date}")
+
+
+def test_whole_job_end_to_end_and_rerun(calls_dir, bundle, tmp_path):
+    out = tmp_path / "out"
+    args = [f"--input={calls_dir}/*", f"--output={out}", f"--model={bundle}", "--date=2026-11-23"]
+    counts = sc.run(args)
+    assert counts["files_matched"] == 6 and counts["calls_written"] == 3 and counts["errors_written"] == 3
+    calls = read_table(out, "calls", "2026-11-23")
+    segments = read_table(out, "segments", "2026-11-23")
+    errors = read_table(out, "errors", "2026-11-23")
+    assert sorted(calls["call_id"]) == ["call_a", "call_b", "mono_c"]
+    assert sorted(errors["error"]) == ["empty", "no_speech", "unreadable"]
+    for table, schema in (("calls", CALLS), ("segments", SEGMENTS), ("errors", ERRORS)):
+        files = list((out / table / "date=2026-11-23").glob("*.parquet"))
+        assert files and all(pq.read_schema(f).remove_metadata().equals(schema.remove_metadata()) for f in files)
+    a = calls.set_index("call_id").loc["call_a"]
+    assert a["duration_s"] == pytest.approx(7.0) and a["channels"] == 2 and a["sample_rate"] == SR
+    assert a["agent_talk_s"] == pytest.approx(3.0, abs=2 * TOL) and a["customer_talk_s"] == pytest.approx(3.0, abs=2 * TOL)
+    assert a["overlap_s"] == pytest.approx(0.5, abs=2 * TOL)
+    assert a["silence_s"] == pytest.approx(7.0 - 5.5, abs=2 * TOL)
+    assert a["n_segments"] == (segments["call_id"] == "call_a").sum()
+    assert 0 <= a["satisfaction_proxy"] <= 1
+    mono = calls.set_index("call_id").loc["mono_c"]
+    assert mono["customer_role"] == "mixed" and set(segments[segments.call_id == "mono_c"]["role"]) == {"mixed"}
+    # a re-run of the same date replaces the partition; another date is untouched
+    sc.run(args[:-1] + ["--date=2026-11-24"])
+    sc.run(args)
+    assert len(read_table(out, "segments", "2026-11-23")) == len(segments)
+    assert len(read_table(out, "calls", "2026-11-23")) == 3
+    assert len(read_table(out, "calls", "2026-11-24")) == 3
+    hive = pd.read_parquet(out / "calls")
+    assert sorted(hive["date"].astype(str).unique()) == ["2026-11-23", "2026-11-24"] and len(hive) == 6
+    assert not (out / "_staging").exists() or not any((out / "_staging").iterdir())
+
+
+def test_empty_match_still_succeeds(bundle, tmp_path):
+    counts = sc.run([f"--input={tmp_path}/nothing/*.wav", f"--output={tmp_path}/out", f"--model={bundle}", "--date=2026-01-01"])
+    assert counts.get("files_matched", 0) == 0 and counts.get("calls_written", 0) == 0
+
+
+def test_multi_processing_two_workers(calls_dir, bundle, tmp_path):
+    """Everything pickles and each worker loads the model itself."""
+    out = tmp_path / "out"
+    counts = sc.run([f"--input={calls_dir}/call_*", f"--output={out}", f"--model={bundle}", "--date=2026-11-23",
+                     "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    assert counts["calls_written"] == 2
+    assert sorted(read_table(out, "calls", "2026-11-23")["call_id"]) == ["call_a", "call_b"]
