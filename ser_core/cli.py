@@ -95,6 +95,20 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    import pandas as pd
+
+    from .plots import plot_call_timeline
+
+    segments = pd.read_parquet(Path(args.output) / "segments", filters=[("call_id", "==", args.call)])
+    if args.date:
+        segments = segments[segments["date"].astype(str) == args.date]
+    if segments.empty:
+        sys.exit(f"no segments for call {args.call!r} in {args.output}/segments")
+    print(plot_call_timeline(segments, args.out, title=f"call {args.call}"))
+    return 0
+
+
 def _add_config_args(p: argparse.ArgumentParser, *kinds: str) -> None:
     for kind in kinds:
         p.add_argument(f"--{kind}-config", help=f"JSON file with {kind} settings")
@@ -138,6 +152,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*")
     p.add_argument("--out", required=True, help="output CSV")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("report", help="picture of one call's emotion timeline from the job's output")
+    p.add_argument("--output", required=True, help="the Beam job's output folder")
+    p.add_argument("--call", required=True, help="call_id")
+    p.add_argument("--date", help="partition date (default: all dates)")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("download", help="fetch RAVDESS from Zenodo, verify sha256 of every file, convert")
     p.add_argument("--out", required=True, help="data folder to create (holds ravdess/ afterwards)")

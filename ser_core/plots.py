@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import librosa.display  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -82,4 +83,34 @@ def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path:
             ax.text(j, i, f"{m[i, j]:.2f}" if normalize else int(m[i, j]), ha="center", va="center",
                     color="white" if m[i, j] > m.max() / 2 else "black", fontsize=8)
     fig.colorbar(im, ax=ax)
+    return _save(fig, Path(path))
+
+
+EMOTION_COLORS = {
+    "neutral": "#9e9e9e", "calm": "#64b5f6", "happy": "#ffd54f", "sad": "#5c6bc0",
+    "angry": "#e53935", "fearful": "#8e24aa", "disgust": "#6d4c41", "surprised": "#ff9800",
+}
+
+
+def plot_call_timeline(segments: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """One call's emotion timeline: a lane per role with segments coloured by the top
+    emotion (opacity = confidence), and each role's valence over time underneath."""
+    roles = [r for r in ("agent", "customer", "mixed") if r in set(segments["role"])] or sorted(set(segments["role"]))
+    fig, (lanes, val) = plt.subplots(2, 1, figsize=(12, 1.2 + 1.1 * len(roles) + 2.2), sharex=True,
+                                     gridspec_kw={"height_ratios": [len(roles), 2]})
+    for i, role in enumerate(roles):
+        rows = segments[segments["role"] == role].sort_values("start_s")
+        for _, r in rows.iterrows():
+            lanes.barh(i, r["end_s"] - r["start_s"], left=r["start_s"], height=0.8,
+                       color=EMOTION_COLORS.get(r["emotion"], "black"), alpha=0.35 + 0.65 * float(r["confidence"]))
+        mid = (rows["start_s"] + rows["end_s"]) / 2
+        val.plot(mid, rows["valence"], marker="o", ms=3, label=role)
+    lanes.set_yticks(range(len(roles)), roles)
+    lanes.invert_yaxis()
+    lanes.set_title(title or "emotion timeline")
+    handles = [Patch(color=c, label=e) for e, c in EMOTION_COLORS.items()]
+    lanes.legend(handles=handles, ncol=8, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.05), frameon=False)
+    val.axhline(0, color="grey", lw=0.5)
+    val.set(ylim=(-1, 1), ylabel="valence", xlabel="time in call (s)")
+    val.legend(fontsize=8)
     return _save(fig, Path(path))

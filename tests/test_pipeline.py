@@ -14,6 +14,7 @@ from conftest import speechlike
 from pipelines import score_calls as sc
 from schemas import CALLS, ERRORS, SCHEMA_VERSION, SEGMENTS
 from ser_core.bundle import save_bundle
+from ser_core.cli import main
 from ser_core.config import FeatureConfig, ModelConfig, SegmentConfig, TrainConfig
 from ser_core.models import build_model
 
@@ -147,6 +148,9 @@ def test_whole_job_end_to_end_and_rerun(calls_dir, bundle, tmp_path):
     hive = pd.read_parquet(out / "calls")
     assert sorted(hive["date"].astype(str).unique()) == ["2026-11-23", "2026-11-24"] and len(hive) == 6
     assert not (out / "_staging").exists() or not any((out / "_staging").iterdir())
+    png = tmp_path / "call_a.png"
+    assert main(["report", "--output", str(out), "--call", "call_a", "--date", "2026-11-23", "--out", str(png)]) == 0
+    assert png.stat().st_size > 5000
 
 
 def test_empty_match_still_succeeds(bundle, tmp_path):
