@@ -201,7 +201,12 @@ def preprocess(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:
     return preemphasis(y, cfg.preemphasis)
 
 
-def load_preprocessed(path: str | Path, cfg: FeatureConfig) -> np.ndarray:
-    """Load a file (down-mixed to mono) and run `preprocess` on it."""
+def speed_perturb(y: np.ndarray, sr: int, factor: float) -> np.ndarray:
+    """Play `factor` times faster (tempo and pitch both scale), as in Kaldi's speed perturbation."""
+    return y if factor == 1.0 else resample(y, int(round(sr * factor)), sr)
+
+
+def load_preprocessed(path: str | Path, cfg: FeatureConfig, speed: float = 1.0) -> np.ndarray:
+    """Load a file (down-mixed to mono), optionally speed-perturb it, and `preprocess` it."""
     y, sr = load_audio(path, sr=None, mono=True)
-    return preprocess(y, sr, cfg)
+    return preprocess(speed_perturb(y, sr, speed), sr, cfg)

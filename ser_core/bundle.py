@@ -154,3 +154,25 @@ def read_bundle_configs(spec: str | Path) -> tuple[FeatureConfig, ModelConfig, s
     """Feature and model configs and the model id from `bundle.json`, without loading Keras weights."""
     meta = json.loads((resolve_bundle_path(spec) / META_FILE).read_text())
     return FeatureConfig.from_dict(meta["feature_config"]), ModelConfig.from_dict(meta["model_config"]), meta["sha256"][:12]
+
+
+def attach_cross_validation(bundle_dir: str | Path, cv_run: str | Path) -> dict[str, Any]:
+    """Record a finished `folds` run (its command, per-fold and mean figures) in `bundle.json`.
+
+    Refuses a run whose feature, model or training config differs from the bundle's.
+    """
+    meta_path = Path(bundle_dir) / META_FILE
+    meta = json.loads(meta_path.read_text())
+    run = Path(cv_run)
+    config = json.loads((run / "config.json").read_text())
+    for key in ("feature_config", "model_config", "train_config"):
+        if config[key] != meta[key]:
+            raise BundleError(f"{run} was run with another {key} than the bundle")
+    results = json.loads((run / "metrics.json").read_text())
+    meta["cross_validation"] = {
+        "command": (run / "command.txt").read_text().strip(),
+        "protocol": results["protocol"], "channels": results["channels"],
+        "mean": results["mean"], "folds": results["folds"],
+    }
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return meta["cross_validation"]

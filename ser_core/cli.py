@@ -48,6 +48,10 @@ def cmd_train(args) -> int:
         folds=[int(f) for f in args.folds.split(",")] if args.folds else None,
         command=args.command_line, verbose=args.verbose,
     )
+    if args.cv_run and args.protocol == "all":
+        from .bundle import attach_cross_validation
+
+        attach_cross_validation(Path(args.out) / "bundle", args.cv_run)
     print(json.dumps(results.get("mean", results["folds"]), indent=2))
     print(f"reports in {args.out}")
     return 0
@@ -95,6 +99,14 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_attach_cv(args) -> int:
+    from .bundle import attach_cross_validation
+
+    cv = attach_cross_validation(args.bundle, args.cv_run)
+    print(json.dumps(cv["mean"], indent=2))
+    return 0
+
+
 def cmd_report(args) -> int:
     import pandas as pd
 
@@ -132,7 +144,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=("folds", "seed-split", "all"), default="folds")
     p.add_argument("--channels", choices=("speech", "song", "both"), default="speech",
                    help="which RAVDESS clips to train and test on")
-    p.add_argument("--folds", help="comma-separated subset of folds to run, e.g. 1,2")
+    p.add_argument("--folds", help="comma-separated folds: which to run (folds), or whose actors to train on (all)")
+    p.add_argument("--cv-run", help="with --protocol all: a finished folds run whose metrics go into the bundle")
     p.add_argument("--out", required=True, help="run directory for reports (and the bundle with --protocol all)")
     p.add_argument("--verbose", type=int, default=2, help="Keras verbosity (0, 1, 2)")
     _add_config_args(p, "feature", "train")
@@ -152,6 +165,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*")
     p.add_argument("--out", required=True, help="output CSV")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("attach-cv", help="record a finished folds run's figures in a bundle (same recipe)")
+    p.add_argument("bundle")
+    p.add_argument("cv_run", help="run directory of `ser train --protocol folds`")
+    p.set_defaults(func=cmd_attach_cv)
 
     p = sub.add_parser("report", help="picture of one call's emotion timeline from the job's output")
     p.add_argument("--output", required=True, help="the Beam job's output folder")

@@ -122,6 +122,7 @@ class TrainConfig(_JsonConfig):
     time_masks: int = 2
     max_mask_frac: float = 0.15
     val_actors: int = 2             # held out of the training actors for early stopping
+    speed_perturb: tuple[float, ...] = ()  # extra training copies at these speeds, e.g. (0.9, 1.1)
     seed: int = 0
 
 

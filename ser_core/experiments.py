@@ -44,7 +44,8 @@ def splits(df: pd.DataFrame, protocol: str, n_val: int, folds: list[int] | None 
     if protocol == "seed-split":
         return [seed_split(df, n_val)]
     if protocol == "all":
-        return [all_split(df)]
+        keep = np.ones(len(df), bool) if folds is None else df["fold"].isin(folds).to_numpy()
+        return [all_split(df)._replace(train=np.flatnonzero(keep))]
     raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
 
 
@@ -86,8 +87,9 @@ def run_protocol(
 ) -> dict[str, Any]:
     """Train and evaluate under `protocol`; write every report into `out_dir`.
 
-    `folds` and `seed-split` hold actors out for testing; `all` trains on every clip
-    for `train_cfg.epochs` epochs and writes a model bundle to `out_dir/bundle`.
+    `folds` and `seed-split` hold actors out for testing (`folds` restricts which folds
+    run); `all` trains on every clip (of the actors of `folds`, if given) for
+    `train_cfg.epochs` epochs and writes a model bundle to `out_dir/bundle`.
     """
     t0 = time.time()
     out = Path(out_dir)
@@ -100,8 +102,11 @@ def run_protocol(
     df = load_corpus(data_root, channels)
     feats = extract_corpus(df["path"], feature_cfg)
     usable = np.setdiff1d(np.arange(len(df)), list(feats.errors))
-    x_all = getattr(feats, input_name(model_cfg))
-    df, x_all = df.iloc[usable].reset_index(drop=True), x_all[usable]
+    name = input_name(model_cfg)
+    x_all = getattr(feats, name)[usable]
+    # speed-perturbed copies, aligned with x_all, used for training only
+    x_perturbed = [getattr(extract_corpus(df["path"], feature_cfg, speed=f), name)[usable] for f in train_cfg.speed_perturb]
+    df = df.iloc[usable].reset_index(drop=True)
     y_all = targets(df)
     n_val = 0 if protocol == "all" else train_cfg.val_actors
     results: dict[str, Any] = {"protocol": protocol, "channels": channels, "model": model_cfg.kind,
@@ -109,19 +114,23 @@ def run_protocol(
     predictions = []
     for split in splits(df, protocol, n_val, folds):
         fold_t0 = time.time()
-        sub = lambda ix: Targets(y_all.emotion[ix], y_all.intensity[ix])  # noqa: E731
-        val = (x_all[split.val], sub(split.val)) if len(split.val) else None
-        model, history = fit(model_cfg, feature_cfg, train_cfg, x_all[split.train], sub(split.train), val, verbose)
+        val = (x_all[split.val], y_all.take(split.val)) if len(split.val) else None
+        x_train = np.concatenate([x_all[split.train]] + [xp[split.train] for xp in x_perturbed])
+        y_train = y_all.take(np.tile(split.train, 1 + len(x_perturbed)))
+        model, history = fit(model_cfg, feature_cfg, train_cfg, x_train, y_train, val, verbose)
         fold_dir = out / split.name
         fold_dir.mkdir(exist_ok=True)
         history.to_csv(fold_dir / "history.csv", index=False)
         plot_curves(history, fold_dir / "curves.png")
-        fold_info = {"train_clips": len(split.train), "val_clips": len(split.val), "test_clips": len(split.test),
+        fold_info = {"train_clips": len(x_train), "val_clips": len(split.val), "test_clips": len(split.test),
                      "epochs": len(history), "train_seconds": round(time.time() - fold_t0, 1)}
         if "val_uar" in history:
             fold_info["best_epoch"] = int(history["val_uar"].idxmax()) + 1
         if protocol == "all":
-            save_bundle(out / "bundle", model, feature_cfg, model_cfg, train_cfg, {"training_command": command})
+            trained_on = {"channels": channels, "actors": sorted(int(a) for a in set(df["actor"].iloc[split.train])),
+                          "clips": len(split.train)}
+            save_bundle(out / "bundle", model, feature_cfg, model_cfg, train_cfg,
+                        {"training_command": command, "trained_on": trained_on})
             results["folds"][split.name] = fold_info
             continue
         emo, inten = predict(model, x_all[split.test])

@@ -107,8 +107,8 @@ def extract(y: np.ndarray, cfg: FeatureConfig) -> Features:
     )
 
 
-def extract_file(path: str | Path, cfg: FeatureConfig) -> Features:
-    return extract(load_preprocessed(path, cfg), cfg)
+def extract_file(path: str | Path, cfg: FeatureConfig, speed: float = 1.0) -> Features:
+    return extract(load_preprocessed(path, cfg, speed), cfg)
 
 
 class CorpusFeatures(NamedTuple):
@@ -117,9 +117,9 @@ class CorpusFeatures(NamedTuple):
     errors: dict[int, str]  # index -> reason, for files that could not be used
 
 
-def _extract_or_error(path: str, cfg: FeatureConfig) -> Features | str:
+def _extract_or_error(path: str, cfg: FeatureConfig, speed: float) -> Features | str:
     try:
-        return extract_file(path, cfg)
+        return extract_file(path, cfg, speed)
     except AudioError as exc:
         return f"{exc.code}: {exc}"
 
@@ -134,14 +134,15 @@ def extract_corpus(
     cache_dir: str | Path | None = None,
     n_jobs: int = -1,
     progress: bool = True,
+    speed: float = 1.0,
 ) -> CorpusFeatures:
-    """Features for many files, in parallel, cached on disk by config and file list.
-
-    A file that cannot be used gets zero features and an entry in `errors`.
+    """Features for many files (optionally speed-perturbed), in parallel, cached on disk
+    by config, speed and file list. A file that cannot be used gets zero features and an
+    entry in `errors`.
     """
     paths = [str(p) for p in paths]
     key = hashlib.sha256(
-        (cfg.to_json() + "\n".join(f"{p}:{os.path.getsize(p)}" for p in paths)).encode()
+        (cfg.to_json() + f"speed={speed}" + "\n".join(f"{p}:{os.path.getsize(p)}" for p in paths)).encode()
     ).hexdigest()[:20]
     cache = Path(cache_dir or default_cache_dir()) / f"features-{key}.npz"
     if cache.exists():
@@ -149,7 +150,7 @@ def extract_corpus(
             errors = {int(i): str(r) for i, r in zip(z["error_index"], z["error_reason"])}
             return CorpusFeatures(z["mfcc"], z["cube"], errors)
     jobs = Parallel(n_jobs=n_jobs, batch_size=16, return_as="generator")(
-        delayed(_extract_or_error)(p, cfg) for p in paths
+        delayed(_extract_or_error)(p, cfg, speed) for p in paths
     )
     mfccs = np.zeros((len(paths), *cfg.mfcc_shape), np.float32)
     cubes = np.zeros((len(paths), *cfg.cube_shape), np.float32)

@@ -20,6 +20,9 @@ class Targets(NamedTuple):
     emotion: np.ndarray    # (n,) class index into EMOTIONS
     intensity: np.ndarray  # (n,) index into INTENSITIES
 
+    def take(self, index: np.ndarray) -> Targets:
+        return Targets(self.emotion[index], self.intensity[index])
+
 
 def spec_augment(
     x: np.ndarray, rng: np.random.Generator, time_axis: int, freq_axis: int,

@@ -135,3 +135,12 @@ def test_speech_intervals_ignore_one_loud_click():
     y[SR] = 1.0  # a click 26 dB above the speech
     iv = audio.speech_intervals(y, SR)
     assert (iv[:, 1] - iv[:, 0]).sum() / SR > 2.8
+
+
+def test_speed_perturbation_scales_duration_and_pitch():
+    y = tone(1.0, freq=200)
+    fast = audio.speed_perturb(y, SR, 1.1)
+    assert abs(fast.size - SR / 1.1) <= 2
+    spectrum = np.abs(np.fft.rfft(fast))
+    assert abs(np.argmax(spectrum) * SR / fast.size - 220) < 3
+    assert audio.speed_perturb(y, SR, 1.0) is y

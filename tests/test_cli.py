@@ -65,7 +65,7 @@ def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
     root, _ = tiny_data
     out = tmp_path / "run"
     assert main(["train", "--data", str(root), "--model", "baseline", "--protocol", "folds",
-                 "--out", str(out), "--verbose", "0", *TINY]) == 0
+                 "--out", str(out), "--verbose", "0", *TINY, "--train", "speed_perturb=[1.1]"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["folds"]) == {"fold_1", "fold_2"}
     for key in ("accuracy", "uar", "macro_f1"):
@@ -80,7 +80,10 @@ def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
         assert len(test_actors) == 4
     assert "ser train" in (out / "command.txt").read_text()
     assert "fold_1" in (out / "report.md").read_text()
-    assert json.loads((out / "config.json").read_text())["model_config"]["kind"] == "baseline"
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_config"]["kind"] == "baseline" and config["train_config"]["speed_perturb"] == [1.1]
+    # training actors' clips, twice (original + 1.1x speed); validation and test clips once
+    assert metrics["folds"]["fold_1"]["train_clips"] == 2 * 12 * 2 and metrics["folds"]["fold_1"]["test_clips"] == 4 * 12
 
 
 def test_protocol_all_writes_a_verified_bundle(trained_bundle):
@@ -134,3 +137,23 @@ def test_plot_writes_the_figures(labelled_csv, tmp_path):
     assert main(["plot", audio, "--out", str(tmp_path)]) == 0
     for name in ("waveform", "mfcc", "spectrogram", "mel_filterbank", "mel_spectrogram"):
         assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_attach_cv_records_matching_runs_only(trained_bundle, tiny_data, tmp_path):
+    import shutil
+
+    root, _ = tiny_data
+    run = tmp_path / "cv"
+    assert main(["train", "--data", str(root), "--model", "deep", "--protocol", "folds", "--folds", "1",
+                 "--out", str(run), "--verbose", "0", *TINY]) == 0
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained_bundle, bundle)
+    assert main(["attach-cv", str(bundle), str(run)]) == 0
+    cv = json.loads((bundle / "bundle.json").read_text())["cross_validation"]
+    assert set(cv["folds"]) == {"fold_1"} and "uar" in cv["mean"]["all"] and "--protocol folds" in cv["command"]
+    load_bundle(bundle)  # metadata changes leave the weights' hash intact
+    config = json.loads((run / "config.json").read_text())
+    config["train_config"]["epochs"] = 99
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BundleError, match="train_config"):
+        main(["attach-cv", str(bundle), str(run)])
