@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import PurePosixPath
@@ -28,7 +31,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from schemas import CALLS, ERRORS, SCHEMA_VERSION, SEGMENTS
 from ser_core.audio import AudioError, peak_dbfs, preprocess
-from ser_core.bundle import Bundle, load_bundle, read_bundle_configs
+from ser_core.bundle import META_FILE, MODEL_FILE, Bundle, load_bundle, read_bundle_configs
 from ser_core.calls import CallInfo, open_audio, read_segment, segment_call, summarize_call
 from ser_core.config import FeatureConfig, SegmentConfig
 from ser_core.features import extract
@@ -133,6 +136,19 @@ def peak_rms_dbfs(y: np.ndarray) -> float:
     return 20 * np.log10(rms) if rms > 0 else peak_dbfs(y)
 
 
+def localize_bundle(spec: str) -> str:
+    """A bundle on any Beam filesystem (gs://, s3://, ...) copied to a local temporary
+    folder; local paths and `default` are returned unchanged."""
+    if spec == "default" or FileSystems.get_scheme(spec) in (None, "file"):
+        return spec
+    local = tempfile.mkdtemp(prefix="ser-bundle-")
+    for name in (MODEL_FILE, META_FILE):
+        with FileSystems.open(FileSystems.join(spec, name), compression_type=CompressionTypes.UNCOMPRESSED) as src, \
+                open(os.path.join(local, name), "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    return local
+
+
 class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult, Bundle]):
     """Loads the bundle once per worker (hash-checked, Keras safe mode) and scores batches."""
 
@@ -141,7 +157,7 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult, Bundle]):
         self.model_spec = model
 
     def load_model(self) -> Bundle:
-        return load_bundle(self.model_spec)
+        return load_bundle(localize_bundle(self.model_spec))
 
     def run_inference(self, batch: Sequence[np.ndarray], model: Bundle, inference_args=None) -> Iterable[PredictionResult]:
         emo, inten = model.predict_inputs(np.stack(batch))
@@ -243,7 +259,7 @@ class WriteTable(beam.PTransform):
 
 def build(p: beam.Pipeline, opts: ScoreCallsOptions, staging: str) -> None:
     """The job's graph: match -> segment + trim -> features -> RunInference -> rows -> Parquet."""
-    feature_cfg, model_cfg, model_id = read_bundle_configs(opts.model)
+    feature_cfg, model_cfg, model_id = read_bundle_configs(localize_bundle(opts.model))
     roles = tuple(r.strip() for r in opts.roles.split(","))
     seg_cfg = SegmentConfig(top_db=opts.top_db, min_speech_s=opts.min_speech_s, min_silence_s=opts.min_silence_s,
                             max_segment_s=opts.max_segment_s, overlap_s=opts.overlap_s, roles=roles)
