@@ -30,7 +30,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, Predi
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
 
 from schemas import CALLS, ERRORS, SCHEMA_VERSION, SEGMENTS
-from ser_core.audio import AudioError, peak_dbfs, preprocess
+from ser_core.audio import AudioError, preprocess, rms_dbfs
 from ser_core.bundle import META_FILE, MODEL_FILE, Bundle, load_bundle, read_bundle_configs
 from ser_core.calls import CallInfo, open_audio, read_segment, segment_call, summarize_call
 from ser_core.config import FeatureConfig, SegmentConfig
@@ -113,7 +113,7 @@ class SegmentAndTrimFn(beam.DoFn):
                         self.dropped.inc()
                         continue
                     key = SegmentKey(call_id_for(path), path, seg.channel, seg.role, seg.index,
-                                     seg.start / f.samplerate, seg.end / f.samplerate, peak_rms_dbfs(y))
+                                     seg.start / f.samplerate, seg.end / f.samplerate, rms_dbfs(y))
                     out.append((key, wave))
         except AudioError as exc:
             yield beam.pvalue.TaggedOutput(self.ERRORS, error_row(path, stage, exc.code, str(exc)))
@@ -128,12 +128,6 @@ class SegmentAndTrimFn(beam.DoFn):
         self.segments.inc(len(out))
         yield beam.pvalue.TaggedOutput(self.CALLS, CallMeta(call_id_for(path), path, info, regions))
         yield from out
-
-
-def peak_rms_dbfs(y: np.ndarray) -> float:
-    """Loudness of a segment: its RMS level in dBFS (before normalisation)."""
-    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if y.size else 0.0
-    return 20 * np.log10(rms) if rms > 0 else peak_dbfs(y)
 
 
 def localize_bundle(spec: str) -> str:

@@ -74,6 +74,12 @@ def peak_dbfs(y: np.ndarray) -> float:
     return 20.0 * np.log10(peak) if peak > 0 else -np.inf
 
 
+def rms_dbfs(y: np.ndarray) -> float:
+    """RMS level in dBFS (-inf for digital silence)."""
+    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if y.size else 0.0
+    return 20.0 * np.log10(rms) if rms > 0 else -np.inf
+
+
 def trim_silence(
     y: np.ndarray, top_db: float = 30.0, frame_length: int = 1024, hop_length: int = 256
 ) -> tuple[np.ndarray, tuple[int, int]]:

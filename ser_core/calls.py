@@ -116,6 +116,11 @@ def _weighted_probs(rows: Sequence[dict[str, Any]]) -> np.ndarray | None:
     return (w[:, None] * p).sum(axis=0) / max(w.sum(), 1e-9)
 
 
+def _top_emotion(rows: Sequence[dict[str, Any]]) -> str | None:
+    probs = _weighted_probs(rows)
+    return None if probs is None else EMOTIONS[int(np.argmax(probs))]
+
+
 def _weighted_valence(rows: Sequence[dict[str, Any]]) -> float | None:
     if not rows:
         return None
@@ -161,14 +166,12 @@ def summarize_call(
     cust = by_role.get(customer_role, [])
     third = max(1, len(cust) // 3)
     start, end = cust[:third], cust[-third:]
-    probs = _weighted_probs(cust)
-    label = lambda rows: None if not rows else EMOTIONS[int(np.argmax(_weighted_probs(rows)))]  # noqa: E731
     v_mean, v_start, v_end = _weighted_valence(cust), _weighted_valence(start), _weighted_valence(end)
     row.update({
         "customer_role": customer_role,
-        "customer_dominant_emotion": None if probs is None else EMOTIONS[int(np.argmax(probs))],
-        "customer_start_emotion": label(start),
-        "customer_end_emotion": label(end),
+        "customer_dominant_emotion": _top_emotion(cust),
+        "customer_start_emotion": _top_emotion(start),
+        "customer_end_emotion": _top_emotion(end),
         "customer_valence_start": v_start,
         "customer_valence_end": v_end,
         "customer_valence_trend": None if v_end is None else v_end - v_start,

@@ -60,7 +60,7 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from .bundle import load_bundle, predict_files
     from .data import read_labelled_manifest
-    from .experiments import _write_eval
+    from .experiments import write_evaluation
     from .labels import EMOTIONS
 
     df = read_labelled_manifest(args.manifest)
@@ -70,7 +70,7 @@ def cmd_evaluate(args) -> int:
     pred = predict_files(bundle, df["path"])
     ok = pred["error"].isna().to_numpy()
     out = Path(args.out)
-    m = _write_eval(out, df["label"][ok].map(EMOTIONS.index), pred["label"][ok].map(EMOTIONS.index))
+    m = write_evaluation(out, df["label"][ok].map(EMOTIONS.index), pred["label"][ok].map(EMOTIONS.index))
     pred.assign(true=df["label"]).to_csv(out / "predictions.csv", index=False)
     print(f"accuracy {m['accuracy']:.3f}  UAR {m['uar']:.3f}  macro-F1 {m['macro_f1']:.3f}  "
           f"on {m['n']} files ({(~ok).sum()} unusable); reports in {out}")

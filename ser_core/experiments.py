@@ -49,7 +49,7 @@ def splits(df: pd.DataFrame, protocol: str, n_val: int, folds: list[int] | None 
     raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
 
 
-def _write_eval(out: Path, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+def write_evaluation(out: Path, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
     """metrics.json, classification_report.txt and both confusion-matrix PNGs."""
     out.mkdir(parents=True, exist_ok=True)
     m = classification_metrics(y_true, y_pred)
@@ -142,14 +142,14 @@ def run_protocol(
         for j, e in enumerate(EMOTIONS):
             pred[f"p_{e}"] = emo[:, j]
         pred.to_csv(fold_dir / "predictions.csv", index=False)
-        _write_eval(fold_dir, y_all.emotion[split.test], emo.argmax(1))
+        write_evaluation(fold_dir, y_all.emotion[split.test], emo.argmax(1))
         fold_info.update(_scores(pred))
         results["folds"][split.name] = fold_info
         predictions.append(pred)
     if predictions:
         pooled = pd.concat(predictions, ignore_index=True)
         pooled.to_csv(out / "predictions.csv", index=False)
-        _write_eval(out / "pooled", pooled["true"].map(EMOTIONS.index), pooled["pred"].map(EMOTIONS.index))
+        write_evaluation(out / "pooled", pooled["true"].map(EMOTIONS.index), pooled["pred"].map(EMOTIONS.index))
         results["pooled"] = _scores(pooled)
         per_fold = list(results["folds"].values())
         results["mean"] = {

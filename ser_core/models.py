@@ -55,29 +55,29 @@ def _pool_time(x, cfg: ModelConfig):
     return layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
 
 
+def _conv_blocks(x, cfg: ModelConfig, conv, pool, kernel: int):
+    """Filtering blocks: convolution, batch norm, ReLU, max-pooling by 2, dropout."""
+    for i, f in enumerate(cfg.filters):
+        x = conv(f, kernel, padding="same", use_bias=False, kernel_regularizer=_reg(cfg), name=f"conv{i}")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
+        x = pool(2)(x)
+        x = layers.Dropout(cfg.dropout / 2)(x)
+    return x
+
+
 def build_baseline(cfg: ModelConfig, feature_cfg: FeatureConfig) -> keras.Model:
     """The study's 1-D CNN on MFCCs: frame context first, then 1-D convolutions over time."""
     inputs = keras.Input(feature_cfg.mfcc_shape, name="mfcc")
     x = FrameContext(cfg.context, name="context")(inputs)
-    for i, f in enumerate(cfg.filters):
-        x = layers.Conv1D(f, 5, padding="same", use_bias=False, kernel_regularizer=_reg(cfg), name=f"conv{i}")(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
-        x = layers.MaxPooling1D(2)(x)
-        x = layers.Dropout(cfg.dropout / 2)(x)
+    x = _conv_blocks(x, cfg, layers.Conv1D, layers.MaxPooling1D, kernel=5)
     return keras.Model(inputs, _heads(_pool_time(x, cfg), cfg), name="baseline")
 
 
 def build_deep(cfg: ModelConfig, feature_cfg: FeatureConfig) -> keras.Model:
     """The study's 2-D CNN on the (mel, time, 3) cube: conv blocks with batch norm and dropout."""
     inputs = keras.Input(feature_cfg.cube_shape, name="cube")
-    x = inputs
-    for i, f in enumerate(cfg.filters):
-        x = layers.Conv2D(f, 3, padding="same", use_bias=False, kernel_regularizer=_reg(cfg), name=f"conv{i}")(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
-        x = layers.MaxPooling2D(2)(x)
-        x = layers.Dropout(cfg.dropout / 2)(x)
+    x = _conv_blocks(inputs, cfg, layers.Conv2D, layers.MaxPooling2D, kernel=3)
     if cfg.pooling == "stats":  # average over frequency, keep time for pooling
         freq, time, ch = x.shape[1:]
         x = layers.AveragePooling2D((freq, 1), name="freq_mean")(x)

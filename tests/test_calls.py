@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import speechlike
+from ser_core.audio import frame_levels_db
+from ser_core.calls import CallInfo, open_audio, overlap_length, role_for, scan_levels, summarize_call, total_length
+from ser_core.labels import EMOTIONS
+
+
+def test_block_wise_levels_equal_whole_signal_levels(tmp_path):
+    sr = 8000
+    y = np.stack([speechlike(5.3, sr=sr), speechlike(5.3, sr=sr, seed=3) * 0.1], axis=1)
+    path = tmp_path / "x.wav"
+    sf.write(path, y, sr, subtype="FLOAT")
+    with open(path, "rb") as raw, open_audio(raw) as f:
+        levels, hop = scan_levels(f, hop_s=0.016, block_s=1.0)
+    assert hop == 128 and levels.shape == (2, -(-y.shape[0] // hop))
+    np.testing.assert_allclose(levels, frame_levels_db(y.T, hop), atol=1e-4)
+
+
+def test_interval_arithmetic():
+    a = np.array([[0.0, 2.0], [1.0, 3.0], [5.0, 6.0]])
+    b = np.array([[2.5, 5.5]])
+    assert total_length(a) == pytest.approx(4.0)
+    assert overlap_length(a, b) == pytest.approx(1.0)
+    assert overlap_length(a, np.zeros((0, 2))) == 0.0
+
+
+def test_roles():
+    assert role_for(0, 1, ("agent", "customer")) == "mixed"
+    assert [role_for(c, 3, ("agent", "customer")) for c in range(3)] == ["agent", "customer", "channel_2"]
+
+
+def _row(role, start, end, emotion, valence):
+    probs = {f"p_{e}": float(e == emotion) for e in EMOTIONS}
+    return {"role": role, "start_s": start, "end_s": end, "valence": valence, **probs}
+
+
+def test_call_summary_on_hand_checked_call():
+    segments = [
+        _row("agent", 0.0, 2.0, "neutral", 0.0),
+        _row("customer", 2.0, 4.0, "angry", -0.6),
+        _row("customer", 4.0, 5.0, "angry", -0.6),
+        _row("customer", 6.0, 8.0, "happy", 0.8),
+        _row("agent", 8.0, 9.0, "calm", 0.4),
+    ]
+    regions = {0: np.array([[0.0, 2.0], [7.5, 9.0]]), 1: np.array([[2.0, 5.0], [6.0, 8.0]])}
+    row = summarize_call("c1", "/x/c1.wav", CallInfo(10.0, 8000, 2), segments, regions,
+                         ("agent", "customer"), "abc", "1.0")
+    assert row["agent_talk_s"] == pytest.approx(3.5) and row["customer_talk_s"] == pytest.approx(5.0)
+    assert row["overlap_s"] == pytest.approx(0.5)          # 7.5-8.0
+    assert row["silence_s"] == pytest.approx(10.0 - 8.0)   # speech covers 0-5 and 6-9
+    assert row["n_segments"] == 5 and row["customer_segments"] == 3 and row["mixed_segments"] == 0
+    assert row["customer_share_angry"] == pytest.approx(3 / 5) and row["customer_share_happy"] == pytest.approx(2 / 5)
+    assert row["agent_share_neutral"] == pytest.approx(2 / 3) and row["mixed_share_angry"] is None
+    assert row["customer_dominant_emotion"] == "angry"
+    assert row["customer_start_emotion"] == "angry" and row["customer_end_emotion"] == "happy"
+    v_mean = (-0.6 * 3 + 0.8 * 2) / 5
+    assert row["customer_valence_trend"] == pytest.approx(0.8 - -0.6)
+    assert row["satisfaction_proxy"] == pytest.approx(0.5 + 0.25 * v_mean + 0.25 * 0.8)
+
+
+def test_mono_call_customer_is_mixed_and_no_speech_gives_nulls():
+    row = summarize_call("m", "/m.wav", CallInfo(3.0, 16000, 1), [], {0: np.zeros((0, 2))}, ("agent", "customer"), "x", "1.0")
+    assert row["customer_role"] == "mixed" and row["silence_s"] == pytest.approx(3.0)
+    assert row["customer_dominant_emotion"] is None and row["satisfaction_proxy"] is None
