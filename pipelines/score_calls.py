@@ -97,14 +97,15 @@ class SegmentAndTrimFn(beam.DoFn):
         self.dropped = Metrics.counter(NAMESPACE, "segments_too_short_after_trim")
 
     def process(self, path: str) -> Iterator[Any]:
+        """Segments are emitted as they are read (memory: one segment). A file that fails
+        part-way still ends as one error row; SummarizeCalls drops its segments."""
         fc, sc = self.feature_cfg, self.seg_cfg
-        stage = "decode"
+        stage, emitted = "decode", 0
         try:
             with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw, open_audio(raw) as f:
                 info = CallInfo(f.frames / f.samplerate, f.samplerate, f.channels)
                 stage = "segment"
                 segs, regions = segment_call(f, sc, fc.hop_length / fc.sample_rate, sc.max_segment_s or fc.window_s)
-                out = []
                 for seg in segs:
                     y = read_segment(f, seg, fc.sample_rate)
                     try:
@@ -112,22 +113,21 @@ class SegmentAndTrimFn(beam.DoFn):
                     except AudioError:
                         self.dropped.inc()
                         continue
-                    key = SegmentKey(call_id_for(path), path, seg.channel, seg.role, seg.index,
-                                     seg.start / f.samplerate, seg.end / f.samplerate, rms_dbfs(y))
-                    out.append((key, wave))
+                    emitted += 1
+                    yield SegmentKey(call_id_for(path), path, seg.channel, seg.role, seg.index,
+                                     seg.start / f.samplerate, seg.end / f.samplerate, rms_dbfs(y)), wave
         except AudioError as exc:
             yield beam.pvalue.TaggedOutput(self.ERRORS, error_row(path, stage, exc.code, str(exc)))
             return
         except Exception as exc:  # noqa: BLE001 — one bad file must not fail the job
             yield beam.pvalue.TaggedOutput(self.ERRORS, error_row(path, stage, "internal", f"{type(exc).__name__}: {exc}"))
             return
-        if not out:
+        if not emitted:
             yield beam.pvalue.TaggedOutput(self.ERRORS, error_row(
                 path, "segment", "no_speech", f"no speech found above -{sc.top_db:g} dB on any channel"))
             return
-        self.segments.inc(len(out))
+        self.segments.inc(emitted)
         yield beam.pvalue.TaggedOutput(self.CALLS, CallMeta(call_id_for(path), path, info, regions))
-        yield from out
 
 
 def localize_bundle(spec: str) -> str:
@@ -207,8 +207,29 @@ def segment_row(key: SegmentKey, result: PredictionResult) -> dict[str, Any]:
     }
 
 
+class SummarizeFn(beam.DoFn):
+    """(path, {meta, segments}) -> one `calls` row, and the call's segment rows to the
+    `segments` output. Segments of a file without CallMeta (it failed) are dropped."""
+
+    SEGMENTS = "segments"
+
+    def __init__(self, roles: Sequence[str], model_id: str):
+        self.roles, self.model_id = tuple(roles), model_id
+
+    def process(self, item) -> Iterator[Any]:
+        _, grouped = item
+        metas, rows = list(grouped["meta"]), list(grouped["segments"])
+        if not metas:
+            return
+        (meta,) = metas
+        yield summarize_call(meta.call_id, meta.path, meta.info, rows, meta.regions_s, self.roles,
+                             self.model_id, SCHEMA_VERSION)
+        for row in rows:
+            yield beam.pvalue.TaggedOutput(self.SEGMENTS, row)
+
+
 class SummarizeCalls(beam.PTransform):
-    """CallMeta + that call's segment rows -> one `calls` row."""
+    """CallMeta + segment rows, joined by file -> `calls` rows (main) and `segments` rows."""
 
     def __init__(self, roles: Sequence[str], model_id: str):
         super().__init__()
@@ -216,19 +237,12 @@ class SummarizeCalls(beam.PTransform):
 
     def expand(self, inputs):
         metas, segments = inputs
-        roles, model_id = self.roles, self.model_id
-
-        def summarize(item):
-            _, grouped = item
-            (meta,) = grouped["meta"]
-            return summarize_call(meta.call_id, meta.path, meta.info, list(grouped["segments"]),
-                                  meta.regions_s, roles, model_id, SCHEMA_VERSION)
-
         return (
             {"meta": metas | "KeyMeta" >> beam.Map(lambda m: (m.path, m)),
              "segments": segments | "KeySegments" >> beam.Map(lambda r: (r["path"], r))}
-            | beam.CoGroupByKey()
-            | beam.Map(summarize)
+            | "JoinByFile" >> beam.CoGroupByKey()
+            | "Summarize" >> beam.ParDo(SummarizeFn(self.roles, self.model_id)).with_outputs(
+                SummarizeFn.SEGMENTS, main="calls")
         )
 
 
@@ -269,9 +283,9 @@ def build(p: beam.Pipeline, opts: ScoreCallsOptions, staging: str) -> None:
         | "RunInference" >> RunInference(KeyedModelHandler(BundleModelHandler(opts.model, opts.inference_batch_size)))
         | "ToSegmentRows" >> beam.MapTuple(segment_row)
     )
-    calls = (split.calls, segments) | "SummarizeCalls" >> SummarizeCalls(roles, model_id)
-    segments | "WriteSegments" >> WriteTable(staging, "segments", SEGMENTS, opts.date)
-    calls | "WriteCalls" >> WriteTable(staging, "calls", CALLS, opts.date)
+    summary = (split.calls, segments) | "SummarizeCalls" >> SummarizeCalls(roles, model_id)
+    summary.segments | "WriteSegments" >> WriteTable(staging, "segments", SEGMENTS, opts.date)
+    summary.calls | "WriteCalls" >> WriteTable(staging, "calls", CALLS, opts.date)
     split.errors | "WriteErrors" >> WriteTable(staging, "errors", ERRORS, opts.date)
 
 

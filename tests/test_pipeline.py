@@ -165,3 +165,20 @@ def test_multi_processing_two_workers(calls_dir, bundle, tmp_path):
                      "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     assert counts["calls_written"] == 2
     assert sorted(read_table(out, "calls", "2026-11-23")["call_id"]) == ["call_a", "call_b"]
+
+
+def test_summarize_calls_joins_by_file_and_drops_orphan_segments():
+    def seg(path, i):
+        return {"call_id": path[1:-4], "path": path, "channel": 0, "role": "mixed", "segment_index": i,
+                "start_s": float(i), "end_s": i + 1.0, "valence": 0.0, **{f"p_{e}": 0.125 for e in
+                ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")}}
+
+    meta = sc.CallMeta("ok", "/ok.wav", sc.CallInfo(3.0, 8000, 1), {0: np.array([[0.0, 2.0]])})
+    with TestPipeline() as p:
+        metas = p | "Metas" >> beam.Create([meta])
+        segments = p | "Segments" >> beam.Create([seg("/ok.wav", 0), seg("/ok.wav", 1), seg("/failed.wav", 0)])
+        out = (metas, segments) | sc.SummarizeCalls(("agent", "customer"), "m1")
+        assert_that(out.calls | beam.Map(lambda r: (r["call_id"], r["n_segments"], r["model_id"])),
+                    equal_to([("ok", 2, "m1")]), label="calls")
+        assert_that(out.segments | beam.Map(lambda r: (r["path"], r["segment_index"])),
+                    equal_to([("/ok.wav", 0), ("/ok.wav", 1)]), label="segments")
