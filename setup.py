@@ -26,7 +26,7 @@ setup(
         "tqdm>=4.66,<5",
     ],
     extras_require={
-        "test": ["pytest>=8,<10"],
+        "test": ["pytest>=8,<10", "duckdb>=1.1,<3"],
         "dataflow": ["apache-beam[gcp]>=2.60,<3"],
     },
     entry_points={"console_scripts": ["ser=ser_core.cli:main"]},

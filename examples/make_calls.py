@@ -4,7 +4,7 @@ Each call alternates an agent (channel 0) and a customer (channel 1), one trimme
 RAVDESS sentence per turn, with pauses and an occasional overlap, then goes through a
 telephone channel: 300-3400 Hz band-pass, 8 kHz, G.711 mu-law WAV. The ground-truth
 timeline is written to examples/calls/truth.csv (call_id, role, channel, start_s,
-end_s, emotion, source).
+end_s, emotion, source), and agents.csv says which agent took each call.
 
 The actors are those of fold 1 (01, 11, 20, 21), which the bundled model never saw.
 RAVDESS (Livingstone & Russo 2018) is CC BY-NC-SA 4.0; so are these derived calls.
@@ -92,6 +92,9 @@ def main() -> None:
         rows += [{"call_id": call_id, **r} for r in truth]
         print(f"{call_id}: {len(audio) / SR:.1f} s, {len(truth)} turns")
     pd.DataFrame(rows).to_csv(OUT / "truth.csv", index=False)
+    # what a CRM export would hold beside the recordings: which agent took each call
+    agents = [{"call_id": c, "agent_id": f"agent_{agent:02d}"} for c, (agent, *_rest) in CALLS.items()]
+    pd.DataFrame(agents).to_csv(OUT / "agents.csv", index=False)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The Beam job: each PTransform with TestPipeline + assert_that, then the whole job."""
 from __future__ import annotations
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -147,6 +148,9 @@ def test_whole_job_end_to_end_and_rerun(calls_dir, bundle, tmp_path):
     assert len(read_table(out, "calls", "2026-11-24")) == 3
     hive = pd.read_parquet(out / "calls")
     assert sorted(hive["date"].astype(str).unique()) == ["2026-11-23", "2026-11-24"] and len(hive) == 6
+    duck = duckdb.sql(f"select date, count(*) n from read_parquet('{out}/segments/*/*.parquet', hive_partitioning=1) "
+                      "group by date order by date").fetchall()
+    assert [(str(d), n) for d, n in duck] == [("2026-11-23", len(segments)), ("2026-11-24", len(segments))]
     assert not (out / "_staging").exists() or not any((out / "_staging").iterdir())
     png = tmp_path / "call_a.png"
     assert main(["report", "--output", str(out), "--call", "call_a", "--date", "2026-11-23", "--out", str(png)]) == 0
