@@ -159,14 +159,15 @@ def read_bundle_configs(spec: str | Path) -> tuple[FeatureConfig, ModelConfig, s
 def attach_cross_validation(bundle_dir: str | Path, cv_run: str | Path) -> dict[str, Any]:
     """Record a finished `folds` run (its command, per-fold and mean figures) in `bundle.json`.
 
-    Refuses a run whose feature, model or training config differs from the bundle's.
+    Refuses a run whose feature, model or training config differs from the bundle's
+    (compared as config objects, so fields added later with their defaults still match).
     """
     meta_path = Path(bundle_dir) / META_FILE
     meta = json.loads(meta_path.read_text())
     run = Path(cv_run)
     config = json.loads((run / "config.json").read_text())
-    for key in ("feature_config", "model_config", "train_config"):
-        if config[key] != meta[key]:
+    for key, cls in (("feature_config", FeatureConfig), ("model_config", ModelConfig), ("train_config", TrainConfig)):
+        if cls.from_dict(config[key]) != cls.from_dict(meta[key]):
             raise BundleError(f"{run} was run with another {key} than the bundle")
     results = json.loads((run / "metrics.json").read_text())
     meta["cross_validation"] = {
