@@ -5,12 +5,15 @@ shaped (channels, samples); mono audio is shaped (samples,).
 """
 from __future__ import annotations
 
+import io
+import zlib
 from pathlib import Path
 
 import librosa
 import numpy as np
 import soundfile as sf
 import soxr
+from scipy.signal import butter, sosfilt
 
 from .config import FeatureConfig
 
@@ -212,7 +215,28 @@ def speed_perturb(y: np.ndarray, sr: int, factor: float) -> np.ndarray:
     return y if factor == 1.0 else resample(y, int(round(sr * factor)), sr)
 
 
-def load_preprocessed(path: str | Path, cfg: FeatureConfig, speed: float = 1.0) -> np.ndarray:
-    """Load a file (down-mixed to mono), optionally speed-perturb it, and `preprocess` it."""
+TELEPHONE_SR = 8000
+
+
+def telephone_channel(y: np.ndarray, sr: int, snr_db: float = 20.0, seed: int = 0) -> np.ndarray:
+    """A call-center line: 300-3400 Hz band-pass, 8 kHz, white noise at `snr_db` below the
+    signal's RMS, G.711 mu-law coding (libsndfile); returned at the input rate `sr`."""
+    sos = butter(6, [300, 3400], btype="bandpass", fs=sr, output="sos")
+    narrow = resample(sosfilt(sos, y).astype(np.float32), sr, TELEPHONE_SR)
+    rms = np.sqrt(np.mean(np.square(narrow, dtype=np.float64)))
+    noise = np.random.default_rng(seed).standard_normal(narrow.size) * rms * 10 ** (-snr_db / 20)
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(narrow + noise, -1, 1), TELEPHONE_SR, format="WAV", subtype="ULAW")
+    buf.seek(0)
+    coded, _ = sf.read(buf, dtype="float32")
+    return resample(coded, TELEPHONE_SR, sr)
+
+
+def load_preprocessed(path: str | Path, cfg: FeatureConfig, speed: float = 1.0, telephone: bool = False) -> np.ndarray:
+    """Load a file (down-mixed to mono), optionally speed-perturb it and pass it through
+    `telephone_channel` (seeded by the file name), then `preprocess` it."""
     y, sr = load_audio(path, sr=None, mono=True)
-    return preprocess(speed_perturb(y, sr, speed), sr, cfg)
+    y = speed_perturb(y, sr, speed)
+    if telephone:
+        y = telephone_channel(y, sr, seed=zlib.crc32(Path(path).name.encode()))
+    return preprocess(y, sr, cfg)

@@ -123,6 +123,7 @@ class TrainConfig(_JsonConfig):
     max_mask_frac: float = 0.15
     val_actors: int = 2             # held out of the training actors for early stopping
     speed_perturb: tuple[float, ...] = ()  # extra training copies at these speeds, e.g. (0.9, 1.1)
+    telephone_augment: bool = False  # an extra training copy through the telephone channel
     seed: int = 0
 
 

@@ -60,12 +60,27 @@ def write_evaluation(out: Path, y_true: np.ndarray, y_pred: np.ndarray) -> dict[
     return m
 
 
+def _prediction_table(df: pd.DataFrame, split: Split, condition: str, emo: np.ndarray, inten: np.ndarray) -> pd.DataFrame:
+    pred = df.iloc[split.test][["path", "actor", "vocal_channel", "emotion", "intensity"]].rename(
+        columns={"emotion": "true", "intensity": "true_intensity"})
+    pred.insert(0, "split", split.name)
+    pred.insert(1, "condition", condition)
+    pred["pred"] = [EMOTIONS[i] for i in emo.argmax(1)]
+    pred["pred_intensity"] = [INTENSITIES[i] for i in inten.argmax(1)]
+    for j, e in enumerate(EMOTIONS):
+        pred[f"p_{e}"] = emo[:, j]
+    return pred
+
+
 def _scores(pred: pd.DataFrame) -> dict[str, Any]:
-    """Headline figures overall and per vocal channel for a predictions table."""
+    """Headline figures on clean audio overall and per vocal channel, and on the
+    telephone-channel copy of the test set when there is one."""
     out: dict[str, Any] = {}
-    groups = [("all", pred)]
-    if pred["vocal_channel"].nunique() > 1:
-        groups += list(pred.groupby("vocal_channel"))
+    clean = pred[pred["condition"] == "clean"]
+    groups = [("all", clean)]
+    if clean["vocal_channel"].nunique() > 1:
+        groups += list(clean.groupby("vocal_channel"))
+    groups += list(pred[pred["condition"] != "clean"].groupby("condition"))
     for name, g in groups:
         m = classification_metrics(g["true"].map(EMOTIONS.index), g["pred"].map(EMOTIONS.index))
         out[name] = {k: m[k] for k in ("n", "accuracy", "uar", "macro_f1")}
@@ -84,8 +99,13 @@ def run_protocol(
     folds: list[int] | None = None,
     command: str = "",
     verbose: int = 2,
+    test_telephone: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate under `protocol`; write every report into `out_dir`.
+
+    Each held-out split's model is saved as a bundle in its folder; with
+    `test_telephone` it is also scored on the test clips passed through the telephone
+    channel (reported as the `telephone` group).
 
     `folds` and `seed-split` hold actors out for testing (`folds` restricts which folds
     run); `all` trains on every clip (of the actors of `folds`, if given) for
@@ -97,6 +117,7 @@ def run_protocol(
     (out / "config.json").write_text(json.dumps({
         "feature_config": feature_cfg.to_dict(), "model_config": model_cfg.to_dict(),
         "train_config": train_cfg.to_dict(), "protocol": protocol, "channels": channels,
+        "test_telephone": test_telephone,
     }, indent=2))
     (out / "command.txt").write_text(command + "\n")
     df = load_corpus(data_root, channels)
@@ -104,8 +125,15 @@ def run_protocol(
     usable = np.setdiff1d(np.arange(len(df)), list(feats.errors))
     name = input_name(model_cfg)
     x_all = getattr(feats, name)[usable]
-    # speed-perturbed copies, aligned with x_all, used for training only
-    x_perturbed = [getattr(extract_corpus(df["path"], feature_cfg, speed=f), name)[usable] for f in train_cfg.speed_perturb]
+    # degraded copies aligned with x_all: speed/telephone copies for training, telephone test set
+    paths = list(df["path"])
+
+    def degraded(**how: Any) -> np.ndarray:
+        return getattr(extract_corpus(paths, feature_cfg, **how), name)[usable]
+
+    x_augmented = [degraded(speed=f) for f in train_cfg.speed_perturb]
+    x_augmented += [degraded(telephone=True)] if train_cfg.telephone_augment else []
+    x_telephone = degraded(telephone=True) if test_telephone and protocol != "all" else None
     df = df.iloc[usable].reset_index(drop=True)
     y_all = targets(df)
     n_val = 0 if protocol == "all" else train_cfg.val_actors
@@ -115,8 +143,8 @@ def run_protocol(
     for split in splits(df, protocol, n_val, folds):
         fold_t0 = time.time()
         val = (x_all[split.val], y_all.take(split.val)) if len(split.val) else None
-        x_train = np.concatenate([x_all[split.train]] + [xp[split.train] for xp in x_perturbed])
-        y_train = y_all.take(np.tile(split.train, 1 + len(x_perturbed)))
+        x_train = np.concatenate([x_all[split.train]] + [xa[split.train] for xa in x_augmented])
+        y_train = y_all.take(np.tile(split.train, 1 + len(x_augmented)))
         model, history = fit(model_cfg, feature_cfg, train_cfg, x_train, y_train, val, verbose)
         fold_dir = out / split.name
         fold_dir.mkdir(exist_ok=True)
@@ -133,23 +161,23 @@ def run_protocol(
                         {"training_command": command, "trained_on": trained_on})
             results["folds"][split.name] = fold_info
             continue
-        emo, inten = predict(model, x_all[split.test])
-        pred = df.iloc[split.test][["path", "actor", "vocal_channel", "emotion", "intensity"]].rename(
-            columns={"emotion": "true", "intensity": "true_intensity"})
-        pred.insert(0, "split", split.name)
-        pred["pred"] = [EMOTIONS[i] for i in emo.argmax(1)]
-        pred["pred_intensity"] = [INTENSITIES[i] for i in inten.argmax(1)]
-        for j, e in enumerate(EMOTIONS):
-            pred[f"p_{e}"] = emo[:, j]
+        save_bundle(fold_dir / "bundle", model, feature_cfg, model_cfg, train_cfg,
+                    {"training_command": command, "test_actors": sorted(int(a) for a in set(df["actor"].iloc[split.test]))})
+        pred = _prediction_table(df, split, "clean", *predict(model, x_all[split.test]))
+        if x_telephone is not None:
+            pred = pd.concat([pred, _prediction_table(df, split, "telephone", *predict(model, x_telephone[split.test]))])
         pred.to_csv(fold_dir / "predictions.csv", index=False)
-        write_evaluation(fold_dir, y_all.emotion[split.test], emo.argmax(1))
+        clean = pred[pred["condition"] == "clean"]
+        write_evaluation(fold_dir, clean["true"].map(EMOTIONS.index), clean["pred"].map(EMOTIONS.index))
         fold_info.update(_scores(pred))
         results["folds"][split.name] = fold_info
         predictions.append(pred)
     if predictions:
         pooled = pd.concat(predictions, ignore_index=True)
         pooled.to_csv(out / "predictions.csv", index=False)
-        write_evaluation(out / "pooled", pooled["true"].map(EMOTIONS.index), pooled["pred"].map(EMOTIONS.index))
+        for condition, group in pooled.groupby("condition"):
+            write_evaluation(out / ("pooled" if condition == "clean" else f"pooled_{condition}"),
+                             group["true"].map(EMOTIONS.index), group["pred"].map(EMOTIONS.index))
         results["pooled"] = _scores(pooled)
         per_fold = list(results["folds"].values())
         results["mean"] = {

@@ -107,8 +107,8 @@ def extract(y: np.ndarray, cfg: FeatureConfig) -> Features:
     )
 
 
-def extract_file(path: str | Path, cfg: FeatureConfig, speed: float = 1.0) -> Features:
-    return extract(load_preprocessed(path, cfg, speed), cfg)
+def extract_file(path: str | Path, cfg: FeatureConfig, speed: float = 1.0, telephone: bool = False) -> Features:
+    return extract(load_preprocessed(path, cfg, speed, telephone), cfg)
 
 
 class CorpusFeatures(NamedTuple):
@@ -117,9 +117,9 @@ class CorpusFeatures(NamedTuple):
     errors: dict[int, str]  # index -> reason, for files that could not be used
 
 
-def _extract_or_error(path: str, cfg: FeatureConfig, speed: float) -> Features | str:
+def _extract_or_error(path: str, cfg: FeatureConfig, speed: float, telephone: bool) -> Features | str:
     try:
-        return extract_file(path, cfg, speed)
+        return extract_file(path, cfg, speed, telephone)
     except AudioError as exc:
         return f"{exc.code}: {exc}"
 
@@ -135,14 +135,15 @@ def extract_corpus(
     n_jobs: int = -1,
     progress: bool = True,
     speed: float = 1.0,
+    telephone: bool = False,
 ) -> CorpusFeatures:
-    """Features for many files (optionally speed-perturbed), in parallel, cached on disk
-    by config, speed and file list. A file that cannot be used gets zero features and an
-    entry in `errors`.
+    """Features for many files (optionally speed-perturbed and/or through the telephone
+    channel), in parallel, cached on disk by config, degradation and file list. A file
+    that cannot be used gets zero features and an entry in `errors`.
     """
     paths = [str(p) for p in paths]
     key = hashlib.sha256(
-        (cfg.to_json() + f"speed={speed}" + "\n".join(f"{p}:{os.path.getsize(p)}" for p in paths)).encode()
+        (cfg.to_json() + f"speed={speed}telephone={telephone}" + "\n".join(f"{p}:{os.path.getsize(p)}" for p in paths)).encode()
     ).hexdigest()[:20]
     cache = Path(cache_dir or default_cache_dir()) / f"features-{key}.npz"
     if cache.exists():
@@ -150,7 +151,7 @@ def extract_corpus(
             errors = {int(i): str(r) for i, r in zip(z["error_index"], z["error_reason"])}
             return CorpusFeatures(z["mfcc"], z["cube"], errors)
     jobs = Parallel(n_jobs=n_jobs, batch_size=16, return_as="generator")(
-        delayed(_extract_or_error)(p, cfg, speed) for p in paths
+        delayed(_extract_or_error)(p, cfg, speed, telephone) for p in paths
     )
     mfccs = np.zeros((len(paths), *cfg.mfcc_shape), np.float32)
     cubes = np.zeros((len(paths), *cfg.cube_shape), np.float32)

@@ -144,3 +144,16 @@ def test_speed_perturbation_scales_duration_and_pitch():
     spectrum = np.abs(np.fft.rfft(fast))
     assert abs(np.argmax(spectrum) * SR / fast.size - 220) < 3
     assert audio.speed_perturb(y, SR, 1.0) is y
+
+
+def test_telephone_channel_band_limits_and_keeps_rate():
+    rng = np.random.default_rng(0)
+    y = (0.3 * rng.standard_normal(SR)).astype(np.float32)  # white noise: energy at all frequencies
+    out = audio.telephone_channel(y, SR, snr_db=20.0, seed=1)
+    assert out.dtype == np.float32 and abs(out.size - y.size) <= 2
+    spectrum = np.abs(np.fft.rfft(out)) ** 2
+    freqs = np.fft.rfftfreq(out.size, 1 / SR)
+    in_band = spectrum[(freqs > 500) & (freqs < 3000)].mean()
+    assert spectrum[freqs > 4500].mean() < 1e-3 * in_band      # nothing above the 8 kHz Nyquist
+    assert spectrum[freqs < 100].mean() < 0.05 * in_band       # the 300 Hz high-pass
+    np.testing.assert_array_equal(out, audio.telephone_channel(y, SR, seed=1))  # seeded

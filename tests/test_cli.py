@@ -64,8 +64,9 @@ def test_console_script_help():
 def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
     root, _ = tiny_data
     out = tmp_path / "run"
-    assert main(["train", "--data", str(root), "--model", "baseline", "--protocol", "folds",
-                 "--out", str(out), "--verbose", "0", *TINY, "--train", "speed_perturb=[1.1]"]) == 0
+    assert main(["train", "--data", str(root), "--model", "baseline", "--protocol", "folds", "--test-telephone",
+                 "--out", str(out), "--verbose", "0", *TINY, "--train", "speed_perturb=[1.1]",
+                 "--train", "telephone_augment=true"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["folds"]) == {"fold_1", "fold_2"}
     for key in ("accuracy", "uar", "macro_f1"):
@@ -82,8 +83,13 @@ def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
     assert "fold_1" in (out / "report.md").read_text()
     config = json.loads((out / "config.json").read_text())
     assert config["model_config"]["kind"] == "baseline" and config["train_config"]["speed_perturb"] == [1.1]
-    # training actors' clips, twice (original + 1.1x speed); validation and test clips once
-    assert metrics["folds"]["fold_1"]["train_clips"] == 2 * 12 * 2 and metrics["folds"]["fold_1"]["test_clips"] == 4 * 12
+    # training actors' clips three times (original, 1.1x speed, telephone); validation and test clips once
+    assert metrics["folds"]["fold_1"]["train_clips"] == 3 * 2 * 12 and metrics["folds"]["fold_1"]["test_clips"] == 4 * 12
+    assert set(metrics["mean"]) == {"all", "telephone"}
+    assert (out / "pooled_telephone" / "confusion_matrix.png").exists()
+    assert (out / "fold_1" / "bundle" / "model.keras").exists()
+    conditions = pd.read_csv(out / "fold_1" / "predictions.csv")["condition"].value_counts()
+    assert conditions["clean"] == conditions["telephone"] == 4 * 12
 
 
 def test_protocol_all_writes_a_verified_bundle(trained_bundle):
