@@ -51,6 +51,7 @@ class ScoreCallsOptions(PipelineOptions):
         parser.add_argument("--date", default=dt.date.today().isoformat(), help="partition date YYYY-MM-DD")
         parser.add_argument("--roles", default="agent,customer", help="role of each channel, in order")
         parser.add_argument("--top_db", type=float, default=30.0, help="silence threshold (dB below speech)")
+        parser.add_argument("--noise_margin_db", type=float, default=10.0, help="speech must be this far above the noise floor")
         parser.add_argument("--min_speech_s", type=float, default=0.3)
         parser.add_argument("--min_silence_s", type=float, default=0.3)
         parser.add_argument("--max_segment_s", type=float, default=None, help="default: the model's input length")
@@ -269,7 +270,7 @@ def build(p: beam.Pipeline, opts: ScoreCallsOptions, staging: str) -> None:
     """The job's graph: match -> segment + trim -> features -> RunInference -> rows -> Parquet."""
     feature_cfg, model_cfg, model_id = read_bundle_configs(localize_bundle(opts.model))
     roles = tuple(r.strip() for r in opts.roles.split(","))
-    seg_cfg = SegmentConfig(top_db=opts.top_db, min_speech_s=opts.min_speech_s, min_silence_s=opts.min_silence_s,
+    seg_cfg = SegmentConfig(top_db=opts.top_db, noise_margin_db=opts.noise_margin_db, min_speech_s=opts.min_speech_s, min_silence_s=opts.min_silence_s,
                             max_segment_s=opts.max_segment_s, overlap_s=opts.overlap_s, roles=roles)
     split = (
         p

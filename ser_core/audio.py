@@ -120,18 +120,26 @@ def speech_regions(
     min_speech_s: float = 0.3,
     min_silence_s: float = 0.3,
     ref_db: float | None = None,
+    noise_margin_db: float = 10.0,
 ) -> np.ndarray:
     """Speech regions from frame levels, as an (n, 2) array of sample intervals.
 
-    Frames quieter than `top_db` below the reference are silence; `ref_db` is the
-    reference level in dBFS (default: the 95th percentile frame level, so one loud
-    click cannot silence a whole call). Gaps shorter than `min_silence_s` are bridged
-    and regions shorter than `min_speech_s` dropped.
+    A frame is speech when it is within `top_db` of the reference (`ref_db`, default:
+    the 95th percentile frame level, so one loud click cannot silence a whole call) and,
+    when the recording has a measurable noise floor (its 5th percentile frame level lies
+    more than `noise_margin_db` + 6 dB below the reference), at least `noise_margin_db`
+    above that floor, so line noise between turns is not speech. Level alone cannot tell
+    a channel of pure stationary noise from unbroken speech: both count as speech. Gaps
+    shorter than `min_silence_s` are bridged and regions shorter than `min_speech_s` dropped.
     """
     if levels_db.size == 0:
         return np.zeros((0, 2), dtype=np.int64)
     ref = float(np.percentile(levels_db, 95)) if ref_db is None else ref_db
-    voiced = (levels_db > ref - top_db) & (levels_db > SILENCE_FLOOR_DBFS)
+    floor = float(np.percentile(levels_db, 5))
+    threshold = max(ref - top_db, SILENCE_FLOOR_DBFS)
+    if ref - floor > noise_margin_db + 6.0:
+        threshold = max(threshold, floor + noise_margin_db)
+    voiced = levels_db > threshold
     edges = np.flatnonzero(np.diff(np.concatenate([[0], voiced.astype(np.int8), [0]])))
     merged: list[list[int]] = []
     for s, e in edges.reshape(-1, 2) * hop_length:
@@ -167,11 +175,13 @@ def speech_intervals(
     overlap_s: float = 0.5,
     ref_db: float | None = None,
     hop_length: int = 256,
+    noise_margin_db: float = 10.0,
 ) -> np.ndarray:
     """Model-sized speech segments of a long mono signal: `speech_regions` then `split_windows`."""
     if y.ndim != 1:
         raise ValueError("speech_intervals expects mono audio")
-    regions = speech_regions(frame_levels_db(y, hop_length), hop_length, sr, top_db, min_speech_s, min_silence_s, ref_db)
+    levels = frame_levels_db(y, hop_length)
+    regions = speech_regions(levels, hop_length, sr, top_db, min_speech_s, min_silence_s, ref_db, noise_margin_db)
     regions = np.minimum(regions, y.size)
     return split_windows(regions, sr, max_segment_s, overlap_s)
 

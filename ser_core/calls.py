@@ -65,7 +65,8 @@ def segment_call(f: sf.SoundFile, cfg: SegmentConfig, hop_s: float, max_segment_
     regions_s: dict[int, np.ndarray] = {}
     for ch in range(f.channels):
         regions = np.minimum(
-            speech_regions(levels[ch], hop, f.samplerate, cfg.top_db, cfg.min_speech_s, cfg.min_silence_s), f.frames)
+            speech_regions(levels[ch], hop, f.samplerate, cfg.top_db, cfg.min_speech_s, cfg.min_silence_s,
+                           noise_margin_db=cfg.noise_margin_db), f.frames)
         regions_s[ch] = regions / f.samplerate
         role = role_for(ch, f.channels, cfg.roles)
         segments += [Segment(ch, role, 0, int(s), int(e))

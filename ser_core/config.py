@@ -132,6 +132,7 @@ class SegmentConfig(_JsonConfig):
     """How a long call recording is cut into model-sized speech segments, per channel."""
 
     top_db: float = 30.0            # silence: quieter than this below the channel's speech level
+    noise_margin_db: float = 10.0   # speech must also be this far above the channel's noise floor
     min_speech_s: float = 0.3
     min_silence_s: float = 0.3      # shorter pauses are bridged
     max_segment_s: float | None = None  # None: the model's input length (FeatureConfig.window_s)

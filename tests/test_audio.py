@@ -157,3 +157,13 @@ def test_telephone_channel_band_limits_and_keeps_rate():
     assert spectrum[freqs > 4500].mean() < 1e-3 * in_band      # nothing above the 8 kHz Nyquist
     assert spectrum[freqs < 100].mean() < 0.05 * in_band       # the 300 Hz high-pass
     np.testing.assert_array_equal(out, audio.telephone_channel(y, SR, seed=1))  # seeded
+
+
+def test_speech_intervals_ignore_line_noise_between_turns():
+    rng = np.random.default_rng(5)
+    noise = lambda s: (10 ** (-34 / 20) * rng.standard_normal(int(s * SR))).astype(np.float32)  # noqa: E731
+    speech = speechlike(1.5, amp=0.5)  # about 26 dB above the noise: within top_db, yet not speech
+    y = np.concatenate([noise(2.0), speech + noise(1.5), noise(3.0)])
+    iv = audio.speech_intervals(y, SR) / SR
+    assert iv.shape == (1, 2)
+    np.testing.assert_allclose(iv[0], [2.0, 3.5], atol=0.05)
