@@ -124,15 +124,16 @@ def load_bundle(spec: str | Path) -> Bundle:
     )
 
 
-def predict_files(bundle: Bundle, paths: Sequence[str | Path]) -> pd.DataFrame:
+def predict_files(bundle: Bundle, paths: Sequence[str | Path], telephone: bool = False) -> pd.DataFrame:
     """One row per file: class probabilities (columns named by class), top label,
-    confidence, intensity, valence, arousal; unusable files get an `error` and no scores."""
+    confidence, intensity, valence, arousal; unusable files get an `error` and no scores.
+    With `telephone`, each file first goes through the simulated telephone channel."""
     feats: list[Features] = []
     ok: list[int] = []
     errors: dict[int, str] = {}
     for i, p in enumerate(paths):
         try:
-            feats.append(extract_file(p, bundle.feature_config))
+            feats.append(extract_file(p, bundle.feature_config, telephone=telephone))
             ok.append(i)
         except AudioError as exc:
             errors[i] = f"{exc.code}: {exc}"

@@ -67,7 +67,7 @@ def cmd_evaluate(args) -> int:
     if "label" not in df.columns:
         sys.exit(f"{args.manifest} needs a 'label' column to evaluate")
     bundle = load_bundle(args.model)
-    pred = predict_files(bundle, df["path"])
+    pred = predict_files(bundle, df["path"], telephone=args.telephone)
     ok = pred["error"].isna().to_numpy()
     out = Path(args.out)
     m = write_evaluation(out, df["label"][ok].map(EMOTIONS.index), pred["label"][ok].map(EMOTIONS.index))
@@ -159,6 +159,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default", help="bundle directory or 'default'")
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--telephone", action="store_true",
+                   help="pass every file through the simulated telephone channel first (robustness check)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="class probabilities per file")

@@ -117,6 +117,12 @@ def test_evaluate_writes_metrics_report_and_confusion(trained_bundle, labelled_c
     assert np.asarray(m["confusion_matrix"]).sum() == 10
     assert "precision" in (tmp_path / "classification_report.txt").read_text()
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 0
+    phone = tmp_path / "phone"
+    assert main(["evaluate", "--model", str(trained_bundle), "--manifest", str(labelled_csv), "--out", str(phone),
+                 "--telephone"]) == 0
+    clean_p = pd.read_csv(tmp_path / "predictions.csv")[list(EMOTIONS)].to_numpy()
+    phone_p = pd.read_csv(phone / "predictions.csv")[list(EMOTIONS)].to_numpy()
+    assert clean_p.shape == phone_p.shape and not np.allclose(clean_p, phone_p)
 
 
 def test_predict_rows_per_file_with_errors(trained_bundle, labelled_csv, tmp_path):
