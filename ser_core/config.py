@@ -32,10 +32,6 @@ class _JsonConfig:
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**kwargs)
 
-    @classmethod
-    def from_json(cls: type[T], text: str) -> T:
-        return cls.from_dict(json.loads(text))
-
     def digest(self) -> str:
         """Short hash of the configuration, used as a cache key."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]

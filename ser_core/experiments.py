@@ -20,7 +20,6 @@ from .plots import plot_confusion, plot_curves
 from .training import Targets, fit, predict
 
 PROTOCOLS = ("folds", "seed-split", "all")
-CHANNELS = ("speech", "song", "both")
 
 
 def load_corpus(data_root: str | Path, channels: str = "speech") -> pd.DataFrame:
