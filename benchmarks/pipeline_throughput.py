@@ -3,11 +3,12 @@
 1. Throughput: the example calls copied N times, scored by the job in-memory (one
    worker) and with multi_processing (all cores), side by side: audio-hours per wall
    minute, multiple of real time, per core, and the ratio between the two modes.
-2. Memory: one long stereo call (default 2 hours, 16 kHz) built by looping the example
-   calls, scored in a subprocess; its peak RSS beside the size the call would take
-   decoded whole as float64 (what bounded, block-wise reading avoids).
+2. Memory: a 30-second example call, then stereo calls of a quarter of the length and
+   the full length (default 2 hours, 16 kHz, looped example calls), each scored in a
+   fresh process: peak RSS side by side. Bounded memory shows as a flat peak from the
+   shorter long call to the longer one.
 
-    python benchmarks/pipeline_throughput.py [--model default] [--copies 12] [--hours 2]
+    python benchmarks/pipeline_throughput.py [--model default] [--copies 12] [--hours 2] [--parts memory]
 """
 from __future__ import annotations
 
@@ -68,21 +69,31 @@ def long_call(path: Path, hours: float, sr: int = 16000) -> None:
                 written += len(block)
 
 
-def memory(model: str, hours: float, tmp: Path) -> None:
-    path = tmp / "long" / "long_call.wav"
-    path.parent.mkdir()
-    long_call(path, hours)
-    info = sf.info(path)
+def _peak_rss_mib(path: Path, out: Path, model: str) -> tuple[float, float]:
+    """Run the job on one file in a fresh process; (its peak RSS in MiB, wall seconds)."""
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pipelines.score_calls", f"--input={path}", f"--output={tmp / 'out_long'}",
+    subprocess.run([sys.executable, "-m", "pipelines.score_calls", f"--input={path}", f"--output={out}",
                     f"--model={model}"], check=True, capture_output=True)
-    wall = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    whole_mb = info.frames * info.channels * 8 / 2**20
-    print(f"long call: {info.duration / 3600:.2f} h stereo at {info.samplerate} Hz, scored in {wall / 60:.1f} min "
-          f"({info.duration / wall:.1f}x real time)")
-    print(f"peak RSS of the job {peak_mb:.0f} MiB vs {whole_mb:.0f} MiB for the call decoded whole as float64 "
-          f"(ratio {peak_mb / whole_mb:.2f})")
+    # RUSAGE_CHILDREN reports the largest peak of any finished child: run the short call first
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, time.perf_counter() - t0
+
+
+def memory(model: str, hours: float, tmp: Path) -> None:
+    """Peak RSS on a 30 s example call, then on calls of hours/4 and `hours`, shortest first."""
+    short = sorted(EXAMPLES.glob("*.wav"))[0]
+    rows = [(sf.info(short).duration, *_peak_rss_mib(short, tmp / "out_short", model))]
+    for h in (hours / 4, hours):
+        path = tmp / f"long_{h:g}h.wav"
+        long_call(path, h)
+        rows.append((sf.info(path).duration, *_peak_rss_mib(path, tmp / f"out_{h:g}h", model)))
+        path.unlink()
+    for seconds, peak, wall in rows:
+        print(f"{seconds / 60:7.1f} min stereo call: peak RSS {peak:6.0f} MiB, scored in {wall:6.1f} s "
+              f"({seconds / wall:5.1f}x real time, one worker)")
+    whole_mb = hours * 3600 * 16000 * 2 * 8 / 2**20
+    print(f"peak RSS {hours:g} h vs 30 s call: {rows[-1][1] / rows[0][1]:.2f}x; {hours:g} h vs {hours / 4:g} h: "
+          f"{rows[-1][1] / rows[-2][1]:.2f}x (flat = bounded); the {hours:g} h call decoded whole as float64 "
+          f"would take {whole_mb:.0f} MiB by itself")
 
 
 def main() -> None:
@@ -90,11 +101,14 @@ def main() -> None:
     ap.add_argument("--model", default="default")
     ap.add_argument("--copies", type=int, default=12, help="copies of the example calls for the throughput run")
     ap.add_argument("--hours", type=float, default=2.0, help="length of the long call for the memory run")
+    ap.add_argument("--parts", nargs="+", choices=("throughput", "memory"), default=["throughput", "memory"])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        throughput(args.model, args.copies, tmp)
-        memory(args.model, args.hours, tmp)
+        if "throughput" in args.parts:
+            throughput(args.model, args.copies, tmp)
+        if "memory" in args.parts:
+            memory(args.model, args.hours, tmp)
 
 
 if __name__ == "__main__":
