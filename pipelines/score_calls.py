@@ -326,7 +326,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
     LOG.info("reconciliation: files matched %d, calls written %d, errors written %d%s", matched, calls, errors,
              "" if matched == calls + errors else "  MISMATCH")
     print(f"reconciliation: files matched {matched}, calls written {calls}, errors written {errors}; "
-          f"tables in {job.output}/{{segments,calls,errors}}/date={job.date}/")
+          f"tables in {job.output.rstrip('/')}/{{segments,calls,errors}}/date={job.date}/")
     return c
 
 

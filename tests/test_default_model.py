@@ -1,0 +1,36 @@
+"""The model shipped inside the package (`--model default`)."""
+import json
+
+import pandas as pd
+import pytest
+
+from ser_core.bundle import DEFAULT_BUNDLE, MODEL_FILE, load_bundle, predict_files
+from ser_core.labels import EMOTIONS, parse_ravdess_name
+
+EXAMPLES = DEFAULT_BUNDLE.parents[1] / "examples"
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return load_bundle("default")
+
+
+def test_default_bundle_is_complete_small_and_verified(bundle):
+    meta = json.loads((DEFAULT_BUNDLE / "bundle.json").read_text())
+    assert (DEFAULT_BUNDLE / MODEL_FILE).stat().st_size < 20 * 2**20
+    assert bundle.model_config.kind == "deep" and bundle.labels == EMOTIONS
+    assert meta["training_command"].startswith("ser train") and "--protocol all" in meta["training_command"]
+    assert bundle.model_id == meta["sha256"][:12]
+
+
+def test_example_calls_come_from_actors_the_default_model_never_heard(bundle):
+    trained = set(bundle.info["trained_on"]["actors"])
+    sources = pd.read_csv(EXAMPLES / "calls" / "truth.csv")["source"]
+    assert trained and not trained & {parse_ravdess_name(s).actor for s in sources}
+
+
+def test_default_bundle_scores_the_example_clips(bundle):
+    manifest = pd.read_csv(EXAMPLES / "clips" / "manifest.csv")
+    pred = predict_files(bundle, [str(EXAMPLES / "clips" / p) for p in manifest["path"]])
+    assert pred["error"].isna().all() and set(pred["label"]) <= set(EMOTIONS)
+    assert pred[list(EMOTIONS)].sum(axis=1).round(4).eq(1.0).all()
