@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -69,13 +68,17 @@ def long_call(path: Path, hours: float, sr: int = 16000) -> None:
                 written += len(block)
 
 
+# A fresh parent per measurement: RUSAGE_CHILDREN reports the largest peak of any finished child.
+_MEASURE = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, capture_output=True); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
 def _peak_rss_mib(path: Path, out: Path, model: str) -> tuple[float, float]:
     """Run the job on one file in a fresh process; (its peak RSS in MiB, wall seconds)."""
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pipelines.score_calls", f"--input={path}", f"--output={out}",
-                    f"--model={model}"], check=True, capture_output=True)
-    # RUSAGE_CHILDREN reports the largest peak of any finished child: run the short call first
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, time.perf_counter() - t0
+    job = [sys.executable, "-m", "pipelines.score_calls", f"--input={path}", f"--output={out}", f"--model={model}"]
+    done = subprocess.run([sys.executable, "-c", _MEASURE, *job], check=True, capture_output=True, text=True)
+    return int(done.stdout.split()[-1]) / 1024, time.perf_counter() - t0
 
 
 def memory(model: str, hours: float, tmp: Path) -> None:
