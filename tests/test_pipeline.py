@@ -9,13 +9,14 @@ import pytest
 import soundfile as sf
 import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
-from apache_beam.testing.util import assert_that, equal_to, is_not_empty
+from apache_beam.testing.util import assert_that, equal_to
 
 from conftest import speechlike
 from pipelines import score_calls as sc
 from schemas import CALLS, ERRORS, SCHEMA_VERSION, SEGMENTS
 from ser_core.bundle import save_bundle
 from ser_core.cli import main
+from ser_core.labels import EMOTIONS
 from ser_core.config import FeatureConfig, ModelConfig, SegmentConfig, TrainConfig
 from ser_core.models import build_model
 
@@ -102,8 +103,7 @@ def test_features_and_inference_give_schema_rows(calls_dir, bundle):
         assert len(rows) == 3
         for r in rows:
             assert set(r) == set(SEGMENTS.names)
-            assert sum(r[f"p_{e}"] for e in ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust",
-                                               "surprised")) == pytest.approx(1.0, abs=1e-4)
+            assert sum(r[f"p_{e}"] for e in EMOTIONS) == pytest.approx(1.0, abs=1e-4)
             assert r["model_id"] == model_id and r["schema_version"] == SCHEMA_VERSION
 
     with TestPipeline() as p:
@@ -174,8 +174,7 @@ def test_multi_processing_two_workers(calls_dir, bundle, tmp_path):
 def test_summarize_calls_joins_by_file_and_drops_orphan_segments():
     def seg(path, i):
         return {"call_id": path[1:-4], "path": path, "channel": 0, "role": "mixed", "segment_index": i,
-                "start_s": float(i), "end_s": i + 1.0, "valence": 0.0, **{f"p_{e}": 0.125 for e in
-                ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")}}
+                "start_s": float(i), "end_s": i + 1.0, "valence": 0.0, **{f"p_{e}": 0.125 for e in EMOTIONS}}
 
     meta = sc.CallMeta("ok", "/ok.wav", sc.CallInfo(3.0, 8000, 1), {0: np.array([[0.0, 2.0]])})
     with TestPipeline() as p:
