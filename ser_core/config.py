@@ -93,6 +93,7 @@ class ModelConfig(_JsonConfig):
     dense_units: int = 1024
     dropout: float = 0.3
     pooling: str = "stats"                  # "flatten" (the study) or "stats" (mean+max over time)
+    freq_pooling: str = "mean"              # deep + stats: "mean" over frequency or "flatten" bands into channels
     context: int = 2                        # baseline: frames of context on each side
     l2: float = 1e-4
 
@@ -101,6 +102,8 @@ class ModelConfig(_JsonConfig):
             raise ValueError(f"kind must be baseline or deep, not {self.kind!r}")
         if self.pooling not in ("flatten", "stats"):
             raise ValueError(f"pooling must be flatten or stats, not {self.pooling!r}")
+        if self.freq_pooling not in ("mean", "flatten"):
+            raise ValueError(f"freq_pooling must be mean or flatten, not {self.freq_pooling!r}")
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,8 @@ class TrainConfig(_JsonConfig):
     time_masks: int = 2
     max_mask_frac: float = 0.15
     val_actors: int = 2             # held out of the training actors for early stopping
-    speed_perturb: tuple[float, ...] = ()  # extra training copies at these speeds, e.g. (0.9, 1.1)
-    telephone_augment: bool = False  # an extra training copy through the telephone channel
+    speed_perturb: tuple[float, ...] = ()  # training views at these speeds, e.g. (0.9, 1.1)
+    telephone_augment: bool = False  # a training view through the telephone channel
     seed: int = 0
 
 

@@ -124,7 +124,7 @@ def run_protocol(
     usable = np.setdiff1d(np.arange(len(df)), list(feats.errors))
     name = input_name(model_cfg)
     x_all = getattr(feats, name)[usable]
-    # degraded copies aligned with x_all: speed/telephone copies for training, telephone test set
+    # degraded copies aligned with x_all: speed/telephone views for training, telephone test set
     paths = list(df["path"])
 
     def degraded(**how: Any) -> np.ndarray:
@@ -142,9 +142,9 @@ def run_protocol(
     for split in splits(df, protocol, n_val, folds):
         fold_t0 = time.time()
         val = (x_all[split.val], y_all.take(split.val)) if len(split.val) else None
-        x_train = np.concatenate([x_all[split.train]] + [xa[split.train] for xa in x_augmented])
-        y_train = y_all.take(np.tile(split.train, 1 + len(x_augmented)))
-        model, history = fit(model_cfg, feature_cfg, train_cfg, x_train, y_train, val, verbose)
+        x_train = x_all[split.train]
+        model, history = fit(model_cfg, feature_cfg, train_cfg, x_train, y_all.take(split.train), val, verbose,
+                             views=[xa[split.train] for xa in x_augmented])
         fold_dir = out / split.name
         fold_dir.mkdir(exist_ok=True)
         history.to_csv(fold_dir / "history.csv", index=False)

@@ -5,10 +5,11 @@ from ser_core.config import FeatureConfig, ModelConfig
 from ser_core.models import FrameContext, build_model
 
 
-@pytest.mark.parametrize("kind,pooling", [("baseline", "stats"), ("deep", "stats"), ("deep", "flatten")])
-def test_build_shapes(kind, pooling):
+@pytest.mark.parametrize("kind,pooling,freq", [
+    ("baseline", "stats", "mean"), ("deep", "stats", "mean"), ("deep", "stats", "flatten"), ("deep", "flatten", "mean")])
+def test_build_shapes(kind, pooling, freq):
     fcfg = FeatureConfig(n_mels=32, frames=40, mfcc_frames=40)
-    model = build_model(ModelConfig(kind=kind, pooling=pooling, filters=(8, 16), dense_units=32), fcfg)
+    model = build_model(ModelConfig(kind=kind, pooling=pooling, freq_pooling=freq, filters=(8, 16), dense_units=32), fcfg)
     shape = fcfg.mfcc_shape if kind == "baseline" else fcfg.cube_shape
     assert tuple(model.input.shape[1:]) == shape
     out = model(np.random.default_rng(0).standard_normal((3, *shape)).astype("float32"))
@@ -31,3 +32,31 @@ def test_frame_context_splices_neighbours_with_edge_padding():
     np.testing.assert_array_equal(out[0, :, 0], [0, 0, 1, 2, 3])  # previous frame
     np.testing.assert_array_equal(out[0, :, 1], [0, 1, 2, 3, 4])  # the frame itself
     np.testing.assert_array_equal(out[0, :, 2], [1, 2, 3, 4, 4])  # next frame
+
+
+def _batches(views, **train):
+    from ser_core.config import TrainConfig
+    from ser_core.training import AugmentedBatches, Targets
+
+    x = np.zeros((10, 4, 6, 3), np.float32)
+    y = Targets(np.arange(10) % 8, np.arange(10) % 2)
+    cfg = TrainConfig(batch_size=4, mixup_alpha=0, freq_masks=0, time_masks=0, **train)
+    return AugmentedBatches(x, y, cfg, time_axis=2, freq_axis=1, views=views)
+
+
+def test_batches_cover_every_clip_once_per_pass_and_repeat():
+    batches = _batches([])
+    stream = iter(batches)
+    first = [next(stream) for _ in range(len(batches))]
+    assert len(batches) == 3 and sum(len(x) for x, _ in first) == 10
+    assert sorted(np.concatenate([y["emotion"].argmax(1) for _, y in first])) == sorted(np.arange(10) % 8)
+    assert next(stream)[0].shape == (4, 4, 6, 3)  # endless: the next pass starts
+
+
+def test_batches_draw_each_example_from_the_clip_or_one_of_its_views():
+    views = [np.full((10, 4, 6, 3), 1.0, np.float32), np.full((10, 4, 6, 3), 2.0, np.float32)]
+    stream = iter(_batches(views, seed=3))
+    values = np.concatenate([next(stream)[0][:, 0, 0, 0] for _ in range(30)])
+    assert set(values) == {0.0, 1.0, 2.0}
+    with pytest.raises(ValueError):
+        _batches([np.zeros((9, 4, 6, 3), np.float32)])

@@ -1,0 +1,135 @@
+"""The RAVDESS experiments of docs/RESULTS.md: run named recipes, then tabulate them.
+
+    python benchmarks/ravdess_runs.py list
+    python benchmarks/ravdess_runs.py run deep_folds_speech baseline_folds_speech [--runs runs]
+    python benchmarks/ravdess_runs.py table [--runs runs]
+
+`run` calls `ser train` for each recipe, one after the other (each uses every core),
+into RUNS/NAME with the log in RUNS/NAME.log. `table` reads every RUNS/*/metrics.json
+and prints one Markdown row per run: mean ± sd over the held-out splits of accuracy,
+UAR and macro-F1 (clean audio), UAR through the telephone channel when it was
+measured, intensity accuracy, wall time, model size and CPU inference time per
+segment (the first split's model, batches of 64 and single segments), and the command.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ser_core.bundle import load_bundle
+
+BAND = ["--feature", "fmin=300", "--feature", "fmax=3400", "--train", "telephone_augment=true", "--test-telephone"]
+STUDY_DEEP = ["--feature", "n_mels=128", "--feature", "frames=90", "--arch", "pooling=flatten"]
+STUDY_BASELINE = ["--arch", "pooling=flatten"]
+
+# name -> `ser train` arguments (besides --out); protocol and channels are in the name
+RECIPES: dict[str, list[str]] = {
+    "baseline_folds_speech": ["--model", "baseline", "--protocol", "folds", "--channels", "speech"],
+    "baseline_folds_both": ["--model", "baseline", "--protocol", "folds", "--channels", "both"],
+    "baseline_seed_both": ["--model", "baseline", "--protocol", "seed-split", "--channels", "both"],
+    "deep_folds_speech": ["--model", "deep", "--protocol", "folds", "--channels", "speech"],
+    "deep_folds_both": ["--model", "deep", "--protocol", "folds", "--channels", "both"],
+    "deep_seed_both": ["--model", "deep", "--protocol", "seed-split", "--channels", "both"],
+    "deep_band_folds_speech": ["--model", "deep", "--protocol", "folds", "--channels", "speech", *BAND],
+    "study_baseline_folds_speech": ["--model", "baseline", "--protocol", "folds", "--channels", "speech",
+                                    *STUDY_BASELINE],
+    "study_deep_folds_speech": ["--model", "deep", "--protocol", "folds", "--channels", "speech", *STUDY_DEEP],
+    "deep_no_normalize_folds_speech": ["--model", "deep", "--protocol", "folds", "--channels", "speech",
+                                       "--feature", "normalize=none"],
+    "deep_no_preemphasis_folds_speech": ["--model", "deep", "--protocol", "folds", "--channels", "speech",
+                                         "--feature", "preemphasis=0"],
+}
+
+
+def command(name: str, runs: Path, folds: str | None) -> list[str]:
+    extra = ["--folds", folds] if folds else []
+    return ["ser", "train", *RECIPES[name], *extra, "--out", str(runs / name)]
+
+
+def run(names: list[str], runs: Path, folds: str | None) -> None:
+    runs.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        cmd = command(name, runs, folds)
+        print(f"[{time.strftime('%H:%M:%S')}] {shlex.join(cmd)}", flush=True)
+        with open(runs / f"{name}.log", "w") as log:
+            status = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: exit {status}", flush=True)
+
+
+def inference_ms(bundle_dir: Path) -> tuple[float, float]:
+    """Milliseconds per segment: batched (64) and one at a time, after a warm-up."""
+    b = load_bundle(bundle_dir)
+    shape = b.model.input.shape[1:]
+    x = np.random.default_rng(0).standard_normal((64, *shape)).astype(np.float32)
+    b.model.predict(x, verbose=0)
+    t0 = time.perf_counter()
+    for _ in range(3):
+        b.model.predict(x, batch_size=64, verbose=0)
+    batched = (time.perf_counter() - t0) / (3 * 64) * 1000
+    one = x[:1]
+    b.model(one)
+    t0 = time.perf_counter()
+    for _ in range(20):
+        b.model(one)
+    return batched, (time.perf_counter() - t0) / 20 * 1000
+
+
+def _ms(stat: dict) -> str:
+    return f"{stat['mean']:.3f} ± {stat['sd']:.3f}"
+
+
+def table(runs: Path) -> None:
+    print("| run | splits | accuracy | UAR | macro-F1 | telephone UAR | intensity acc. | wall time | "
+          "model | CPU ms/segment (64-batch / single) | command |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for metrics in sorted(runs.glob("*/metrics.json")):
+        r = json.loads(metrics.read_text())
+        if "mean" not in r:
+            continue
+        run_dir = metrics.parent
+        first = next(iter(r["folds"]))
+        bundle = run_dir / first / "bundle"
+        keras_file = bundle / "model.keras"
+        batched, single = inference_ms(bundle)
+        params = load_bundle(bundle).model.count_params()
+        m = r["mean"]
+        tel = _ms(m["telephone"]["uar"]) if "telephone" in m else "–"
+        cmd = (run_dir / "command.txt").read_text().strip()
+        print(f"| {run_dir.name} | {len(r['folds'])} | {_ms(m['all']['accuracy'])} | **{_ms(m['all']['uar'])}** | "
+              f"{_ms(m['all']['macro_f1'])} | {tel} | {_ms(m['all']['intensity_accuracy'])} | "
+              f"{r['wall_seconds'] / 60:.0f} min | {params / 1e3:.0f} k params, {keras_file.stat().st_size / 2**20:.1f} MiB | "
+              f"{batched:.2f} / {single:.1f} | `{cmd}` |")
+        for group in ("speech", "song"):
+            if group in m:
+                print(f"| ↳ {run_dir.name}, {group} clips only | | {_ms(m[group]['accuracy'])} | {_ms(m[group]['uar'])} | "
+                      f"{_ms(m[group]['macro_f1'])} | | {_ms(m[group]['intensity_accuracy'])} | | | | |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("action", choices=("list", "run", "table"))
+    ap.add_argument("names", nargs="*", help="recipes to run (see `list`)")
+    ap.add_argument("--runs", type=Path, default=Path("runs"))
+    ap.add_argument("--folds", help="only these folds, e.g. 1,2 (default: all six)")
+    args = ap.parse_args()
+    if args.action == "list":
+        for name in RECIPES:
+            print(shlex.join(command(name, args.runs, args.folds)))
+    elif args.action == "run":
+        unknown = set(args.names) - set(RECIPES)
+        if unknown or not args.names:
+            sys.exit(f"name recipes to run; unknown: {sorted(unknown)}; known: {sorted(RECIPES)}")
+        run(args.names, args.runs, args.folds)
+    else:
+        table(args.runs)
+
+
+if __name__ == "__main__":
+    main()
