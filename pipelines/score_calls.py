@@ -27,7 +27,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
 from schemas import CALLS, ERRORS, SCHEMA_VERSION, SEGMENTS
 from ser_core.audio import AudioError, preprocess, rms_dbfs
@@ -309,6 +309,17 @@ def counters(result) -> dict[str, int]:
     return {c.key.metric.name: int(c.committed if c.committed is not None else c.attempted) for c in query["counters"]}
 
 
+def local_runner(opts: PipelineOptions):
+    """Beam's in-process runner when none or `DirectRunner` is asked for; otherwise None
+    (Beam resolves `--runner`). Beam's DirectRunner first tries to download and start
+    the Prism runner binary, which a nightly job should neither need nor depend on."""
+    if opts.view_as(StandardOptions).runner in (None, "DirectRunner"):
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+        return FnApiRunner()
+    return None
+
+
 def run(argv: Sequence[str] | None = None) -> dict[str, int]:
     """Run the job; returns its counters (files_matched, calls_written, errors_written, ...)."""
     opts = PipelineOptions(argv)
@@ -317,7 +328,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, int]:
     if not job.input or not job.output:
         raise SystemExit("score_calls: --input and --output are required")
     staging = FileSystems.join(job.output, "_staging", f"{job.date}-{uuid.uuid4().hex[:8]}")
-    with beam.Pipeline(options=opts) as p:
+    with beam.Pipeline(runner=local_runner(opts), options=opts) as p:
         build(p, job, staging)
     result = p.result
     publish(staging, job.output, job.date)

@@ -185,3 +185,12 @@ def test_summarize_calls_joins_by_file_and_drops_orphan_segments():
                     equal_to([("ok", 2, "m1")]), label="calls")
         assert_that(out.segments | beam.Map(lambda r: (r["path"], r["segment_index"])),
                     equal_to([("/ok.wav", 0), ("/ok.wav", 1)]), label="segments")
+
+
+def test_direct_runner_runs_in_process_other_runners_pass_through():
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    assert isinstance(sc.local_runner(PipelineOptions([])), FnApiRunner)
+    assert isinstance(sc.local_runner(PipelineOptions(["--runner=DirectRunner"])), FnApiRunner)
+    assert sc.local_runner(PipelineOptions(["--runner=DataflowRunner"])) is None
