@@ -121,6 +121,7 @@ class TrainConfig(_JsonConfig):
     time_masks: int = 2
     max_mask_frac: float = 0.15
     val_actors: int = 2             # held out of the training actors for early stopping
+    balance_classes: bool = False   # repeat clips of rarer classes in each pass (RAVDESS: neutral x2)
     speed_perturb: tuple[float, ...] = ()  # training views at these speeds, e.g. (0.9, 1.1)
     telephone_augment: bool = False  # a training view through the telephone channel
     seed: int = 0

@@ -44,6 +44,14 @@ def spec_augment(
     return x
 
 
+def balanced_pool(labels: np.ndarray) -> np.ndarray:
+    """Indices of one training pass in which each clip of a rarer class is repeated
+    (round(largest class / its class) times), so every class is seen about equally often."""
+    classes, counts = np.unique(labels, return_counts=True)
+    reps = dict(zip(classes, np.maximum(1, np.round(counts.max() / counts)).astype(int)))
+    return np.repeat(np.arange(len(labels)), [reps[c] for c in labels])
+
+
 class AugmentedBatches:
     """Shuffled mini-batches with SpecAugment and mixup; labels as one-hot dicts.
 
@@ -62,15 +70,16 @@ class AugmentedBatches:
         self.x, self.y, self.cfg, self.views = x, y, cfg, list(views)
         self.axes = (time_axis, freq_axis)
         self.rng = np.random.default_rng(cfg.seed)
-        self.order = self.rng.permutation(len(x))
+        self.pool = balanced_pool(y.emotion) if cfg.balance_classes else np.arange(len(x))
+        self.order = self.rng.permutation(self.pool)
 
     def __len__(self) -> int:
-        return int(np.ceil(len(self.x) / self.cfg.batch_size))
+        return int(np.ceil(len(self.pool) / self.cfg.batch_size))
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         while True:
             yield from (self[i] for i in range(len(self)))
-            self.order = self.rng.permutation(len(self.x))
+            self.order = self.rng.permutation(self.pool)
 
     def __getitem__(self, i: int):
         c = self.cfg

@@ -60,3 +60,19 @@ def test_batches_draw_each_example_from_the_clip_or_one_of_its_views():
     assert set(values) == {0.0, 1.0, 2.0}
     with pytest.raises(ValueError):
         _batches([np.zeros((9, 4, 6, 3), np.float32)])
+
+
+def test_balanced_pool_repeats_rarer_classes():
+    from ser_core.training import balanced_pool
+
+    labels = np.array([0, 1, 1, 2, 2, 0, 1, 2, 1, 2, 2, 2])
+    pool = balanced_pool(labels)
+    assert np.bincount(labels[pool]).tolist() == [6, 8, 6]  # x3, x2 (rounded from 1.5), x1
+    assert set(pool) == set(range(len(labels)))
+
+
+def test_balanced_batches_see_a_rare_class_as_often_as_the_others():
+    batches = _batches([], balance_classes=True)  # labels 0..7, 0 and 1 twice each
+    stream = iter(batches)
+    seen = np.concatenate([next(stream)[1]["emotion"].argmax(1) for _ in range(len(batches))])
+    assert np.bincount(seen, minlength=8).tolist() == [2] * 8
