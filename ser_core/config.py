@@ -93,7 +93,6 @@ class ModelConfig(_JsonConfig):
     dense_units: int = 1024
     dropout: float = 0.3
     pooling: str = "stats"                  # "flatten" (the study) or "stats" (mean+max over time)
-    freq_pooling: str = "mean"              # deep + stats: "mean" over frequency or "flatten" bands into channels
     context: int = 2                        # baseline: frames of context on each side
     l2: float = 1e-4
 
@@ -102,8 +101,6 @@ class ModelConfig(_JsonConfig):
             raise ValueError(f"kind must be baseline or deep, not {self.kind!r}")
         if self.pooling not in ("flatten", "stats"):
             raise ValueError(f"pooling must be flatten or stats, not {self.pooling!r}")
-        if self.freq_pooling not in ("mean", "flatten"):
-            raise ValueError(f"freq_pooling must be mean or flatten, not {self.freq_pooling!r}")
 
 
 @dataclass(frozen=True)

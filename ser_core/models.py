@@ -78,14 +78,10 @@ def build_deep(cfg: ModelConfig, feature_cfg: FeatureConfig) -> keras.Model:
     """The study's 2-D CNN on the (mel, time, 3) cube: conv blocks with batch norm and dropout."""
     inputs = keras.Input(feature_cfg.cube_shape, name="cube")
     x = _conv_blocks(inputs, cfg, layers.Conv2D, layers.MaxPooling2D, kernel=3)
-    if cfg.pooling == "stats":  # collapse frequency, keep time for pooling
+    if cfg.pooling == "stats":  # average over frequency, keep time for pooling
         freq, time, ch = x.shape[1:]
-        if cfg.freq_pooling == "mean":
-            x = layers.AveragePooling2D((freq, 1), name="freq_mean")(x)
-            x = layers.Reshape((time, ch))(x)
-        else:  # keep each band's channels: (time, freq * ch)
-            x = layers.Permute((2, 1, 3))(x)
-            x = layers.Reshape((time, freq * ch), name="freq_flatten")(x)
+        x = layers.AveragePooling2D((freq, 1), name="freq_mean")(x)
+        x = layers.Reshape((time, ch))(x)
     return keras.Model(inputs, _heads(_pool_time(x, cfg), cfg), name="deep")
 
 
