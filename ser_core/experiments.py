@@ -149,7 +149,8 @@ def run_protocol(
         fold_dir.mkdir(exist_ok=True)
         history.to_csv(fold_dir / "history.csv", index=False)
         plot_curves(history, fold_dir / "curves.png")
-        fold_info = {"train_clips": len(x_train), "val_clips": len(split.val), "test_clips": len(split.test),
+        fold_info = {"train_clips": len(x_train), "train_views": 1 + len(x_augmented),
+                     "val_clips": len(split.val), "test_clips": len(split.test),
                      "epochs": len(history), "train_seconds": round(time.time() - fold_t0, 1)}
         if "val_uar" in history:
             fold_info["best_epoch"] = int(history["val_uar"].idxmax()) + 1

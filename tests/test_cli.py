@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -83,13 +84,20 @@ def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
     assert "fold_1" in (out / "report.md").read_text()
     config = json.loads((out / "config.json").read_text())
     assert config["model_config"]["kind"] == "baseline" and config["train_config"]["speed_perturb"] == [1.1]
-    # training actors' clips three times (original, 1.1x speed, telephone); validation and test clips once
-    assert metrics["folds"]["fold_1"]["train_clips"] == 3 * 2 * 12 and metrics["folds"]["fold_1"]["test_clips"] == 4 * 12
+    # two training actors' clips, each seen as one of three views (original, 1.1x speed, telephone)
+    fold = metrics["folds"]["fold_1"]
+    assert fold["train_clips"] == 2 * 12 and fold["train_views"] == 3 and fold["test_clips"] == 4 * 12
     assert set(metrics["mean"]) == {"all", "telephone"}
     assert (out / "pooled_telephone" / "confusion_matrix.png").exists()
     assert (out / "fold_1" / "bundle" / "model.keras").exists()
     conditions = pd.read_csv(out / "fold_1" / "predictions.csv")["condition"].value_counts()
     assert conditions["clean"] == conditions["telephone"] == 4 * 12
+    script = Path(__file__).parents[1] / "benchmarks" / "ravdess_runs.py"
+    table = subprocess.run([sys.executable, str(script), "table", "--runs", str(tmp_path)],
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    row = next(line for line in table if line.startswith("| run |"))
+    assert len(table) == 3 and table[2].count("|") == row.count("|")  # header, rule, one row
+    assert f"| 2 | {metrics['mean']['all']['accuracy']['mean']:.3f} ± " in table[2]
 
 
 def test_protocol_all_writes_a_verified_bundle(trained_bundle):
