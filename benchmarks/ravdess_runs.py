@@ -23,29 +23,27 @@ from pathlib import Path
 
 import numpy as np
 
-from ser_core.bundle import load_bundle
-
 BAND = ["--feature", "fmin=300", "--feature", "fmax=3400", "--train", "telephone_augment=true", "--test-telephone"]
-STUDY_DEEP = ["--feature", "n_mels=128", "--feature", "frames=90", "--arch", "pooling=flatten"]
-STUDY_BASELINE = ["--arch", "pooling=flatten"]
+# the study as published: 128 mel x 90 frames for the deep model, flatten + dense 1024, no augmentation
+STUDY_TRAIN = ["--train", "mixup_alpha=0", "--train", "freq_masks=0", "--train", "time_masks=0",
+               "--train", "label_smoothing=0"]
+STUDY = {"baseline": ["--arch", "pooling=flatten", *STUDY_TRAIN],
+         "deep": ["--feature", "n_mels=128", "--feature", "frames=90", "--arch", "pooling=flatten", *STUDY_TRAIN]}
+PROTOCOLS = {"folds": ["--protocol", "folds"], "seed": ["--protocol", "seed-split"]}
+CHANNELS = {"speech": ["--channels", "speech"], "both": ["--channels", "both"]}
 
-# name -> `ser train` arguments (besides --out); protocol and channels are in the name
-RECIPES: dict[str, list[str]] = {
-    "baseline_folds_speech": ["--model", "baseline", "--protocol", "folds", "--channels", "speech"],
-    "baseline_folds_both": ["--model", "baseline", "--protocol", "folds", "--channels", "both"],
-    "baseline_seed_both": ["--model", "baseline", "--protocol", "seed-split", "--channels", "both"],
-    "deep_folds_speech": ["--model", "deep", "--protocol", "folds", "--channels", "speech"],
-    "deep_folds_both": ["--model", "deep", "--protocol", "folds", "--channels", "both"],
-    "deep_seed_both": ["--model", "deep", "--protocol", "seed-split", "--channels", "both"],
-    "deep_band_folds_speech": ["--model", "deep", "--protocol", "folds", "--channels", "speech", *BAND],
-    "study_baseline_folds_speech": ["--model", "baseline", "--protocol", "folds", "--channels", "speech",
-                                    *STUDY_BASELINE],
-    "study_deep_folds_speech": ["--model", "deep", "--protocol", "folds", "--channels", "speech", *STUDY_DEEP],
-    "deep_no_normalize_folds_speech": ["--model", "deep", "--protocol", "folds", "--channels", "speech",
-                                       "--feature", "normalize=none"],
-    "deep_no_preemphasis_folds_speech": ["--model", "deep", "--protocol", "folds", "--channels", "speech",
-                                         "--feature", "preemphasis=0"],
-}
+# name -> `ser train` arguments (besides --out): MODEL[_VARIANT]_PROTOCOL_CHANNELS
+RECIPES: dict[str, list[str]] = {}
+for _model in ("baseline", "deep"):
+    for _p, _pargs in PROTOCOLS.items():
+        for _c, _cargs in CHANNELS.items():
+            RECIPES[f"{_model}_{_p}_{_c}"] = ["--model", _model, *_pargs, *_cargs]
+            RECIPES[f"study_{_model}_{_p}_{_c}"] = ["--model", _model, *_pargs, *_cargs, *STUDY[_model]]
+RECIPES["deep_band_folds_speech"] = ["--model", "deep", "--protocol", "folds", "--channels", "speech", *BAND]
+RECIPES["deep_no_normalize_folds_speech"] = ["--model", "deep", "--protocol", "folds", "--channels", "speech",
+                                             "--feature", "normalize=none"]
+RECIPES["deep_no_preemphasis_folds_speech"] = ["--model", "deep", "--protocol", "folds", "--channels", "speech",
+                                               "--feature", "preemphasis=0"]
 
 
 def command(name: str, runs: Path, folds: str | None) -> list[str]:
@@ -63,8 +61,9 @@ def run(names: list[str], runs: Path, folds: str | None) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {name}: exit {status}", flush=True)
 
 
-def inference_ms(bundle_dir: Path) -> tuple[float, float]:
-    """Milliseconds per segment: batched (64) and one at a time, after a warm-up."""
+def model_figures(bundle_dir: Path) -> tuple[int, float, float]:
+    """Parameter count and milliseconds per segment: batched (64) and one at a time, after a warm-up."""
+    from ser_core.bundle import load_bundle  # TensorFlow: only for `table`
     b = load_bundle(bundle_dir)
     shape = b.model.input.shape[1:]
     x = np.random.default_rng(0).standard_normal((64, *shape)).astype(np.float32)
@@ -78,7 +77,7 @@ def inference_ms(bundle_dir: Path) -> tuple[float, float]:
     t0 = time.perf_counter()
     for _ in range(20):
         b.model(one)
-    return batched, (time.perf_counter() - t0) / 20 * 1000
+    return b.model.count_params(), batched, (time.perf_counter() - t0) / 20 * 1000
 
 
 def _ms(stat: dict) -> str:
@@ -97,8 +96,7 @@ def table(runs: Path) -> None:
         first = next(iter(r["folds"]))
         bundle = run_dir / first / "bundle"
         keras_file = bundle / "model.keras"
-        batched, single = inference_ms(bundle)
-        params = load_bundle(bundle).model.count_params()
+        params, batched, single = model_figures(bundle)
         m = r["mean"]
         tel = _ms(m["telephone"]["uar"]) if "telephone" in m else "–"
         cmd = (run_dir / "command.txt").read_text().strip()
