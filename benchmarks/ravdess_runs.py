@@ -64,6 +64,7 @@ def run(names: list[str], runs: Path, folds: str | None) -> None:
 def model_figures(bundle_dir: Path) -> tuple[int, float, float]:
     """Parameter count and milliseconds per segment: batched (64) and one at a time, after a warm-up."""
     from ser_core.bundle import load_bundle  # TensorFlow: only for `table`
+
     b = load_bundle(bundle_dir)
     shape = b.model.input.shape[1:]
     x = np.random.default_rng(0).standard_normal((64, *shape)).astype(np.float32)
