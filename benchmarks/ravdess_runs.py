@@ -57,7 +57,9 @@ def run(names: list[str], runs: Path, folds: str | None) -> None:
         cmd = command(name, runs, folds)
         print(f"[{time.strftime('%H:%M:%S')}] {shlex.join(cmd)}", flush=True)
         with open(runs / f"{name}.log", "w") as log:
-            status = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+            # `ser` is `python -m ser_core.cli`: the same program without needing the venv on PATH
+            status = subprocess.run([sys.executable, "-m", "ser_core.cli", *cmd[1:]], stdout=log,
+                                    stderr=subprocess.STDOUT, check=False).returncode
         print(f"[{time.strftime('%H:%M:%S')}] {name}: exit {status}", flush=True)
 
 
