@@ -88,7 +88,7 @@ def _ms(stat: dict) -> str:
 
 
 def table(runs: Path) -> None:
-    print("| run | splits | accuracy | UAR | macro-F1 | telephone UAR | intensity acc. | wall time | "
+    print("| run | splits | accuracy | UAR | macro-F1 | telephone UAR | intensity acc. | train time | "
           "model | CPU ms/segment (64-batch / single) | command |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for metrics in sorted(runs.glob("*/metrics.json")):
@@ -105,7 +105,7 @@ def table(runs: Path) -> None:
         cmd = (run_dir / "command.txt").read_text().strip()
         print(f"| {run_dir.name} | {len(r['folds'])} | {_ms(m['all']['accuracy'])} | **{_ms(m['all']['uar'])}** | "
               f"{_ms(m['all']['macro_f1'])} | {tel} | {_ms(m['all']['intensity_accuracy'])} | "
-              f"{r['wall_seconds'] / 60:.0f} min | {params / 1e3:.0f} k params, {keras_file.stat().st_size / 2**20:.1f} MiB | "
+              f"{r.get('train_seconds', r['wall_seconds']) / 60:.0f} min | {params / 1e3:.0f} k params, {keras_file.stat().st_size / 2**20:.1f} MiB | "
               f"{batched:.2f} / {single:.1f} | `{cmd}` |")
         for group in ("speech", "song"):
             if group in m:

@@ -47,6 +47,7 @@ def cmd_train(args) -> int:
         protocol=args.protocol, channels=args.channels,
         folds=[int(f) for f in args.folds.split(",")] if args.folds else None,
         command=args.command_line, verbose=args.verbose, test_telephone=args.test_telephone,
+        resume=args.resume,
     )
     if args.cv_run and args.protocol == "all":
         from .bundle import attach_cross_validation
@@ -148,6 +149,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--cv-run", help="with --protocol all: a finished folds run whose metrics go into the bundle")
     p.add_argument("--out", required=True, help="run directory for reports (and the bundle with --protocol all)")
     p.add_argument("--verbose", type=int, default=2, help="Keras verbosity (0, 1, 2)")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the held-out splits already finished in --out by a run with the same configuration")
     p.add_argument("--test-telephone", action="store_true",
                    help="also score the test clips through the telephone channel (300-3400 Hz, 8 kHz, mu-law, 20 dB SNR)")
     _add_config_args(p, "feature", "train")

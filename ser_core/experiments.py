@@ -99,6 +99,7 @@ def run_protocol(
     command: str = "",
     verbose: int = 2,
     test_telephone: bool = False,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate under `protocol`; write every report into `out_dir`.
 
@@ -109,16 +110,24 @@ def run_protocol(
     `folds` and `seed-split` hold actors out for testing (`folds` restricts which folds
     run); `all` trains on every clip (of the actors of `folds`, if given) for
     `train_cfg.epochs` epochs and writes a model bundle to `out_dir/bundle`.
+
+    With `resume`, held-out splits already finished in `out_dir` by a run with the same
+    configuration are read back instead of trained again (a 6-fold run can span sessions).
     """
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps({
+    config = {
         "feature_config": feature_cfg.to_dict(), "model_config": model_cfg.to_dict(),
         "train_config": train_cfg.to_dict(), "protocol": protocol, "channels": channels,
         "test_telephone": test_telephone,
-    }, indent=2))
-    (out / "command.txt").write_text(command + "\n")
+    }
+    config_file = out / "config.json"
+    if resume and config_file.exists() and json.loads(config_file.read_text()) != json.loads(json.dumps(config)):
+        raise ValueError(f"cannot resume {out}: it was run with another configuration (see {config_file})")
+    config_file.write_text(json.dumps(config, indent=2))
+    with open(out / "command.txt", "a" if resume else "w") as f:
+        f.write(command + "\n")
     df = load_corpus(data_root, channels)
     feats = extract_corpus(df["path"], feature_cfg)
     usable = np.setdiff1d(np.arange(len(df)), list(feats.errors))
@@ -140,12 +149,16 @@ def run_protocol(
                                "n_clips": len(df), "unusable_clips": len(feats.errors), "folds": {}}
     predictions = []
     for split in splits(df, protocol, n_val, folds):
+        fold_dir = out / split.name
+        if resume and (fold_dir / "fold.json").exists() and (fold_dir / "predictions.csv").exists():
+            results["folds"][split.name] = json.loads((fold_dir / "fold.json").read_text())
+            predictions.append(pd.read_csv(fold_dir / "predictions.csv"))
+            continue
         fold_t0 = time.time()
         val = (x_all[split.val], y_all.take(split.val)) if len(split.val) else None
         x_train = x_all[split.train]
         model, history = fit(model_cfg, feature_cfg, train_cfg, x_train, y_all.take(split.train), val, verbose,
                              views=[xa[split.train] for xa in x_augmented])
-        fold_dir = out / split.name
         fold_dir.mkdir(exist_ok=True)
         history.to_csv(fold_dir / "history.csv", index=False)
         plot_curves(history, fold_dir / "curves.png")
@@ -170,6 +183,7 @@ def run_protocol(
         clean = pred[pred["condition"] == "clean"]
         write_evaluation(fold_dir, clean["true"].map(EMOTIONS.index), clean["pred"].map(EMOTIONS.index))
         fold_info.update(_scores(pred))
+        (fold_dir / "fold.json").write_text(json.dumps(fold_info, indent=2))
         results["folds"][split.name] = fold_info
         predictions.append(pred)
     if predictions:
@@ -185,7 +199,8 @@ def run_protocol(
                     for k in ("accuracy", "uar", "macro_f1", "intensity_accuracy")}
             for group in results["pooled"]
         }
-    results["wall_seconds"] = round(time.time() - t0, 1)
+    results["wall_seconds"] = round(time.time() - t0, 1)  # this invocation
+    results["train_seconds"] = round(sum(f["train_seconds"] for f in results["folds"].values()), 1)
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
     (out / "report.md").write_text(render_report(results, command))
     return results
@@ -195,7 +210,7 @@ def render_report(results: dict[str, Any], command: str) -> str:
     """A short Markdown summary linking every figure of the run."""
     lines = [f"# {results['model']} model, protocol `{results['protocol']}`, {results['channels']}", "",
              f"Command: `{command}`", "", f"Clips: {results['n_clips']} (unusable: {results['unusable_clips']}); "
-             f"wall time {results['wall_seconds'] / 60:.1f} min.", ""]
+             f"training {results['train_seconds'] / 60:.1f} min in all; this invocation {results['wall_seconds'] / 60:.1f} min.", ""]
     if "mean" in results:
         lines += ["| subset | accuracy | UAR | macro-F1 | intensity acc. |", "|---|---|---|---|---|"]
         for group, m in results["mean"].items():

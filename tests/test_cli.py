@@ -177,3 +177,20 @@ def test_attach_cv_records_matching_runs_only(trained_bundle, tiny_data, tmp_pat
     (run / "config.json").write_text(json.dumps(config))
     with pytest.raises(BundleError, match="train_config"):
         main(["attach-cv", str(bundle), str(run)])
+
+
+def test_resume_keeps_finished_splits_and_refuses_another_config(tiny_data, tmp_path, monkeypatch_module):
+    root, _ = tiny_data
+    out = tmp_path / "run"
+    args = ["train", "--data", str(root), "--model", "baseline", "--out", str(out), "--verbose", "0", *TINY]
+    assert main([*args, "--folds", "1"]) == 0
+    first = (out / "fold_1" / "bundle" / "model.keras").stat().st_mtime_ns
+    assert main([*args, "--resume"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["folds"]) == {"fold_1", "fold_2"}
+    assert (out / "fold_1" / "bundle" / "model.keras").stat().st_mtime_ns == first  # not trained again
+    assert len(pd.read_csv(out / "predictions.csv")) == 2 * 4 * 12
+    assert metrics["train_seconds"] == pytest.approx(sum(f["train_seconds"] for f in metrics["folds"].values()), abs=0.2)
+    assert len((out / "command.txt").read_text().splitlines()) == 2
+    with pytest.raises(ValueError, match="another configuration"):
+        main([*args, "--resume", "--train", "epochs=3"])
