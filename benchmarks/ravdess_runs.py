@@ -2,7 +2,7 @@
 
     python benchmarks/ravdess_runs.py list
     python benchmarks/ravdess_runs.py run deep_folds_speech baseline_folds_speech [--runs runs]
-    python benchmarks/ravdess_runs.py table [--runs runs]
+    python benchmarks/ravdess_runs.py table [NAME...] [--runs runs]
 
 `run` calls `ser train` for each recipe, one after the other (each uses every core),
 into RUNS/NAME with the log in RUNS/NAME.log. `table` reads every RUNS/*/metrics.json
@@ -76,22 +76,24 @@ def model_figures(bundle_dir: Path) -> tuple[int, float, float]:
         b.model.predict(x, batch_size=64, verbose=0)
     batched = (time.perf_counter() - t0) / (3 * 64) * 1000
     one = x[:1]
-    b.model(one)
+    b.model.predict_on_batch(one)
     t0 = time.perf_counter()
     for _ in range(20):
-        b.model(one)
+        b.model.predict_on_batch(one)
     return b.model.count_params(), batched, (time.perf_counter() - t0) / 20 * 1000
 
 
 def _ms(stat: dict) -> str:
-    return f"{stat['mean']:.3f} ± {stat['sd']:.3f}"
+    """mean ± sd over splits (just the value for a single split)."""
+    return f"{stat['mean']:.3f} ± {stat['sd']:.3f}" if stat.get("n", 2) > 1 else f"{stat['mean']:.3f}"
 
 
-def table(runs: Path) -> None:
+def table(runs: Path, names: list[str]) -> None:
     print("| run | splits | accuracy | UAR | macro-F1 | telephone UAR | intensity acc. | train time | "
           "model | CPU ms/segment (64-batch / single) | command |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for metrics in sorted(runs.glob("*/metrics.json")):
+    chosen = [runs / n / "metrics.json" for n in names] if names else sorted(runs.glob("*/metrics.json"))
+    for metrics in chosen:
         r = json.loads(metrics.read_text())
         if "mean" not in r:
             continue
@@ -116,7 +118,7 @@ def table(runs: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("action", choices=("list", "run", "table"))
-    ap.add_argument("names", nargs="*", help="recipes to run (see `list`)")
+    ap.add_argument("names", nargs="*", help="recipes to run (see `list`), or runs to tabulate (default: all)")
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--folds", help="only these folds, e.g. 1,2 (default: all six)")
     args = ap.parse_args()
@@ -129,7 +131,7 @@ def main() -> None:
             sys.exit(f"name recipes to run; unknown: {sorted(unknown)}; known: {sorted(RECIPES)}")
         run(args.names, args.runs, args.folds)
     else:
-        table(args.runs)
+        table(args.runs, args.names)
 
 
 if __name__ == "__main__":

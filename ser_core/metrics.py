@@ -52,6 +52,6 @@ def report_text(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[s
 
 
 def summarize(values: Sequence[float]) -> dict[str, float]:
-    """Mean and sample standard deviation over folds."""
+    """Mean and sample standard deviation over folds, and how many there were."""
     v = np.asarray(values, dtype=float)
-    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+    return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}

@@ -29,7 +29,7 @@ def test_uar_differs_from_accuracy_on_imbalanced_data():
 
 def test_summarize_mean_and_sample_sd():
     s = summarize([0.5, 0.7])
-    assert s["mean"] == pytest.approx(0.6) and s["sd"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert s["mean"] == pytest.approx(0.6) and s["sd"] == pytest.approx(np.std([0.5, 0.7], ddof=1)) and s["n"] == 2
 
 
 def test_parse_ravdess_name():
