@@ -105,7 +105,7 @@ def table(runs: Path, names: list[str]) -> None:
         params, batched, single = model_figures(bundle)
         m = r["mean"]
         tel = _ms(m["telephone"]["uar"]) if "telephone" in m else "–"
-        cmd = (run_dir / "command.txt").read_text().strip()
+        cmd = "` then `".join((run_dir / "command.txt").read_text().split("\n")[:-1])  # resumed runs: several
         print(f"| {run_dir.name} | {len(r['folds'])} | {_ms(m['all']['accuracy'])} | **{_ms(m['all']['uar'])}** | "
               f"{_ms(m['all']['macro_f1'])} | {tel} | {_ms(m['all']['intensity_accuracy'])} | "
               f"{r.get('train_seconds', r['wall_seconds']) / 60:.0f} min | {params / 1e3:.0f} k params, {keras_file.stat().st_size / 2**20:.1f} MiB | "
