@@ -84,9 +84,9 @@ def model_figures(bundle_dir: Path) -> tuple[int, float, float]:
     return b.model.count_params(), batched, (time.perf_counter() - t0) / 20 * 1000
 
 
-def _ms(stat: dict) -> str:
+def _ms(stat: dict, splits: int) -> str:
     """mean ± sd over splits (just the value for a single split)."""
-    return f"{stat['mean']:.3f} ± {stat['sd']:.3f}" if stat.get("n", 2) > 1 else f"{stat['mean']:.3f}"
+    return f"{stat['mean']:.3f} ± {stat['sd']:.3f}" if splits > 1 else f"{stat['mean']:.3f}"
 
 
 def table(runs: Path, names: list[str]) -> None:
@@ -103,17 +103,17 @@ def table(runs: Path, names: list[str]) -> None:
         bundle = run_dir / first / "bundle"
         keras_file = bundle / "model.keras"
         params, batched, single = model_figures(bundle)
-        m = r["mean"]
-        tel = _ms(m["telephone"]["uar"]) if "telephone" in m else "–"
+        m, n = r["mean"], len(r["folds"])
+        tel = _ms(m["telephone"]["uar"], n) if "telephone" in m else "–"
         cmd = "` then `".join((run_dir / "command.txt").read_text().split("\n")[:-1])  # resumed runs: several
-        print(f"| {run_dir.name} | {len(r['folds'])} | {_ms(m['all']['accuracy'])} | **{_ms(m['all']['uar'])}** | "
-              f"{_ms(m['all']['macro_f1'])} | {tel} | {_ms(m['all']['intensity_accuracy'])} | "
+        print(f"| {run_dir.name} | {len(r['folds'])} | {_ms(m['all']['accuracy'], n)} | **{_ms(m['all']['uar'], n)}** | "
+              f"{_ms(m['all']['macro_f1'], n)} | {tel} | {_ms(m['all']['intensity_accuracy'], n)} | "
               f"{r.get('train_seconds', r['wall_seconds']) / 60:.0f} min | {params / 1e3:.0f} k params, {keras_file.stat().st_size / 2**20:.1f} MiB | "
               f"{batched:.2f} / {single:.1f} | `{cmd}` |")
         for group in ("speech", "song"):
             if group in m:
-                print(f"| ↳ {run_dir.name}, {group} clips only | | {_ms(m[group]['accuracy'])} | {_ms(m[group]['uar'])} | "
-                      f"{_ms(m[group]['macro_f1'])} | | {_ms(m[group]['intensity_accuracy'])} | | | | |")
+                print(f"| ↳ {run_dir.name}, {group} clips only | | {_ms(m[group]['accuracy'], n)} | {_ms(m[group]['uar'], n)} | "
+                      f"{_ms(m[group]['macro_f1'], n)} | | {_ms(m[group]['intensity_accuracy'], n)} | | | | |")
 
 
 def main() -> None:
