@@ -202,14 +202,15 @@ def run_protocol(
     results["wall_seconds"] = round(time.time() - t0, 1)  # this invocation
     results["train_seconds"] = round(sum(f["train_seconds"] for f in results["folds"].values()), 1)
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
-    (out / "report.md").write_text(render_report(results, command))
+    (out / "report.md").write_text(render_report(results, (out / "command.txt").read_text().splitlines()))
     return results
 
 
-def render_report(results: dict[str, Any], command: str) -> str:
+def render_report(results: dict[str, Any], commands: list[str]) -> str:
     """A short Markdown summary linking every figure of the run."""
     lines = [f"# {results['model']} model, protocol `{results['protocol']}`, {results['channels']}", "",
-             f"Command: `{command}`", "", f"Clips: {results['n_clips']} (unusable: {results['unusable_clips']}); "
+             "Command" + ("s (a resumed run)" if len(commands) > 1 else "") + ": " + " then ".join(f"`{c}`" for c in commands),
+             "", f"Clips: {results['n_clips']} (unusable: {results['unusable_clips']}); "
              f"training {results['train_seconds'] / 60:.1f} min in all; this invocation {results['wall_seconds'] / 60:.1f} min.", ""]
     if "mean" in results:
         lines += ["| subset | accuracy | UAR | macro-F1 | intensity acc. |", "|---|---|---|---|---|"]

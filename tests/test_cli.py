@@ -192,5 +192,6 @@ def test_resume_keeps_finished_splits_and_refuses_another_config(tiny_data, tmp_
     assert len(pd.read_csv(out / "predictions.csv")) == 2 * 4 * 12
     assert metrics["train_seconds"] == pytest.approx(sum(f["train_seconds"] for f in metrics["folds"].values()), abs=0.2)
     assert len((out / "command.txt").read_text().splitlines()) == 2
+    assert "resumed run" in (out / "report.md").read_text()
     with pytest.raises(ValueError, match="another configuration"):
         main([*args, "--resume", "--train", "epochs=3"])
