@@ -45,6 +45,9 @@ _DEEP_SPEECH = ["--model", "deep", "--protocol", "folds", "--channels", "speech"
 RECIPES["deep_band_folds_speech"] = [*_DEEP_SPEECH, *BAND]
 RECIPES["deep_no_normalize_folds_speech"] = [*_DEEP_SPEECH, "--feature", "normalize=none"]
 RECIPES["deep_no_preemphasis_folds_speech"] = [*_DEEP_SPEECH, "--feature", "preemphasis=0"]
+_BASELINE_SPEECH = ["--model", "baseline", "--protocol", "folds", "--channels", "speech"]
+RECIPES["baseline_no_normalize_folds_speech"] = [*_BASELINE_SPEECH, "--feature", "normalize=none"]
+RECIPES["baseline_no_preemphasis_folds_speech"] = [*_BASELINE_SPEECH, "--feature", "preemphasis=0"]
 
 
 def command(name: str, runs: Path, folds: str | None) -> list[str]:
