@@ -8,7 +8,7 @@
 into RUNS/NAME with the log in RUNS/NAME.log. `table` reads every RUNS/*/metrics.json
 and prints one Markdown row per run: mean ± sd over the held-out splits of accuracy,
 UAR and macro-F1 (clean audio), UAR through the telephone channel when it was
-measured, intensity accuracy, wall time, model size and CPU inference time per
+measured, intensity accuracy, summed training time, model size and CPU inference time per
 segment (the first split's model, batches of 64 and single segments), and the command.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-# the deep model learns slowly under its augmentation: a longer schedule (folds 1-2: UAR +4 points)
+# the deep model learns slowly under its augmentation: a longer schedule (docs/RESULTS.md, levers)
 LONG = ["--train", "epochs=100", "--train", "patience=25", "--train", "learning_rate=0.002"]
 BAND = ["--feature", "fmin=300", "--feature", "fmax=3400", "--train", "telephone_augment=true", "--test-telephone"]
 # the study as published: 128 mel x 90 frames for the deep model, flatten + dense 1024, no augmentation
@@ -109,7 +109,7 @@ def table(runs: Path, names: list[str]) -> None:
         m, n = r["mean"], len(r["folds"])
         tel = _ms(m["telephone"]["uar"], n) if "telephone" in m else "–"
         cmd = "` then `".join((run_dir / "command.txt").read_text().split("\n")[:-1])  # resumed runs: several
-        print(f"| {run_dir.name} | {len(r['folds'])} | {_ms(m['all']['accuracy'], n)} | **{_ms(m['all']['uar'], n)}** | "
+        print(f"| {run_dir.name} | {n} | {_ms(m['all']['accuracy'], n)} | **{_ms(m['all']['uar'], n)}** | "
               f"{_ms(m['all']['macro_f1'], n)} | {tel} | {_ms(m['all']['intensity_accuracy'], n)} | "
               f"{r.get('train_seconds', r['wall_seconds']) / 60:.0f} min | {params / 1e3:.0f} k params, {keras_file.stat().st_size / 2**20:.1f} MiB | "
               f"{batched:.2f} / {single:.1f} | `{cmd}` |")

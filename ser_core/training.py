@@ -88,7 +88,8 @@ class AugmentedBatches:
         if self.views:
             pick = self.rng.integers(0, 1 + len(self.views), len(idx))
             for v, view in enumerate(self.views, start=1):
-                x[pick == v] = view[idx[pick == v]]
+                chosen = pick == v
+                x[chosen] = view[idx[chosen]]
         x = spec_augment(x, self.rng, *self.axes, c.time_masks, c.freq_masks, c.max_mask_frac)
         emo = np.eye(len(EMOTIONS), dtype=np.float32)[self.y.emotion[idx]]
         inten = np.eye(len(INTENSITIES), dtype=np.float32)[self.y.intensity[idx]]
