@@ -117,7 +117,7 @@ class ValidationUAR(keras.callbacks.Callback):
 def compile_model(model: keras.Model, cfg: TrainConfig, steps: int) -> None:
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(1, steps * cfg.epochs))
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule),
+        optimizer=keras.optimizers.Adam(schedule, use_ema=cfg.ema_momentum > 0, ema_momentum=cfg.ema_momentum or 0.99),
         loss={
             "emotion": keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
             "intensity": keras.losses.CategoricalCrossentropy(),
@@ -136,6 +136,9 @@ def fit(
     """Train from scratch; with `val`, stop early on validation UAR and keep the best weights.
     `views`: degraded copies of `x`, sampled per example (see `AugmentedBatches`).
 
+    With `cfg.ema_momentum`, validation, early stopping and the returned model use the
+    moving average of the weights (Polyak averaging), which smooths epoch-to-epoch swings.
+
     Returns the model and the per-epoch history (loss/accuracy for train and validation).
     """
     keras.utils.set_random_seed(cfg.seed)
@@ -151,7 +154,9 @@ def fit(
             "emotion": np.eye(len(EMOTIONS), dtype=np.float32)[vy.emotion],
             "intensity": np.eye(len(INTENSITIES), dtype=np.float32)[vy.intensity],
         })
-        callbacks = [
+        # the EMA weights go into the model at each epoch's end, before validation and early stopping
+        callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema_momentum > 0 else []
+        callbacks += [
             ValidationUAR(vx, vy.emotion),
             keras.callbacks.EarlyStopping("val_uar", mode="max", patience=cfg.patience, restore_best_weights=True),
         ]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ser_core.config import FeatureConfig, ModelConfig
+from ser_core.config import FeatureConfig, ModelConfig, TrainConfig
 from ser_core.models import FrameContext, build_model
 
 
@@ -34,7 +34,6 @@ def test_frame_context_splices_neighbours_with_edge_padding():
 
 
 def _batches(views, **train):
-    from ser_core.config import TrainConfig
     from ser_core.training import AugmentedBatches, Targets
 
     x = np.zeros((10, 4, 6, 3), np.float32)
@@ -75,3 +74,27 @@ def test_balanced_batches_see_a_rare_class_as_often_as_the_others():
     stream = iter(batches)
     seen = np.concatenate([next(stream)[1]["emotion"].argmax(1) for _ in range(len(batches))])
     assert np.bincount(seen, minlength=8).tolist() == [2] * 8
+
+
+def test_weight_averaging_validates_and_returns_the_moving_average():
+    """A slow average (momentum 0.999) starts from the weights after the first step and
+    barely moves in 16 more, so the model validated and returned stays about one Adam
+    step (~learning rate) from its initial weights; plain training moves several steps."""
+    import keras
+
+    from ser_core.training import Targets, fit
+
+    fcfg = FeatureConfig(n_mels=8, frames=8)
+    mcfg = ModelConfig(kind="deep", filters=(4,), dense_units=8)
+    x = np.random.default_rng(0).standard_normal((16, *fcfg.cube_shape)).astype(np.float32)
+    y = Targets(np.arange(16) % 8, np.arange(16) % 2)
+    keras.utils.set_random_seed(0)
+    initial = build_model(mcfg, fcfg).get_layer("dense").get_weights()[0]
+    lr = 0.01
+    moved = {}
+    for ema, val in ((0.0, None), (0.999, (x, y))):
+        cfg = TrainConfig(epochs=4, batch_size=4, learning_rate=lr, ema_momentum=ema)
+        model, history = fit(mcfg, fcfg, cfg, x, y, val=val, verbose=0)
+        moved[ema] = np.abs(model.get_layer("dense").get_weights()[0] - initial).mean()
+    assert "val_uar" in history
+    assert moved[0.999] < 1.5 * lr < 3 * lr < moved[0.0]
