@@ -110,7 +110,8 @@ class TrainConfig(_JsonConfig):
     epochs: int = 60
     batch_size: int = 32
     learning_rate: float = 1e-3
-    patience: int = 12              # early stopping on validation UAR (training actors only)
+    patience: int = 12              # early stopping on validation UAR (training actors only);
+                                    # 0: train every epoch and keep the last weights
     label_smoothing: float = 0.05
     intensity_weight: float = 0.3
     mixup_alpha: float = 0.2        # 0 disables mixup

@@ -133,7 +133,8 @@ def fit(
     x: np.ndarray, y: Targets, val: tuple[np.ndarray, Targets] | None = None,
     verbose: int = 2, views: Sequence[np.ndarray] = (),
 ) -> tuple[keras.Model, pd.DataFrame]:
-    """Train from scratch; with `val`, stop early on validation UAR and keep the best weights.
+    """Train from scratch; with `val`, report validation metrics per epoch and (unless
+    `cfg.patience` is 0) stop early on validation UAR, keeping the best epoch's weights.
     `views`: degraded copies of `x`, sampled per example (see `AugmentedBatches`).
 
     With `cfg.ema_momentum`, validation, early stopping and the returned model use the
@@ -156,10 +157,10 @@ def fit(
         })
         # the EMA weights go into the model at each epoch's end, before validation and early stopping
         callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema_momentum > 0 else []
-        callbacks += [
-            ValidationUAR(vx, vy.emotion),
-            keras.callbacks.EarlyStopping("val_uar", mode="max", patience=cfg.patience, restore_best_weights=True),
-        ]
+        callbacks.append(ValidationUAR(vx, vy.emotion))
+        if cfg.patience > 0:
+            callbacks.append(
+                keras.callbacks.EarlyStopping("val_uar", mode="max", patience=cfg.patience, restore_best_weights=True))
     hist = model.fit(iter(batches), steps_per_epoch=len(batches), shuffle=False, validation_data=validation_data,
                      epochs=cfg.epochs, callbacks=callbacks, verbose=verbose)
     history = pd.DataFrame(hist.history)

@@ -98,3 +98,15 @@ def test_weight_averaging_validates_and_returns_the_moving_average():
         moved[ema] = np.abs(model.get_layer("dense").get_weights()[0] - initial).mean()
     assert "val_uar" in history
     assert moved[0.999] < 1.5 * lr < 3 * lr < moved[0.0]
+
+
+def test_patience_zero_trains_every_epoch_and_keeps_the_last_weights():
+    from ser_core.training import Targets, fit
+
+    fcfg = FeatureConfig(n_mels=8, frames=8)
+    mcfg = ModelConfig(kind="deep", filters=(4,), dense_units=8)
+    x = np.random.default_rng(1).standard_normal((16, *fcfg.cube_shape)).astype(np.float32)
+    y = Targets(np.arange(16) % 8, np.arange(16) % 2)
+    val = (x[:8], Targets(np.zeros(8, int), np.zeros(8, int)))  # one class: val UAR soon stops rising
+    model, history = fit(mcfg, fcfg, TrainConfig(epochs=6, batch_size=4, patience=0), x, y, val=val, verbose=0)
+    assert len(history) == 6 and "val_uar" in history
