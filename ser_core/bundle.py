@@ -79,9 +79,12 @@ def save_bundle(
     train_cfg: TrainConfig,
     info: dict[str, Any],
 ) -> Path:
+    """Write the model (weights only, no optimizer state) and `bundle.json` into `out_dir`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save(out_dir / MODEL_FILE)
+    inference = keras.Model.from_config(model.get_config())  # uncompiled: the optimizer's state stays behind
+    inference.set_weights(model.get_weights())
+    inference.save(out_dir / MODEL_FILE)
     meta = {
         "format": 1,
         "labels": list(EMOTIONS),

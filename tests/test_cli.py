@@ -1,9 +1,12 @@
 """The `ser` command-line contract, end to end on a few real RAVDESS clips."""
+import io
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -105,6 +108,8 @@ def test_protocol_all_writes_a_verified_bundle(trained_bundle):
     assert meta["labels"] == list(EMOTIONS) and "ser train" in meta["training_command"]
     bundle = load_bundle(trained_bundle)
     assert bundle.feature_config.n_mels == 24 and bundle.model_id == meta["sha256"][:12]
+    with zipfile.ZipFile(trained_bundle / "model.keras") as z, z.open("model.weights.h5") as f:
+        assert "optimizer" not in h5py.File(io.BytesIO(f.read()))  # inference weights only
 
 
 def test_tampered_bundle_is_rejected(trained_bundle, tmp_path):
