@@ -25,6 +25,10 @@ import numpy as np
 
 # the deep model learns slowly under its augmentation: a longer schedule (docs/RESULTS.md, levers)
 LONG = ["--train", "epochs=100", "--train", "patience=25", "--train", "learning_rate=0.002"]
+EMA = ["--train", "ema_momentum=0.99"]
+# the best deep recipe: LONG's schedule, weight averaging, the last epoch's averaged weights
+# (no early stopping; what `--protocol all` trains for a bundle)
+BEST = ["--train", "epochs=100", "--train", "learning_rate=0.002", *EMA, "--train", "patience=0"]
 BAND = ["--feature", "fmin=300", "--feature", "fmax=3400", "--train", "telephone_augment=true", "--test-telephone"]
 # the study as published: 128 mel x 90 frames for the deep model, flatten + dense 1024, no augmentation
 STUDY_TRAIN = ["--train", "mixup_alpha=0", "--train", "freq_masks=0", "--train", "time_masks=0",
@@ -39,21 +43,21 @@ RECIPES: dict[str, list[str]] = {}
 for _model in ("baseline", "deep"):
     for _p, _pargs in PROTOCOLS.items():
         for _c, _cargs in CHANNELS.items():
-            RECIPES[f"{_model}_{_p}_{_c}"] = ["--model", _model, *_pargs, *_cargs, *(LONG if _model == "deep" else [])]
+            RECIPES[f"{_model}_{_p}_{_c}"] = ["--model", _model, *_pargs, *_cargs, *(BEST if _model == "deep" else [])]
             RECIPES[f"study_{_model}_{_p}_{_c}"] = ["--model", _model, *_pargs, *_cargs, *STUDY[_model]]
-_DEEP_SPEECH = ["--model", "deep", "--protocol", "folds", "--channels", "speech", *LONG]
-RECIPES["deep_band_folds_speech"] = [*_DEEP_SPEECH, *BAND]
-EMA = ["--train", "ema_momentum=0.99"]
-SPEED = ["--train", "speed_perturb=[0.9,1.1]"]
-BLOCK4 = ["--arch", "filters=[32,64,128,256]"]
-RECIPES["deep_ema_folds_speech"] = [*_DEEP_SPEECH, *EMA]
-# EMA weights at the end of the cosine schedule, no early stopping: what `--protocol all` trains
-EMA_LAST = [*EMA, "--train", "patience=0"]
-RECIPES["deep_ema_last_folds_speech"] = [*_DEEP_SPEECH, *EMA_LAST]
-RECIPES["deep_band_ema_last_folds_speech"] = [*_DEEP_SPEECH, *EMA_LAST, *BAND]
-RECIPES["deep_ema_speed_4block_folds_speech"] = [*_DEEP_SPEECH, *EMA, *SPEED, *BLOCK4]
-RECIPES["deep_no_normalize_folds_speech"] = [*_DEEP_SPEECH, "--feature", "normalize=none"]
-RECIPES["deep_no_preemphasis_folds_speech"] = [*_DEEP_SPEECH, "--feature", "preemphasis=0"]
+_SPEECH_FOLDS = ["--model", "deep", "--protocol", "folds", "--channels", "speech"]
+# the path to BEST (docs/RESULTS.md section 1): early stopping without, then with, weight averaging
+RECIPES["deep_long_folds_speech"] = [*_SPEECH_FOLDS, *LONG]
+RECIPES["deep_ema_folds_speech"] = [*_SPEECH_FOLDS, *LONG, *EMA]
+RECIPES["deep_ema_last_folds_speech"] = [*_SPEECH_FOLDS, *BEST]  # = deep_folds_speech
+# the shipped bundle's recipe, scored clean and through the telephone channel
+RECIPES["deep_band_ema_last_folds_speech"] = [*_SPEECH_FOLDS, *BEST, *BAND]
+# levers and ablations of BEST
+RECIPES["deep_speed_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "speed_perturb=[0.9,1.1]"]
+RECIPES["deep_4block_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--arch", "filters=[32,64,128,256]"]
+RECIPES["deep_balanced_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "balance_classes=true"]
+RECIPES["deep_no_normalize_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "normalize=none"]
+RECIPES["deep_no_preemphasis_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "preemphasis=0"]
 _BASELINE_SPEECH = ["--model", "baseline", "--protocol", "folds", "--channels", "speech"]
 RECIPES["baseline_no_normalize_folds_speech"] = [*_BASELINE_SPEECH, "--feature", "normalize=none"]
 RECIPES["baseline_no_preemphasis_folds_speech"] = [*_BASELINE_SPEECH, "--feature", "preemphasis=0"]
