@@ -3,6 +3,7 @@
     python benchmarks/ravdess_runs.py list
     python benchmarks/ravdess_runs.py run deep_folds_speech baseline_folds_speech [--runs runs]
     python benchmarks/ravdess_runs.py table [NAME...] [--runs runs]
+    python benchmarks/ravdess_runs.py ensemble NAME NAME... [--runs runs]
 
 `run` calls `ser train` for each recipe, one after the other (each uses every core),
 into RUNS/NAME with the log in RUNS/NAME.log. `table` reads every RUNS/*/metrics.json
@@ -10,6 +11,8 @@ and prints one Markdown row per run: mean ± sd over the held-out splits of accu
 UAR and macro-F1 (clean audio), UAR through the telephone channel when it was
 measured, intensity accuracy, summed training time, model size and CPU inference time per
 segment (the first split's model, batches of 64 and single segments), and the command.
+`ensemble` averages the class probabilities that finished runs gave the same held-out
+clips (their `predictions.csv`) and prints the same figures for the average.
 """
 from __future__ import annotations
 
@@ -22,6 +25,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+
+from ser_core.labels import EMOTIONS
+from ser_core.metrics import classification_metrics, summarize
 
 # the deep model learns slowly under its augmentation: a longer schedule (docs/RESULTS.md, levers)
 LONG = ["--train", "epochs=100", "--train", "patience=25", "--train", "learning_rate=0.002"]
@@ -132,9 +139,38 @@ def table(runs: Path, names: list[str]) -> None:
                       f"{_ms(m[group]['macro_f1'], n)} | | {_ms(m[group]['intensity_accuracy'], n)} | | | | |")
 
 
+def ensemble_scores(predictions: list[pd.DataFrame]) -> dict[str, dict[str, list[float]]]:
+    """Average the emotion probabilities of several runs over the held-out clips they all
+    scored, and score the average per split: {condition: {metric: [one value per split]}}."""
+    tables = [p.set_index(["condition", "split", "path"]).sort_index() for p in predictions]
+    conditions = set.intersection(*(set(t.index.get_level_values("condition")) for t in tables))
+    tables = [t[t.index.get_level_values("condition").isin(conditions)] for t in tables]
+    if any(not t.index.equals(tables[0].index) for t in tables):
+        raise ValueError("the runs did not score the same held-out clips")
+    probs = np.mean([t[[f"p_{e}" for e in EMOTIONS]].to_numpy() for t in tables], axis=0)
+    scored = tables[0].assign(pred_index=probs.argmax(axis=1))
+    out: dict[str, dict[str, list[float]]] = {}
+    for (condition, _), g in scored.groupby(level=["condition", "split"]):
+        m = classification_metrics(g["true"].map(EMOTIONS.index), g["pred_index"])
+        for k in ("accuracy", "uar", "macro_f1"):
+            out.setdefault(condition, {}).setdefault(k, []).append(m[k])
+    return out
+
+
+def ensemble(runs: Path, names: list[str]) -> None:
+    scores = ensemble_scores([pd.read_csv(runs / n / "predictions.csv") for n in names])
+    clean = {k: summarize(v) for k, v in scores["clean"].items()}
+    n = len(scores["clean"]["uar"])
+    tel = _ms(summarize(scores["telephone"]["uar"]), n) if "telephone" in scores else "–"
+    print(f"| ensemble: {' + '.join(names)} | {n} | {_ms(clean['accuracy'], n)} | **{_ms(clean['uar'], n)}** | "
+          f"{_ms(clean['macro_f1'], n)} | {tel} | – | – | – | – | "
+          f"`python benchmarks/ravdess_runs.py ensemble {' '.join(names)}` |")
+    print("per split UAR: " + ", ".join(f"{u:.3f}" for u in scores["clean"]["uar"]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("action", choices=("list", "run", "table"))
+    ap.add_argument("action", choices=("list", "run", "table", "ensemble"))
     ap.add_argument("names", nargs="*", help="recipes to run (see `list`), or runs to tabulate (default: all)")
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--folds", help="only these folds, e.g. 1,2 (default: all six)")
@@ -147,6 +183,8 @@ def main() -> None:
         if unknown or not args.names:
             sys.exit(f"name recipes to run; unknown: {sorted(unknown)}; known: {sorted(RECIPES)}")
         run(args.names, args.runs, args.folds)
+    elif args.action == "ensemble":
+        ensemble(args.runs, args.names)
     else:
         table(args.runs, args.names)
 

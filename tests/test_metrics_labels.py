@@ -48,3 +48,41 @@ def test_valence_arousal_mapping():
     mixed = valence_arousal(np.array([0.5, 0, 0.5, 0, 0, 0, 0, 0]))
     assert mixed == pytest.approx([0.4, 0.25])
     assert np.all(np.abs(va) <= 1)
+
+
+def _ravdess_runs():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "ravdess_runs.py"
+    spec = importlib.util.spec_from_file_location("ravdess_runs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ensemble_averages_probabilities_of_runs_on_the_same_clips():
+    import pandas as pd
+
+    from ser_core.labels import EMOTIONS
+
+    def run(probs_for_true):  # two clips per split, true classes neutral and calm
+        rows = []
+        for split in ("fold_1", "fold_2"):
+            for path, true, p in (("a.wav", "neutral", probs_for_true[0]), ("b.wav", "calm", probs_for_true[1])):
+                probs = dict.fromkeys(EMOTIONS, 0.0) | {true: p, "angry": 1 - p}
+                rows.append({"split": split, "condition": "clean", "path": f"{split}/{path}", "true": true,
+                             **{f"p_{e}": v for e, v in probs.items()}})
+        return pd.DataFrame(rows)
+
+    ensemble_scores = _ravdess_runs().ensemble_scores
+    # run 1 is sure of clip a (0.9) and wrong on b (0.2); run 2 is wrong on a (0.4) and unsure on b (0.6)
+    one, two = run((0.9, 0.2)), run((0.4, 0.6))
+    assert ensemble_scores([one])["clean"]["uar"] == [0.5, 0.5]
+    assert ensemble_scores([two])["clean"]["uar"] == [0.5, 0.5]
+    # averaged: a 0.65 vs angry 0.35 -> right; b 0.4 vs angry 0.6 -> wrong
+    assert ensemble_scores([one, two])["clean"]["uar"] == [0.5, 0.5]
+    # a third run sure of b tips it: b 0.6 vs angry 0.4 on average -> both right
+    assert ensemble_scores([one, two, run((0.5, 1.0))])["clean"]["uar"] == [1.0, 1.0]
+    with pytest.raises(ValueError):
+        ensemble_scores([one, two.iloc[1:]])
