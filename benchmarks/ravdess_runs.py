@@ -31,11 +31,12 @@ from ser_core.labels import EMOTIONS
 from ser_core.metrics import classification_metrics, summarize
 
 # the deep model learns slowly under its augmentation: a longer schedule (docs/RESULTS.md, levers)
-LONG = ["--train", "epochs=100", "--train", "patience=25", "--train", "learning_rate=0.002"]
+SCHEDULE = ["--train", "epochs=100", "--train", "learning_rate=0.002"]
+LONG = [*SCHEDULE, "--train", "patience=25"]
 EMA = ["--train", "ema_momentum=0.99"]
 # the best deep recipe: LONG's schedule, weight averaging, the last epoch's averaged weights
 # (no early stopping; what `--protocol all` trains for a bundle)
-BEST = ["--train", "epochs=100", "--train", "learning_rate=0.002", *EMA, "--train", "patience=0"]
+BEST = [*SCHEDULE, *EMA, "--train", "patience=0"]
 BAND = ["--feature", "fmin=300", "--feature", "fmax=3400", "--train", "telephone_augment=true", "--test-telephone"]
 # the study as published: 128 mel x 90 frames for the deep model, flatten + dense 1024, no augmentation
 STUDY_TRAIN = ["--train", "mixup_alpha=0", "--train", "freq_masks=0", "--train", "time_masks=0",

@@ -117,7 +117,7 @@ class ValidationUAR(keras.callbacks.Callback):
 def compile_model(model: keras.Model, cfg: TrainConfig, steps: int) -> None:
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(1, steps * cfg.epochs))
     model.compile(
-        optimizer=keras.optimizers.Adam(schedule, use_ema=cfg.ema_momentum > 0, ema_momentum=cfg.ema_momentum or 0.99),
+        optimizer=keras.optimizers.Adam(schedule, use_ema=cfg.ema_momentum > 0, ema_momentum=cfg.ema_momentum),
         loss={
             "emotion": keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
             "intensity": keras.losses.CategoricalCrossentropy(),
