@@ -1,7 +1,7 @@
 """The RAVDESS experiments of docs/RESULTS.md: run named recipes, then tabulate them.
 
     python benchmarks/ravdess_runs.py list
-    python benchmarks/ravdess_runs.py run deep_folds_speech baseline_folds_speech [--runs runs]
+    python benchmarks/ravdess_runs.py run deep_folds_speech baseline_folds_speech [--runs runs] [--folds 1,2] [--resume]
     python benchmarks/ravdess_runs.py table [NAME...] [--runs runs]
     python benchmarks/ravdess_runs.py ensemble NAME NAME... [--runs runs]
 
@@ -35,14 +35,17 @@ SCHEDULE = ["--train", "epochs=100", "--train", "learning_rate=0.002"]
 LONG = [*SCHEDULE, "--train", "patience=25"]
 EMA = ["--train", "ema_momentum=0.99"]
 # the best deep recipe: LONG's schedule, weight averaging, the last epoch's averaged weights
-# (no early stopping; what `--protocol all` trains for a bundle)
+# (no early stopping; what `--protocol all` trains for a bundle). It is the deep model's
+# default (TrainConfig.for_model) and spelled out here so that the commands stay pinned.
 BEST = [*SCHEDULE, *EMA, "--train", "patience=0"]
+# the shared TrainConfig defaults (the baseline's recipe), pinned for deep runs that used them
+V1 = ["--train", "epochs=60", "--train", "learning_rate=0.001", "--train", "patience=12", "--train", "ema_momentum=0"]
 BAND = ["--feature", "fmin=300", "--feature", "fmax=3400", "--train", "telephone_augment=true", "--test-telephone"]
 # the study as published: 128 mel x 90 frames for the deep model, flatten + dense 1024, no augmentation
 STUDY_TRAIN = ["--train", "mixup_alpha=0", "--train", "freq_masks=0", "--train", "time_masks=0",
                "--train", "label_smoothing=0"]
 STUDY = {"baseline": ["--arch", "pooling=flatten", *STUDY_TRAIN],
-         "deep": ["--feature", "n_mels=128", "--feature", "frames=90", "--arch", "pooling=flatten", *STUDY_TRAIN]}
+         "deep": ["--feature", "n_mels=128", "--feature", "frames=90", "--arch", "pooling=flatten", *V1, *STUDY_TRAIN]}
 PROTOCOLS = {"folds": ["--protocol", "folds"], "seed": ["--protocol", "seed-split"]}
 CHANNELS = {"speech": ["--channels", "speech"], "both": ["--channels", "both"]}
 
@@ -55,7 +58,7 @@ for _model in ("baseline", "deep"):
             RECIPES[f"study_{_model}_{_p}_{_c}"] = ["--model", _model, *_pargs, *_cargs, *STUDY[_model]]
 _SPEECH_FOLDS = ["--model", "deep", "--protocol", "folds", "--channels", "speech"]
 # the path to BEST (docs/RESULTS.md section 1): early stopping without, then with, weight averaging
-RECIPES["deep_long_folds_speech"] = [*_SPEECH_FOLDS, *LONG]
+RECIPES["deep_long_folds_speech"] = [*_SPEECH_FOLDS, *LONG, "--train", "ema_momentum=0"]
 RECIPES["deep_ema_folds_speech"] = [*_SPEECH_FOLDS, *LONG, *EMA]
 RECIPES["deep_ema_last_folds_speech"] = [*_SPEECH_FOLDS, *BEST]  # = deep_folds_speech
 # the shipped bundle's recipe, scored clean and through the telephone channel
@@ -64,6 +67,8 @@ RECIPES["deep_band_ema_last_folds_speech"] = [*_SPEECH_FOLDS, *BEST, *BAND]
 RECIPES["deep_speed_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "speed_perturb=[0.9,1.1]"]
 RECIPES["deep_4block_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--arch", "filters=[32,64,128,256]"]
 RECIPES["deep_balanced_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "balance_classes=true"]
+# no early stopping needs no validation actors: train on all 20 actors of the 5 training folds
+RECIPES["deep_noval_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "val_actors=0"]
 RECIPES["deep_no_normalize_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "normalize=none"]
 RECIPES["deep_no_preemphasis_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "preemphasis=0"]
 _BASELINE_SPEECH = ["--model", "baseline", "--protocol", "folds", "--channels", "speech"]
@@ -71,17 +76,17 @@ RECIPES["baseline_no_normalize_folds_speech"] = [*_BASELINE_SPEECH, "--feature",
 RECIPES["baseline_no_preemphasis_folds_speech"] = [*_BASELINE_SPEECH, "--feature", "preemphasis=0"]
 
 
-def command(name: str, runs: Path, folds: str | None) -> list[str]:
-    extra = ["--folds", folds] if folds else []
+def command(name: str, runs: Path, folds: str | None, resume: bool = False) -> list[str]:
+    extra = (["--folds", folds] if folds else []) + (["--resume"] if resume else [])
     return ["ser", "train", *RECIPES[name], *extra, "--out", str(runs / name)]
 
 
-def run(names: list[str], runs: Path, folds: str | None) -> None:
+def run(names: list[str], runs: Path, folds: str | None, resume: bool = False) -> None:
     runs.mkdir(parents=True, exist_ok=True)
     for name in names:
-        cmd = command(name, runs, folds)
+        cmd = command(name, runs, folds, resume)
         print(f"[{time.strftime('%H:%M:%S')}] {shlex.join(cmd)}", flush=True)
-        with open(runs / f"{name}.log", "w") as log:
+        with open(runs / f"{name}.log", "a" if resume else "w") as log:
             # `ser` is `python -m ser_core.cli`: the same program without needing the venv on PATH
             status = subprocess.run([sys.executable, "-m", "ser_core.cli", *cmd[1:]], stdout=log,
                                     stderr=subprocess.STDOUT, check=False).returncode
@@ -175,6 +180,8 @@ def main() -> None:
     ap.add_argument("names", nargs="*", help="recipes to run (see `list`), or runs to tabulate (default: all)")
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--folds", help="only these folds, e.g. 1,2 (default: all six)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the splits a run with the same recipe already finished (e.g. screened on --folds 1,2)")
     args = ap.parse_args()
     if args.action == "list":
         for name in RECIPES:
@@ -183,7 +190,7 @@ def main() -> None:
         unknown = set(args.names) - set(RECIPES)
         if unknown or not args.names:
             sys.exit(f"name recipes to run; unknown: {sorted(unknown)}; known: {sorted(RECIPES)}")
-        run(args.names, args.runs, args.folds)
+        run(args.names, args.runs, args.folds, args.resume)
     elif args.action == "ensemble":
         ensemble(args.runs, args.names)
     else:

@@ -11,9 +11,11 @@ from .config import FeatureConfig, ModelConfig, TrainConfig
 from .download import ZENODO_URL
 
 
-def _config(cls, path: str | None, overrides: list[str]):
-    """A config from an optional JSON file plus `key=value` overrides (values parsed as JSON)."""
-    data = json.loads(Path(path).read_text()) if path else {}
+def _config(cls, path: str | None, overrides: list[str], base=None):
+    """A config from `base` (default: the class defaults), then an optional JSON file,
+    then `key=value` overrides (values parsed as JSON)."""
+    data = base.to_dict() if base is not None else {}
+    data.update(json.loads(Path(path).read_text()) if path else {})
     for item in overrides:
         key, _, value = item.partition("=")
         try:
@@ -43,7 +45,7 @@ def cmd_train(args) -> int:
     results = run_protocol(
         root, args.out,
         _config(FeatureConfig, args.feature_config, args.feature), model_cfg,
-        _config(TrainConfig, args.train_config, args.train),
+        _config(TrainConfig, args.train_config, args.train, base=TrainConfig.for_model(args.model)),
         protocol=args.protocol, channels=args.channels,
         folds=[int(f) for f in args.folds.split(",")] if args.folds else None,
         command=args.command_line, verbose=args.verbose, test_telephone=args.test_telephone,
@@ -141,7 +143,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train and evaluate on RAVDESS under a protocol")
     p.add_argument("--data", help="data folder holding ravdess/manifest.csv (default: $SER_DATA_DIR or ../shared/data)")
-    p.add_argument("--model", choices=("baseline", "deep"), default="deep")
+    p.add_argument("--model", choices=("baseline", "deep"), default="deep",
+                   help="network; each starts from its own training recipe (TrainConfig.for_model)")
     p.add_argument("--protocol", choices=("folds", "seed-split", "all"), default="folds")
     p.add_argument("--channels", choices=("speech", "song", "both"), default="speech",
                    help="which RAVDESS clips to train and test on")

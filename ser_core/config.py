@@ -105,7 +105,8 @@ class ModelConfig(_JsonConfig):
 
 @dataclass(frozen=True)
 class TrainConfig(_JsonConfig):
-    """Optimisation and augmentation."""
+    """Optimisation and augmentation. The field defaults are the baseline's recipe;
+    `TrainConfig.for_model` gives each network the recipe it was tuned with."""
 
     epochs: int = 60
     batch_size: int = 32
@@ -124,6 +125,15 @@ class TrainConfig(_JsonConfig):
     telephone_augment: bool = False  # a training view through the telephone channel
     ema_momentum: float = 0.0       # >0: validate and keep an exponential moving average of the weights
     seed: int = 0
+
+    @classmethod
+    def for_model(cls, kind: str) -> TrainConfig:
+        """Default recipe per network (docs/RESULTS.md, section 1): the deep model learns
+        slowly under its augmentation, so it gets a longer cosine schedule and keeps the
+        moving average of its weights at the last epoch instead of early stopping."""
+        if kind == "deep":
+            return cls(epochs=100, learning_rate=2e-3, patience=0, ema_momentum=0.99)
+        return cls()
 
 
 @dataclass(frozen=True)

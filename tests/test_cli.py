@@ -14,6 +14,7 @@ import soundfile as sf
 
 from ser_core.bundle import BundleError, load_bundle
 from ser_core.cli import main
+from ser_core.config import TrainConfig
 from ser_core.labels import EMOTIONS
 
 TINY = ["--feature", "n_mels=24", "--feature", "frames=40", "--feature", "mfcc_frames=40",
@@ -87,6 +88,7 @@ def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
     assert "fold_1" in (out / "report.md").read_text()
     config = json.loads((out / "config.json").read_text())
     assert config["model_config"]["kind"] == "baseline" and config["train_config"]["speed_perturb"] == [1.1]
+    assert config["train_config"]["ema_momentum"] == TrainConfig().ema_momentum  # the baseline's recipe
     # two training actors' clips, each seen as one of three views (original, 1.1x speed, telephone)
     fold = metrics["folds"]["fold_1"]
     assert fold["train_clips"] == 2 * 12 and fold["train_views"] == 3 and fold["test_clips"] == 4 * 12
@@ -106,6 +108,11 @@ def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
 def test_protocol_all_writes_a_verified_bundle(trained_bundle):
     meta = json.loads((trained_bundle / "bundle.json").read_text())
     assert meta["labels"] == list(EMOTIONS) and "ser train" in meta["training_command"]
+    # the deep model starts from its own recipe; command-line settings still win
+    deep = TrainConfig.for_model("deep")
+    assert meta["train_config"]["ema_momentum"] == deep.ema_momentum > 0
+    assert meta["train_config"]["learning_rate"] == deep.learning_rate != TrainConfig().learning_rate
+    assert meta["train_config"]["epochs"] == 2
     bundle = load_bundle(trained_bundle)
     assert bundle.feature_config.n_mels == 24 and bundle.model_id == meta["sha256"][:12]
     with zipfile.ZipFile(trained_bundle / "model.keras") as z, z.open("model.weights.h5") as f:
