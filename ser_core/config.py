@@ -60,6 +60,7 @@ class FeatureConfig(_JsonConfig):
     frames: int = 128               # columns of every cube channel
     pad_mode: str = "edge"
     standardize: bool = True        # per-utterance, per-channel zero mean / unit variance
+    speaker_norm: bool = False      # then per speaker: each band standardised over all the speaker's audio
 
     def __post_init__(self) -> None:
         if self.normalize not in ("peak", "rms", "none"):

@@ -12,7 +12,7 @@ import pandas as pd
 from .bundle import save_bundle
 from .config import FeatureConfig, ModelConfig, TrainConfig
 from .data import Split, all_split, fold_splits, ravdess_manifest, seed_split
-from .features import extract_corpus
+from .features import extract_corpus, speaker_standardize
 from .labels import EMOTIONS, INTENSITIES
 from .metrics import classification_metrics, report_text, summarize
 from .models import input_name
@@ -132,12 +132,18 @@ def run_protocol(
     feats = extract_corpus(df["path"], feature_cfg)
     usable = np.setdiff1d(np.arange(len(df)), list(feats.errors))
     name = input_name(model_cfg)
-    x_all = getattr(feats, name)[usable]
+    speakers = df["actor"].to_numpy()[usable]
+    time_axis = 1 if name == "mfcc" else 2
+
+    def per_speaker(x: np.ndarray) -> np.ndarray:
+        return speaker_standardize(x, speakers, time_axis) if feature_cfg.speaker_norm else x
+
+    x_all = per_speaker(getattr(feats, name)[usable])
     # degraded copies aligned with x_all: speed/telephone views for training, telephone test set
     paths = list(df["path"])
 
     def degraded(**how: Any) -> np.ndarray:
-        return getattr(extract_corpus(paths, feature_cfg, **how), name)[usable]
+        return per_speaker(getattr(extract_corpus(paths, feature_cfg, **how), name)[usable])
 
     x_augmented = [degraded(speed=f) for f in train_cfg.speed_perturb]
     x_augmented += [degraded(telephone=True)] if train_cfg.telephone_augment else []

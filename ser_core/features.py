@@ -107,6 +107,18 @@ def extract(y: np.ndarray, cfg: FeatureConfig) -> Features:
     )
 
 
+def speaker_standardize(x: np.ndarray, speakers: np.ndarray, time_axis: int) -> np.ndarray:
+    """Standardise a batch of features per speaker: each band (every axis but the time axis)
+    to zero mean and unit variance over all of that speaker's clips and frames."""
+    out = np.empty_like(x)
+    for s in np.unique(speakers):
+        m = speakers == s
+        mu = x[m].mean(axis=(0, time_axis), keepdims=True)
+        sd = x[m].std(axis=(0, time_axis), keepdims=True)
+        out[m] = (x[m] - mu) / (sd + 1e-5)
+    return out
+
+
 def extract_file(path: str | Path, cfg: FeatureConfig, speed: float = 1.0, telephone: bool = False) -> Features:
     return extract(load_preprocessed(path, cfg, speed, telephone), cfg)
 
