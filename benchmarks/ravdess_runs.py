@@ -4,6 +4,7 @@
     python benchmarks/ravdess_runs.py run deep_folds_speech baseline_folds_speech [--runs runs] [--folds 1,2] [--resume]
     python benchmarks/ravdess_runs.py table [NAME...] [--runs runs]
     python benchmarks/ravdess_runs.py ensemble NAME NAME... [--runs runs]
+    python benchmarks/ravdess_runs.py breakdown NAME... [--runs runs]
 
 `run` calls `ser train` for each recipe, one after the other (each uses every core),
 into RUNS/NAME with the log in RUNS/NAME.log. `table` reads every RUNS/*/metrics.json
@@ -13,6 +14,8 @@ measured, intensity accuracy, summed training time, model size and CPU inference
 segment (the first split's model, batches of 64 and single segments), and the command.
 `ensemble` averages the class probabilities that finished runs gave the same held-out
 clips (their `predictions.csv`) and prints the same figures for the average.
+`breakdown` says where a run succeeds: accuracy per held-out actor, UAR per sex,
+accuracy per intensity, top-2 accuracy.
 """
 from __future__ import annotations
 
@@ -174,9 +177,35 @@ def ensemble(runs: Path, names: list[str]) -> None:
     print("per split UAR: " + ", ".join(f"{u:.3f}" for u in scores["clean"]["uar"]))
 
 
+def breakdown_scores(pred: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Where a run's clean held-out predictions succeed: accuracy per actor, UAR per sex
+    (RAVDESS: odd actors male), accuracy per intensity, and top-2 accuracy."""
+    clean = pred[pred["condition"] == "clean"]
+    ok = clean["true"] == clean["pred"]
+    probs = clean[[f"p_{e}" for e in EMOTIONS]].to_numpy()
+    true = clean["true"].map(EMOTIONS.index).to_numpy()
+    sex = np.where(clean["actor"] % 2 == 1, "male", "female")
+    return {
+        "actor_accuracy": {str(a): float(v) for a, v in ok.groupby(clean["actor"]).mean().items()},
+        "sex_uar": {s: classification_metrics(true[sex == s], probs[sex == s].argmax(1))["uar"] for s in ("female", "male")},
+        "intensity_accuracy": {str(i): float(v) for i, v in ok.groupby(clean["true_intensity"]).mean().items()},
+        "top2_accuracy": {"all": float((np.argsort(-probs, axis=1)[:, :2] == true[:, None]).any(axis=1).mean())},
+    }
+
+
+def breakdown(runs: Path, names: list[str]) -> None:
+    for name in names:
+        b = breakdown_scores(pd.read_csv(runs / name / "predictions.csv"))
+        actors = pd.Series(b.pop("actor_accuracy"))
+        print(f"{name}: accuracy per held-out actor {actors.min():.2f}–{actors.max():.2f} (sd {actors.std():.3f}; "
+              f"worst {', '.join(actors.nsmallest(3).index)}; best {', '.join(actors.nlargest(3).index)})")
+        for key, values in b.items():
+            print(f"  {key}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("action", choices=("list", "run", "table", "ensemble"))
+    ap.add_argument("action", choices=("list", "run", "table", "ensemble", "breakdown"))
     ap.add_argument("names", nargs="*", help="recipes to run (see `list`), or runs to tabulate (default: all)")
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--folds", help="only these folds, e.g. 1,2 (default: all six)")
@@ -193,6 +222,8 @@ def main() -> None:
         run(args.names, args.runs, args.folds, args.resume)
     elif args.action == "ensemble":
         ensemble(args.runs, args.names)
+    elif args.action == "breakdown":
+        breakdown(args.runs, args.names)
     else:
         table(args.runs, args.names)
 
