@@ -71,6 +71,7 @@ RECIPES["deep_band_ema_last_folds_speech"] = [*_SPEECH_FOLDS, *BEST, *BAND]
 # levers and ablations of BEST
 RECIPES["deep_speed_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "speed_perturb=[0.9,1.1]"]
 RECIPES["deep_4block_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--arch", "filters=[32,64,128,256]"]
+RECIPES["deep_128mel_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "n_mels=128"]  # the study's 128 bands
 RECIPES["deep_balanced_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "balance_classes=true"]
 # no early stopping needs no validation actors: train on all 20 actors of the 5 training folds
 RECIPES["deep_noval_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "val_actors=0"]
