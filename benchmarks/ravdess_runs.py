@@ -4,6 +4,8 @@
     python benchmarks/ravdess_runs.py run deep_folds_speech baseline_folds_speech [--runs runs] [--folds 1,2] [--resume]
     python benchmarks/ravdess_runs.py table [NAME...] [--runs runs]
     python benchmarks/ravdess_runs.py ensemble NAME NAME... [--runs runs]
+    python benchmarks/ravdess_runs.py breakdown NAME... [--runs runs]
+    python benchmarks/ravdess_runs.py tta NAME... [--speeds 0.9,1.1] [--runs runs]
 
 `run` calls `ser train` for each recipe, one after the other (each uses every core),
 into RUNS/NAME with the log in RUNS/NAME.log. `table` reads every RUNS/*/metrics.json
@@ -13,6 +15,9 @@ measured, intensity accuracy, summed training time, model size and CPU inference
 segment (the first split's model, batches of 64 and single segments), and the command.
 `ensemble` averages the class probabilities that finished runs gave the same held-out
 clips (their `predictions.csv`) and prints the same figures for the average.
+`breakdown` says where a run succeeds: accuracy per held-out actor, UAR per sex,
+accuracy per intensity, top-2 accuracy. `tta` re-scores a run's saved split models with
+test-time augmentation (the held-out clips also at other speeds, probabilities averaged).
 """
 from __future__ import annotations
 
@@ -66,6 +71,7 @@ RECIPES["deep_band_ema_last_folds_speech"] = [*_SPEECH_FOLDS, *BEST, *BAND]
 # levers and ablations of BEST
 RECIPES["deep_speed_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "speed_perturb=[0.9,1.1]"]
 RECIPES["deep_4block_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--arch", "filters=[32,64,128,256]"]
+RECIPES["deep_128mel_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "n_mels=128"]  # the study's 128 bands
 RECIPES["deep_balanced_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "balance_classes=true"]
 # no early stopping needs no validation actors: train on all 20 actors of the 5 training folds
 RECIPES["deep_noval_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "val_actors=0"]
@@ -174,12 +180,66 @@ def ensemble(runs: Path, names: list[str]) -> None:
     print("per split UAR: " + ", ".join(f"{u:.3f}" for u in scores["clean"]["uar"]))
 
 
+def breakdown_scores(pred: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Where a run's clean held-out predictions succeed: accuracy per actor, UAR per sex
+    (RAVDESS: odd actors male), accuracy per intensity, and top-2 accuracy."""
+    clean = pred[pred["condition"] == "clean"]
+    ok = clean["true"] == clean["pred"]
+    probs = clean[[f"p_{e}" for e in EMOTIONS]].to_numpy()
+    true = clean["true"].map(EMOTIONS.index).to_numpy()
+    sex = np.where(clean["actor"] % 2 == 1, "male", "female")
+    return {
+        "actor_accuracy": {str(a): float(v) for a, v in ok.groupby(clean["actor"]).mean().items()},
+        "sex_uar": {s: classification_metrics(true[sex == s], probs[sex == s].argmax(1))["uar"] for s in ("female", "male")},
+        "intensity_accuracy": {str(i): float(v) for i, v in ok.groupby(clean["true_intensity"]).mean().items()},
+        "top2_accuracy": {"all": float((np.argsort(-probs, axis=1)[:, :2] == true[:, None]).any(axis=1).mean())},
+    }
+
+
+def breakdown(runs: Path, names: list[str]) -> None:
+    for name in names:
+        b = breakdown_scores(pd.read_csv(runs / name / "predictions.csv"))
+        actors = pd.Series(b.pop("actor_accuracy"))
+        print(f"{name}: accuracy per held-out actor {actors.min():.2f}–{actors.max():.2f} (sd {actors.std():.3f}; "
+              f"worst {', '.join(actors.nsmallest(3).index)}; best {', '.join(actors.nlargest(3).index)})")
+        for key, values in b.items():
+            print(f"  {key}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
+
+
+def tta(runs: Path, name: str, speeds: list[float]) -> None:
+    """Test-time augmentation of a finished run, no training: each split's saved model scores
+    its held-out clips as recorded and at `speeds`, and the class probabilities are averaged."""
+    from ser_core.bundle import load_bundle
+    from ser_core.config import FeatureConfig, ModelConfig
+    from ser_core.features import extract_corpus
+    from ser_core.models import input_name
+
+    config = json.loads((runs / name / "config.json").read_text())
+    feature_cfg = FeatureConfig.from_dict(config["feature_config"])
+    field = input_name(ModelConfig.from_dict(config["model_config"]))
+    pred = pd.read_csv(runs / name / "predictions.csv")
+    paths = sorted(set(pred["path"]))
+    index = {p: i for i, p in enumerate(paths)}
+    views = [getattr(extract_corpus(paths, feature_cfg, speed=s), field) for s in [1.0, *speeds]]
+    plain, averaged = [], []
+    for split, g in pred[pred["condition"] == "clean"].groupby("split"):
+        bundle = load_bundle(runs / name / split / "bundle")
+        rows, true = g["path"].map(index).to_numpy(), g["true"].map(EMOTIONS.index).to_numpy()
+        probs = [bundle.predict_inputs(v[rows])[0] for v in views]
+        plain.append(classification_metrics(true, probs[0].argmax(1))["uar"])
+        averaged.append(classification_metrics(true, np.mean(probs, axis=0).argmax(1))["uar"])
+        print(f"{split}: UAR as recorded {plain[-1]:.3f}, averaged with speeds {speeds} {averaged[-1]:.3f}")
+    n = len(plain)
+    print(f"{name}: UAR {_ms(summarize(plain), n)} -> {_ms(summarize(averaged), n)} with test-time speeds {speeds}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("action", choices=("list", "run", "table", "ensemble"))
+    ap.add_argument("action", choices=("list", "run", "table", "ensemble", "breakdown", "tta"))
     ap.add_argument("names", nargs="*", help="recipes to run (see `list`), or runs to tabulate (default: all)")
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--folds", help="only these folds, e.g. 1,2 (default: all six)")
+    ap.add_argument("--speeds", default="0.9,1.1", help="tta: test-time speeds besides 1.0")
     ap.add_argument("--resume", action="store_true",
                     help="keep the splits a run with the same recipe already finished (e.g. screened on --folds 1,2)")
     args = ap.parse_args()
@@ -193,6 +253,11 @@ def main() -> None:
         run(args.names, args.runs, args.folds, args.resume)
     elif args.action == "ensemble":
         ensemble(args.runs, args.names)
+    elif args.action == "breakdown":
+        breakdown(args.runs, args.names)
+    elif args.action == "tta":
+        for name in args.names:
+            tta(args.runs, name, [float(f) for f in args.speeds.split(",")])
     else:
         table(args.runs, args.names)
 

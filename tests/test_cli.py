@@ -103,6 +103,11 @@ def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
     row = next(line for line in table if line.startswith("| run |"))
     assert len(table) == 3 and table[2].count("|") == row.count("|")  # header, rule, one row
     assert f"| 2 | {metrics['mean']['all']['accuracy']['mean']:.3f} ± " in table[2]
+    # test-time augmentation re-scores each split's saved model: as recorded, it matches the run
+    tta = subprocess.run([sys.executable, str(script), "tta", "run", "--speeds", "1.1", "--runs", str(tmp_path)],
+                         capture_output=True, text=True, check=True).stdout
+    for fold in ("fold_1", "fold_2"):
+        assert f"{fold}: UAR as recorded {metrics['folds'][fold]['all']['uar']:.3f}," in tta
 
 
 def test_protocol_all_writes_a_verified_bundle(trained_bundle):

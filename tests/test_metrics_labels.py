@@ -86,3 +86,27 @@ def test_ensemble_averages_probabilities_of_runs_on_the_same_clips():
     assert ensemble_scores([one, two, run((0.5, 1.0))])["clean"]["uar"] == [1.0, 1.0]
     with pytest.raises(ValueError):
         ensemble_scores([one, two.iloc[1:]])
+
+
+def test_breakdown_by_actor_sex_intensity_and_top2():
+    import pandas as pd
+
+    from ser_core.labels import EMOTIONS
+
+    def row(actor, true, intensity, ranked):  # ranked: the predicted classes, most probable first
+        probs = dict.fromkeys(EMOTIONS, 0.0) | {ranked[0]: 0.6, ranked[1]: 0.3, ranked[2]: 0.1}
+        return {"condition": "clean", "actor": actor, "true": true, "pred": ranked[0], "true_intensity": intensity,
+                **{f"p_{e}": v for e, v in probs.items()}}
+
+    pred = pd.DataFrame([
+        row(1, "sad", "normal", ("sad", "calm", "angry")),      # male, right
+        row(1, "calm", "normal", ("sad", "calm", "angry")),     # male, wrong, second guess right
+        row(2, "angry", "strong", ("angry", "sad", "calm")),    # female, right
+        row(2, "sad", "strong", ("calm", "angry", "sad")),      # female, wrong, third guess
+        {**row(2, "sad", "strong", ("sad", "calm", "angry")), "condition": "telephone"},  # not counted
+    ])
+    b = _ravdess_runs().breakdown_scores(pred)
+    assert b["actor_accuracy"] == {"1": 0.5, "2": 0.5}
+    assert b["sex_uar"] == {"female": 0.5, "male": 0.5}  # female: angry 1/1, sad 0/1; male: sad 1/1, calm 0/1
+    assert b["intensity_accuracy"] == {"normal": 0.5, "strong": 0.5}
+    assert b["top2_accuracy"] == {"all": 0.75}
