@@ -6,6 +6,7 @@
     python benchmarks/ravdess_runs.py ensemble NAME NAME... [--runs runs]
     python benchmarks/ravdess_runs.py breakdown NAME... [--runs runs]
     python benchmarks/ravdess_runs.py tta NAME... [--speeds 0.9,1.1] [--runs runs]
+    python benchmarks/ravdess_runs.py speaker-groups NAME... [--group-sizes 5,10,20] [--runs runs]
 
 `run` calls `ser train` for each recipe, one after the other (each uses every core),
 into RUNS/NAME with the log in RUNS/NAME.log. `table` reads every RUNS/*/metrics.json
@@ -18,6 +19,8 @@ clips (their `predictions.csv`) and prints the same figures for the average.
 `breakdown` says where a run succeeds: accuracy per held-out actor, UAR per sex,
 accuracy per intensity, top-2 accuracy. `tta` re-scores a run's saved split models with
 test-time augmentation (the held-out clips also at other speeds, probabilities averaged).
+`speaker-groups` re-scores a speaker-normalised run with its statistics taken from less of
+each speaker's audio (one clip, random groups of k clips).
 """
 from __future__ import annotations
 
@@ -233,13 +236,59 @@ def tta(runs: Path, name: str, speeds: list[float]) -> None:
     print(f"{name}: UAR {_ms(summarize(plain), n)} -> {_ms(summarize(averaged), n)} with test-time speeds {speeds}")
 
 
+def speaker_groups(runs: Path, name: str, sizes: list[int], repeats: int = 3) -> None:
+    """How much of a speaker's audio a speaker-normalised run needs at test time: each split's
+    saved model scores its held-out clips standardised per actor (as in training), per clip
+    alone, and per random group of k clips of one actor (as from a short call)."""
+    from ser_core.bundle import load_bundle
+    from ser_core.config import FeatureConfig, ModelConfig
+    from ser_core.features import INPUT_TIME_AXIS, extract_corpus, speaker_standardize
+    from ser_core.models import input_name
+
+    config = json.loads((runs / name / "config.json").read_text())
+    feature_cfg = FeatureConfig.from_dict(config["feature_config"])
+    if not feature_cfg.speaker_norm:
+        sys.exit(f"{name} was not trained with speaker_norm")
+    field = input_name(ModelConfig.from_dict(config["model_config"]))
+    time_axis = 1 + INPUT_TIME_AXIS[field]
+    pred = pd.read_csv(runs / name / "predictions.csv")
+    paths = sorted(set(pred["path"]))
+    index = {p: i for i, p in enumerate(paths)}
+    x = getattr(extract_corpus(paths, feature_cfg), field)
+    rng = np.random.default_rng(0)
+    scores: dict[str, list[float]] = {}
+    for split, g in pred[pred["condition"] == "clean"].groupby("split"):
+        bundle = load_bundle(runs / name / split / "bundle")
+        xs, true, actor = x[g["path"].map(index).to_numpy()], g["true"].map(EMOTIONS.index).to_numpy(), g["actor"].to_numpy()
+
+        def uar(groups: np.ndarray) -> float:
+            probs = bundle.predict_inputs(speaker_standardize(xs, groups, time_axis))[0]
+            return classification_metrics(true, probs.argmax(1))["uar"]
+
+        scores.setdefault("per actor (as trained)", []).append(uar(actor))
+        scores.setdefault("per clip alone", []).append(uar(np.arange(len(xs))))
+        for k in sizes:
+            runs_k = []
+            for _ in range(repeats):  # random groups of k clips within each actor
+                groups = np.empty(len(xs), object)
+                for a in np.unique(actor):
+                    rows = rng.permutation(np.flatnonzero(actor == a))
+                    groups[rows] = [f"{a}-{i // k}" for i in range(len(rows))]
+                runs_k.append(uar(groups.astype(str)))
+            scores.setdefault(f"per {k} clips of one actor", []).append(float(np.mean(runs_k)))
+    n = len(scores["per clip alone"])
+    for how, values in scores.items():
+        print(f"| {how} | {_ms(summarize(values), n)} | {' / '.join(f'{v:.3f}' for v in values)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("action", choices=("list", "run", "table", "ensemble", "breakdown", "tta"))
+    ap.add_argument("action", choices=("list", "run", "table", "ensemble", "breakdown", "tta", "speaker-groups"))
     ap.add_argument("names", nargs="*", help="recipes to run (see `list`), or runs to tabulate (default: all)")
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--folds", help="only these folds, e.g. 1,2 (default: all six)")
     ap.add_argument("--speeds", default="0.9,1.1", help="tta: test-time speeds besides 1.0")
+    ap.add_argument("--group-sizes", default="5,10,20", help="speaker-groups: clips per random group of one actor")
     ap.add_argument("--resume", action="store_true",
                     help="keep the splits a run with the same recipe already finished (e.g. screened on --folds 1,2)")
     args = ap.parse_args()
@@ -255,6 +304,9 @@ def main() -> None:
         ensemble(args.runs, args.names)
     elif args.action == "breakdown":
         breakdown(args.runs, args.names)
+    elif args.action == "speaker-groups":
+        for name in args.names:
+            speaker_groups(args.runs, name, [int(k) for k in args.group_sizes.split(",")])
     elif args.action == "tta":
         for name in args.names:
             tta(args.runs, name, [float(f) for f in args.speeds.split(",")])

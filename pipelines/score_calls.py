@@ -34,7 +34,7 @@ from ser_core.audio import AudioError, preprocess, rms_dbfs
 from ser_core.bundle import META_FILE, MODEL_FILE, Bundle, load_bundle, read_bundle_configs
 from ser_core.calls import CallInfo, open_audio, read_segment, segment_call, summarize_call
 from ser_core.config import FeatureConfig, SegmentConfig
-from ser_core.features import extract
+from ser_core.features import INPUT_TIME_AXIS, extract, standardize_bands
 from ser_core.labels import EMOTIONS, valence_arousal
 from ser_core.models import input_name
 
@@ -194,6 +194,54 @@ class ExtractFeatures(beam.PTransform):
         return pcoll | beam.MapTuple(lambda key, wave: (key, getattr(extract(wave, cfg), name)))
 
 
+class BandStats(beam.CombineFn):
+    """Model inputs -> (mean, sd) of every band over all inputs and frames: the statistics
+    `ser_core.features.speaker_standardize` computes for one speaker."""
+
+    def __init__(self, time_axis: int):
+        self.time_axis = time_axis
+
+    def create_accumulator(self):
+        return 0, 0.0, 0.0
+
+    def add_input(self, acc, x: np.ndarray):
+        n, total, squares = acc
+        x = x.astype(np.float64)
+        return (n + x.shape[self.time_axis], total + x.sum(axis=self.time_axis, keepdims=True),
+                squares + (x**2).sum(axis=self.time_axis, keepdims=True))
+
+    def merge_accumulators(self, accs):
+        accs = list(accs)
+        return sum(a[0] for a in accs), sum(a[1] for a in accs), sum(a[2] for a in accs)
+
+    def extract_output(self, acc):
+        n, total, squares = acc
+        mean = total / n
+        return mean.astype(np.float32), np.sqrt(np.maximum(squares / n - mean**2, 0.0)).astype(np.float32)
+
+
+class NormalizePerSpeaker(beam.PTransform):
+    """(key, input) -> (key, input standardised per band by the statistics of all inputs of
+    its call side): one speaker per channel, as the bundle was trained (`speaker_norm`)."""
+
+    def __init__(self, time_axis: int):
+        super().__init__()
+        self.time_axis = time_axis
+
+    def expand(self, pcoll):
+        def side(key: SegmentKey) -> tuple[str, int]:
+            return key.path, key.channel
+
+        def standardize(item: tuple[SegmentKey, np.ndarray], stats: dict) -> tuple[SegmentKey, np.ndarray]:
+            key, x = item
+            return key, standardize_bands(x, *stats[side(key)])
+
+        stats = (pcoll
+                 | "KeyBySide" >> beam.MapTuple(lambda key, x: (side(key), x))
+                 | "BandStats" >> beam.CombinePerKey(BandStats(self.time_axis)))
+        return pcoll | "Standardize" >> beam.Map(standardize, stats=beam.pvalue.AsDict(stats))
+
+
 def segment_row(key: SegmentKey, result: PredictionResult) -> dict[str, Any]:
     emo, inten = result.inference
     top = int(np.argmax(emo))
@@ -267,7 +315,8 @@ class WriteTable(beam.PTransform):
 
 
 def build(p: beam.Pipeline, opts: ScoreCallsOptions, staging: str) -> None:
-    """The job's graph: match -> segment + trim -> features -> RunInference -> rows -> Parquet."""
+    """The job's graph: match -> segment + trim -> features [-> per-speaker standardisation]
+    -> RunInference -> rows -> Parquet."""
     feature_cfg, model_cfg, model_id = read_bundle_configs(localize_bundle(opts.model))
     roles = tuple(r.strip() for r in opts.roles.split(","))
     seg_cfg = SegmentConfig(top_db=opts.top_db, noise_margin_db=opts.noise_margin_db, min_speech_s=opts.min_speech_s, min_silence_s=opts.min_silence_s,
@@ -278,9 +327,11 @@ def build(p: beam.Pipeline, opts: ScoreCallsOptions, staging: str) -> None:
         | "SegmentAndTrim" >> beam.ParDo(SegmentAndTrimFn(seg_cfg, feature_cfg)).with_outputs(
             SegmentAndTrimFn.CALLS, SegmentAndTrimFn.ERRORS, main="segments")
     )
+    inputs = split.segments | "ExtractFeatures" >> ExtractFeatures(feature_cfg, input_name(model_cfg))
+    if feature_cfg.speaker_norm:
+        inputs = inputs | "NormalizePerSpeaker" >> NormalizePerSpeaker(INPUT_TIME_AXIS[input_name(model_cfg)])
     segments = (
-        split.segments
-        | "ExtractFeatures" >> ExtractFeatures(feature_cfg, input_name(model_cfg))
+        inputs
         | "RunInference" >> RunInference(KeyedModelHandler(BundleModelHandler(opts.model, opts.inference_batch_size)))
         | "ToSegmentRows" >> beam.MapTuple(segment_row)
     )

@@ -20,7 +20,7 @@ import pandas as pd
 from . import models  # noqa: F401  (registers custom layers for deserialisation)
 from .audio import AudioError
 from .config import FeatureConfig, ModelConfig, TrainConfig
-from .features import Features, extract_file
+from .features import INPUT_TIME_AXIS, Features, extract_file, speaker_standardize
 from .labels import EMOTIONS, INTENSITIES, valence_arousal
 from .models import input_name
 
@@ -127,10 +127,14 @@ def load_bundle(spec: str | Path) -> Bundle:
     )
 
 
-def predict_files(bundle: Bundle, paths: Sequence[str | Path], telephone: bool = False) -> pd.DataFrame:
+def predict_files(
+    bundle: Bundle, paths: Sequence[str | Path], telephone: bool = False, speakers: Sequence[Any] | None = None,
+) -> pd.DataFrame:
     """One row per file: class probabilities (columns named by class), top label,
     confidence, intensity, valence, arousal; unusable files get an `error` and no scores.
-    With `telephone`, each file first goes through the simulated telephone channel."""
+    With `telephone`, each file first goes through the simulated telephone channel.
+    `speakers` (one id per file) groups the files whose statistics a bundle trained with
+    `speaker_norm` standardises together; without it each file is its own group."""
     feats: list[Features] = []
     ok: list[int] = []
     errors: dict[int, str] = {}
@@ -140,7 +144,11 @@ def predict_files(bundle: Bundle, paths: Sequence[str | Path], telephone: bool =
             ok.append(i)
         except AudioError as exc:
             errors[i] = f"{exc.code}: {exc}"
-    emo, inten = bundle.predict_inputs(bundle.inputs(feats) if feats else np.zeros((0,)))
+    x = bundle.inputs(feats) if feats else np.zeros((0,))
+    if feats and bundle.feature_config.speaker_norm:
+        groups = np.asarray(speakers if speakers is not None else range(len(paths)))[ok]
+        x = speaker_standardize(x, groups, 1 + INPUT_TIME_AXIS[input_name(bundle.model_config)])
+    emo, inten = bundle.predict_inputs(x)
     df = pd.DataFrame({"path": [str(p) for p in paths]})
     scores = pd.DataFrame(emo, columns=list(bundle.labels), index=ok)
     df = df.join(scores)

@@ -60,6 +60,11 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _speakers(manifest):
+    """The manifest's optional `speaker` column (who speaks in each file), else None."""
+    return list(manifest["speaker"]) if "speaker" in manifest.columns else None
+
+
 def cmd_evaluate(args) -> int:
     from .bundle import load_bundle, predict_files
     from .data import read_labelled_manifest
@@ -70,7 +75,7 @@ def cmd_evaluate(args) -> int:
     if "label" not in df.columns:
         sys.exit(f"{args.manifest} needs a 'label' column to evaluate")
     bundle = load_bundle(args.model)
-    pred = predict_files(bundle, df["path"], telephone=args.telephone)
+    pred = predict_files(bundle, df["path"], telephone=args.telephone, speakers=_speakers(df))
     ok = pred["error"].isna().to_numpy()
     out = Path(args.out)
     m = write_evaluation(out, df["label"][ok].map(EMOTIONS.index), pred["label"][ok].map(EMOTIONS.index))
@@ -84,10 +89,11 @@ def cmd_predict(args) -> int:
     from .bundle import load_bundle, predict_files
     from .data import read_labelled_manifest
 
-    paths = list(read_labelled_manifest(args.manifest)["path"]) if args.manifest else args.files
+    df = read_labelled_manifest(args.manifest) if args.manifest else None
+    paths = list(df["path"]) if df is not None else args.files
     if not paths:
         sys.exit("give audio files or --manifest")
-    pred = predict_files(load_bundle(args.model), paths)
+    pred = predict_files(load_bundle(args.model), paths, speakers=_speakers(df) if df is not None else None)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     pred.to_csv(args.out, index=False)
     print(f"{len(pred)} rows ({pred['error'].notna().sum()} unusable) -> {args.out}")
@@ -163,7 +169,8 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a labelled manifest (path,label) with a bundle")
     p.add_argument("--model", default="default", help="bundle directory or 'default'")
-    p.add_argument("--manifest", required=True)
+    p.add_argument("--manifest", required=True,
+                   help="CSV with path and label columns, and optionally speaker (for speaker-normalised bundles)")
     p.add_argument("--out", required=True)
     p.add_argument("--telephone", action="store_true",
                    help="pass every file through the simulated telephone channel first (robustness check)")
@@ -171,7 +178,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="class probabilities per file")
     p.add_argument("--model", default="default", help="bundle directory or 'default'")
-    p.add_argument("--manifest", help="CSV with a path column")
+    p.add_argument("--manifest", help="CSV with a path column, and optionally speaker (for speaker-normalised bundles)")
     p.add_argument("files", nargs="*")
     p.add_argument("--out", required=True, help="output CSV")
     p.set_defaults(func=cmd_predict)

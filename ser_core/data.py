@@ -38,7 +38,7 @@ def ravdess_manifest(root: str | Path) -> pd.DataFrame:
 
 
 def read_labelled_manifest(csv: str | Path) -> pd.DataFrame:
-    """A `path[,label]` CSV; relative paths are taken relative to the CSV's folder."""
+    """A `path[,label][,speaker]` CSV; relative paths are taken relative to the CSV's folder."""
     csv = Path(csv)
     df = pd.read_csv(csv)
     if "path" not in df.columns:

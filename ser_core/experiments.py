@@ -12,7 +12,7 @@ import pandas as pd
 from .bundle import save_bundle
 from .config import FeatureConfig, ModelConfig, TrainConfig
 from .data import Split, all_split, fold_splits, ravdess_manifest, seed_split
-from .features import extract_corpus, speaker_standardize
+from .features import INPUT_TIME_AXIS, extract_corpus, speaker_standardize
 from .labels import EMOTIONS, INTENSITIES
 from .metrics import classification_metrics, report_text, summarize
 from .models import input_name
@@ -133,7 +133,7 @@ def run_protocol(
     usable = np.setdiff1d(np.arange(len(df)), list(feats.errors))
     name = input_name(model_cfg)
     speakers = df["actor"].to_numpy()[usable]
-    time_axis = 1 if name == "mfcc" else 2
+    time_axis = 1 + INPUT_TIME_AXIS[name]
 
     def per_speaker(x: np.ndarray) -> np.ndarray:
         return speaker_standardize(x, speakers, time_axis) if feature_cfg.speaker_norm else x

@@ -107,15 +107,23 @@ def extract(y: np.ndarray, cfg: FeatureConfig) -> Features:
     )
 
 
+# time axis of one model input (a `Features` field, no batch axis)
+INPUT_TIME_AXIS = {"mfcc": 0, "cube": 1}
+
+
+def standardize_bands(x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """Apply per-band statistics (shaped to broadcast over time)."""
+    return (x - mean) / (sd + 1e-5)
+
+
 def speaker_standardize(x: np.ndarray, speakers: np.ndarray, time_axis: int) -> np.ndarray:
-    """Standardise a batch of features per speaker: each band (every axis but the time axis)
-    to zero mean and unit variance over all of that speaker's clips and frames."""
+    """Standardise a batch of features per speaker: each band (every axis but the batch and
+    time axes) to zero mean and unit variance over all of that speaker's clips and frames."""
     out = np.empty_like(x)
     for s in np.unique(speakers):
         m = speakers == s
-        mu = x[m].mean(axis=(0, time_axis), keepdims=True)
-        sd = x[m].std(axis=(0, time_axis), keepdims=True)
-        out[m] = (x[m] - mu) / (sd + 1e-5)
+        out[m] = standardize_bands(x[m], x[m].mean(axis=(0, time_axis), keepdims=True),
+                                   x[m].std(axis=(0, time_axis), keepdims=True))
     return out
 
 

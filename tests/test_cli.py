@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from ser_core.bundle import BundleError, load_bundle
+from ser_core.bundle import BundleError, load_bundle, predict_files
 from ser_core.cli import main
 from ser_core.config import TrainConfig
 from ser_core.labels import EMOTIONS
@@ -202,6 +202,9 @@ def test_resume_keeps_finished_splits_and_refuses_another_config(tiny_data, tmp_
     args = ["train", "--data", str(root), "--model", "baseline", "--out", str(out), "--verbose", "0", *TINY]
     assert main([*args, "--folds", "1"]) == 0
     first = (out / "fold_1" / "bundle" / "model.keras").stat().st_mtime_ns
+    saved = json.loads((out / "config.json").read_text())
+    del saved["feature_config"]["speaker_norm"]  # as written before that field existed: still the same config
+    (out / "config.json").write_text(json.dumps(saved))
     assert main([*args, "--resume"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["folds"]) == {"fold_1", "fold_2"}
@@ -212,3 +215,27 @@ def test_resume_keeps_finished_splits_and_refuses_another_config(tiny_data, tmp_
     assert "resumed run" in (out / "report.md").read_text()
     with pytest.raises(ValueError, match="another configuration"):
         main([*args, "--resume", "--train", "epochs=3"])
+
+
+def test_predict_standardises_per_speaker_for_speaker_normalised_bundles(labelled_csv, tmp_path):
+    from ser_core.bundle import save_bundle
+    from ser_core.config import FeatureConfig, ModelConfig
+    from ser_core.features import extract_file, speaker_standardize
+    from ser_core.models import build_model
+
+    fcfg = FeatureConfig(n_mels=24, frames=40, mfcc_frames=40, speaker_norm=True)
+    mcfg = ModelConfig(filters=(8, 16), dense_units=16)
+    bundle = load_bundle(save_bundle(tmp_path / "b", build_model(mcfg, fcfg), fcfg, mcfg, TrainConfig(), {}))
+    paths = list(pd.read_csv(labelled_csv)["path"])[:6]
+    speakers = ["x", "x", "x", "y", "y", "y"]
+    cubes = np.stack([extract_file(p, fcfg).cube for p in paths])
+    expected, _ = bundle.predict_inputs(speaker_standardize(cubes, np.array(speakers), time_axis=2))
+    grouped = predict_files(bundle, paths, speakers=speakers)
+    np.testing.assert_allclose(grouped[list(EMOTIONS)].to_numpy(), expected, atol=1e-5)
+    alone = predict_files(bundle, paths)  # no speakers: each file standardised by itself
+    assert not np.allclose(alone[list(EMOTIONS)].to_numpy(), expected, atol=1e-3)
+    # through the CLI: the manifest's speaker column
+    csv = tmp_path / "m.csv"
+    pd.DataFrame({"path": paths, "speaker": speakers}).to_csv(csv, index=False)
+    assert main(["predict", "--model", str(tmp_path / "b"), "--manifest", str(csv), "--out", str(tmp_path / "p.csv")]) == 0
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "p.csv")[list(EMOTIONS)].to_numpy(), expected, atol=1e-5)

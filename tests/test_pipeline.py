@@ -114,6 +114,29 @@ def test_features_and_inference_give_schema_rows(calls_dir, bundle):
         assert_that(rows, check)
 
 
+def test_normalize_per_speaker_matches_the_training_normalisation():
+    """Per call side (file, channel), the job standardises inputs exactly as training
+    standardised each actor's clips (`speaker_standardize`)."""
+    from ser_core.features import speaker_standardize
+
+    rng = np.random.default_rng(1)
+    keys = [sc.SegmentKey(call, f"/x/{call}.wav", ch, "agent", i, 0.0, 1.0, -20.0)
+            for call in ("a", "b") for ch in (0, 1) for i in range(3)]
+    x = rng.normal(0.0, 1.0, (len(keys), 6, 8, 3)).astype(np.float32) * rng.uniform(1, 4, (len(keys), 1, 1, 1))
+    sides = np.array([f"{k.path}#{k.channel}" for k in keys])
+    expected = speaker_standardize(x, sides, time_axis=2)
+
+    def check(items):
+        got = dict(items)
+        assert len(got) == len(keys)
+        for k, e in zip(keys, expected):
+            np.testing.assert_allclose(got[k], e, atol=1e-4)
+
+    with TestPipeline() as p:
+        out = p | beam.Create(list(zip(keys, x))) | sc.NormalizePerSpeaker(time_axis=1)
+        assert_that(out, check)
+
+
 def read_table(out, table, date):
     return pd.read_parquet(out / table / f"date={date}")
 
@@ -155,6 +178,18 @@ def test_whole_job_end_to_end_and_rerun(calls_dir, bundle, tmp_path):
     png = tmp_path / "call_a.png"
     assert main(["report", "--output", str(out), "--call", "call_a", "--date", "2026-11-23", "--out", str(png)]) == 0
     assert png.stat().st_size > 5000
+
+
+def test_speaker_normalised_bundle_runs_through_the_job(calls_dir, tmp_path):
+    fcfg = FeatureConfig(n_mels=24, frames=64, mfcc_frames=64, speaker_norm=True)
+    mcfg = ModelConfig(filters=(8, 16), dense_units=16)
+    bundle = str(save_bundle(tmp_path / "bundle", build_model(mcfg, fcfg), fcfg, mcfg, TrainConfig(),
+                             {"training_command": "untrained test bundle"}))
+    out = tmp_path / "out"
+    counts = sc.run([f"--input={calls_dir}/call_*", f"--output={out}", f"--model={bundle}", "--date=2026-11-23"])
+    assert counts["calls_written"] == 2
+    segments = read_table(out, "segments", "2026-11-23")
+    assert len(segments) == counts["segments"] and segments[[f"p_{e}" for e in EMOTIONS]].notna().all().all()
 
 
 def test_empty_match_still_succeeds(bundle, tmp_path):
