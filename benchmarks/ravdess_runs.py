@@ -242,7 +242,7 @@ def main() -> None:
     ap.add_argument("--speeds", default="0.9,1.1", help="tta: test-time speeds besides 1.0")
     ap.add_argument("--resume", action="store_true",
                     help="keep the splits a run with the same recipe already finished (e.g. screened on --folds 1,2)")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()
     if args.action == "list":
         for name in RECIPES:
             print(shlex.join(command(name, args.runs, args.folds)))
