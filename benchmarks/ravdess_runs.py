@@ -291,7 +291,7 @@ def main() -> None:
     ap.add_argument("--group-sizes", default="5,10,20", help="speaker-groups: clips per random group of one actor")
     ap.add_argument("--resume", action="store_true",
                     help="keep the splits a run with the same recipe already finished (e.g. screened on --folds 1,2)")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()
     if args.action == "list":
         for name in RECIPES:
             print(shlex.join(command(name, args.runs, args.folds)))
