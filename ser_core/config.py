@@ -70,6 +70,12 @@ class FeatureConfig(_JsonConfig):
         if self.trim_db <= 0:
             raise ValueError("trim_db must be positive")
 
+    def extraction_json(self) -> str:
+        """JSON of the fields that shape one file's features (`speaker_norm` is applied
+        afterwards, across files): the key of the feature cache."""
+        fields = {k: v for k, v in self.to_dict().items() if k != "speaker_norm"}
+        return json.dumps(fields, sort_keys=True, indent=2)
+
     @property
     def cube_shape(self) -> tuple[int, int, int]:
         return (self.n_mels, self.frames, 3)

@@ -87,6 +87,13 @@ def _scores(pred: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def _same_config(saved: dict[str, Any], config: dict[str, Any]) -> bool:
+    """Configs compared as objects (fields added since with their defaults still match)."""
+    classes = {"feature_config": FeatureConfig, "model_config": ModelConfig, "train_config": TrainConfig}
+    return all((classes[k].from_dict(saved[k]) if k in classes else saved.get(k)) ==
+               (classes[k].from_dict(v) if k in classes else v) for k, v in config.items())
+
+
 def run_protocol(
     data_root: str | Path,
     out_dir: str | Path,
@@ -123,7 +130,7 @@ def run_protocol(
         "test_telephone": test_telephone,
     }
     config_file = out / "config.json"
-    if resume and config_file.exists() and json.loads(config_file.read_text()) != json.loads(json.dumps(config)):
+    if resume and config_file.exists() and not _same_config(json.loads(config_file.read_text()), config):
         raise ValueError(f"cannot resume {out}: it was run with another configuration (see {config_file})")
     config_file.write_text(json.dumps(config, indent=2))
     with open(out / "command.txt", "a" if resume else "w") as f:

@@ -163,7 +163,7 @@ def extract_corpus(
     """
     paths = [str(p) for p in paths]
     key = hashlib.sha256(
-        (cfg.to_json() + f"speed={speed}telephone={telephone}" + "\n".join(f"{p}:{os.path.getsize(p)}" for p in paths)).encode()
+        (cfg.extraction_json() + f"speed={speed}telephone={telephone}" + "\n".join(f"{p}:{os.path.getsize(p)}" for p in paths)).encode()
     ).hexdigest()[:20]
     cache = Path(cache_dir or default_cache_dir()) / f"features-{key}.npz"
     if cache.exists():
