@@ -76,6 +76,8 @@ RECIPES["deep_speed_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "speed_p
 RECIPES["deep_4block_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--arch", "filters=[32,64,128,256]"]
 RECIPES["deep_128mel_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "n_mels=128"]  # the study's 128 bands
 RECIPES["deep_balanced_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "balance_classes=true"]
+# each actor's features standardised per band over all of that actor's clips (in a call: per channel)
+RECIPES["deep_spknorm_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "speaker_norm=true"]
 # no early stopping needs no validation actors: train on all 20 actors of the 5 training folds
 RECIPES["deep_noval_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "val_actors=0"]
 RECIPES["deep_no_normalize_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "normalize=none"]
