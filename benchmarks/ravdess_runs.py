@@ -80,8 +80,13 @@ RECIPES["deep_balanced_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "bala
 RECIPES["deep_spknorm_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "speaker_norm=true"]
 # no early stopping needs no validation actors: train on all 20 actors of the 5 training folds
 RECIPES["deep_noval_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "val_actors=0"]
-RECIPES["deep_no_normalize_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "normalize=none"]
-RECIPES["deep_no_preemphasis_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "preemphasis=0"]
+RECIPES["deep_attention_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--arch", "pooling=attention"]
+# ablation of BEST: one ingredient removed at a time
+for _name, _args in {"normalize": ["--feature", "normalize=none"], "preemphasis": ["--feature", "preemphasis=0"],
+                     "ema": ["--train", "ema_momentum=0"], "mixup": ["--train", "mixup_alpha=0"],
+                     "specaugment": ["--train", "freq_masks=0", "--train", "time_masks=0"],
+                     "smoothing": ["--train", "label_smoothing=0"], "stats_pooling": ["--arch", "pooling=flatten"]}.items():
+    RECIPES[f"deep_no_{_name}_folds_speech"] = [*_SPEECH_FOLDS, *BEST, *_args]
 _BASELINE_SPEECH = ["--model", "baseline", "--protocol", "folds", "--channels", "speech"]
 RECIPES["baseline_no_normalize_folds_speech"] = [*_BASELINE_SPEECH, "--feature", "normalize=none"]
 RECIPES["baseline_no_preemphasis_folds_speech"] = [*_BASELINE_SPEECH, "--feature", "preemphasis=0"]

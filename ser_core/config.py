@@ -99,15 +99,16 @@ class ModelConfig(_JsonConfig):
     filters: tuple[int, ...] = (32, 64, 128)
     dense_units: int = 1024
     dropout: float = 0.3
-    pooling: str = "stats"                  # "flatten" (the study) or "stats" (mean+max over time)
+    pooling: str = "stats"                  # "flatten" (the study), "stats" (mean+max over time) or
+                                            # "attention" (attention-weighted mean+sd over time)
     context: int = 2                        # baseline: frames of context on each side
     l2: float = 1e-4
 
     def __post_init__(self) -> None:
         if self.kind not in ("baseline", "deep"):
             raise ValueError(f"kind must be baseline or deep, not {self.kind!r}")
-        if self.pooling not in ("flatten", "stats"):
-            raise ValueError(f"pooling must be flatten or stats, not {self.pooling!r}")
+        if self.pooling not in ("flatten", "stats", "attention"):
+            raise ValueError(f"pooling must be flatten, stats or attention, not {self.pooling!r}")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,34 @@ class FrameContext(layers.Layer):
         return {**super().get_config(), "context": self.context}
 
 
+@keras.saving.register_keras_serializable(package="ser_core")
+class AttentiveStatsPooling(layers.Layer):
+    """(batch, time, feat) -> (batch, 2 * feat): mean and standard deviation over time,
+    each frame weighted by a learned attention score (attentive statistics pooling)."""
+
+    def __init__(self, units: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.hidden = layers.Dense(units, activation="tanh")
+        self.score = layers.Dense(1)
+
+    def build(self, input_shape):
+        self.hidden.build(input_shape)
+        self.score.build((*input_shape[:-1], self.units))
+
+    def call(self, x):
+        w = ops.softmax(self.score(self.hidden(x)), axis=1)  # (batch, time, 1)
+        mean = ops.sum(w * x, axis=1)
+        var = ops.sum(w * ops.square(x), axis=1) - ops.square(mean)
+        return ops.concatenate([mean, ops.sqrt(ops.maximum(var, 1e-6))], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 2 * input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
 def _heads(x, cfg: ModelConfig) -> dict:
     x = layers.Dense(cfg.dense_units, activation="relu", kernel_regularizer=_reg(cfg), name="dense")(x)
     x = layers.Dropout(cfg.dropout)(x)
@@ -49,9 +77,12 @@ def _reg(cfg: ModelConfig):
 
 
 def _pool_time(x, cfg: ModelConfig):
-    """(batch, time, channels) -> vector: flatten (the study) or mean+max over time."""
+    """(batch, time, channels) -> vector: flatten (the study), mean+max over time, or
+    attention-weighted mean+sd over time."""
     if cfg.pooling == "flatten":
         return layers.Flatten()(x)
+    if cfg.pooling == "attention":
+        return AttentiveStatsPooling(name="attentive_pooling")(x)
     return layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
 
 
@@ -78,7 +109,7 @@ def build_deep(cfg: ModelConfig, feature_cfg: FeatureConfig) -> keras.Model:
     """The study's 2-D CNN on the (mel, time, 3) cube: conv blocks with batch norm and dropout."""
     inputs = keras.Input(feature_cfg.cube_shape, name="cube")
     x = _conv_blocks(inputs, cfg, layers.Conv2D, layers.MaxPooling2D, kernel=3)
-    if cfg.pooling == "stats":  # average over frequency, keep time for pooling
+    if cfg.pooling != "flatten":  # average over frequency, keep time for pooling
         freq, time, ch = x.shape[1:]
         x = layers.AveragePooling2D((freq, 1), name="freq_mean")(x)
         x = layers.Reshape((time, ch))(x)

@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 
 from ser_core.config import FeatureConfig, ModelConfig, TrainConfig
-from ser_core.models import FrameContext, build_model
+from ser_core.models import AttentiveStatsPooling, FrameContext, build_model
 
 
-@pytest.mark.parametrize("kind,pooling", [("baseline", "stats"), ("deep", "stats"), ("deep", "flatten")])
+@pytest.mark.parametrize("kind,pooling", [("baseline", "stats"), ("deep", "stats"), ("deep", "flatten"),
+                                          ("baseline", "attention"), ("deep", "attention")])
 def test_build_shapes(kind, pooling):
     fcfg = FeatureConfig(n_mels=32, frames=40, mfcc_frames=40)
     model = build_model(ModelConfig(kind=kind, pooling=pooling, filters=(8, 16), dense_units=32), fcfg)
@@ -31,6 +32,36 @@ def test_frame_context_splices_neighbours_with_edge_padding():
     np.testing.assert_array_equal(out[0, :, 0], [0, 0, 1, 2, 3])  # previous frame
     np.testing.assert_array_equal(out[0, :, 1], [0, 1, 2, 3, 4])  # the frame itself
     np.testing.assert_array_equal(out[0, :, 2], [1, 2, 3, 4, 4])  # next frame
+
+
+def test_attentive_pooling_weights_frames_by_learned_scores(tmp_path):
+    x = np.random.default_rng(0).standard_normal((2, 7, 3)).astype("float32")
+    pool = AttentiveStatsPooling(units=4)
+    pool.build(x.shape)
+    pool.score.kernel.assign(np.zeros((4, 1), "float32"))  # equal scores: plain mean and sd over time
+    out = np.asarray(pool(x))
+    np.testing.assert_allclose(out[:, :3], x.mean(axis=1), atol=1e-5)
+    np.testing.assert_allclose(out[:, 3:], x.std(axis=1), atol=1e-3)
+    # score = 100 * tanh(feature 0): the one frame with a high feature 0 takes all the weight
+    hidden = np.zeros((3, 4), "float32")
+    hidden[0, 0] = 1.0
+    pool.hidden.kernel.assign(hidden)
+    pool.score.kernel.assign(np.array([[100.0], [0.0], [0.0], [0.0]], "float32"))
+    marked = x.copy()
+    marked[:, :, 0] = -5.0
+    marked[:, 2, 0] = 5.0
+    out = np.asarray(pool(marked))
+    np.testing.assert_allclose(out[:, :3], marked[:, 2], atol=1e-3)
+    np.testing.assert_allclose(out[:, 3:], 0.0, atol=1e-2)
+    assert pool.compute_output_shape((None, 7, 3)) == (None, 6)
+    # survives a bundle round trip (registered for Keras safe mode)
+    from ser_core.bundle import load_bundle, save_bundle
+
+    fcfg, mcfg = FeatureConfig(n_mels=16, frames=24), ModelConfig(pooling="attention", filters=(4, 8), dense_units=8)
+    model = build_model(mcfg, fcfg)
+    cube = np.random.default_rng(1).standard_normal((2, *fcfg.cube_shape)).astype("float32")
+    b = load_bundle(save_bundle(tmp_path / "b", model, fcfg, mcfg, TrainConfig(), {}))
+    np.testing.assert_allclose(b.predict_inputs(cube)[0], np.asarray(model(cube)["emotion"]), atol=1e-5)
 
 
 def _batches(views, **train):
