@@ -7,6 +7,7 @@
     python benchmarks/ravdess_runs.py breakdown NAME... [--runs runs]
     python benchmarks/ravdess_runs.py tta NAME... [--speeds 0.9,1.1] [--runs runs]
     python benchmarks/ravdess_runs.py speaker-groups NAME... [--group-sizes 5,10,20] [--runs runs]
+    python benchmarks/ravdess_runs.py compare NAME... [--against deep_ema_last_folds_speech] [--runs runs]
 
 `run` calls `ser train` for each recipe, one after the other (each uses every core),
 into RUNS/NAME with the log in RUNS/NAME.log. `table` reads every RUNS/*/metrics.json
@@ -19,7 +20,8 @@ clips (their `predictions.csv`) and prints the same figures for the average.
 `breakdown` says where a run succeeds: accuracy per held-out actor, UAR per sex,
 accuracy per intensity, top-2 accuracy. `tta` re-scores a run's saved split models with
 test-time augmentation (the held-out clips also at other speeds, probabilities averaged).
-`speaker-groups` re-scores a speaker-normalised run with its statistics taken from less of
+`compare` sets screened recipes (often run on `--folds 1,2` only) against a reference run
+on the same folds, paired by fold. `speaker-groups` re-scores a speaker-normalised run with its statistics taken from less of
 each speaker's audio (one clip, random groups of k clips).
 """
 from __future__ import annotations
@@ -288,13 +290,37 @@ def speaker_groups(runs: Path, name: str, sizes: list[int], repeats: int = 3) ->
         print(f"| {how} | {_ms(summarize(values), n)} | {' / '.join(f'{v:.3f}' for v in values)} |")
 
 
+def compare(runs: Path, names: list[str], against: str) -> None:
+    """Screened levers against a reference run on the folds both finished: per-fold UAR
+    (speech clips when a run also tested song), their mean, and the paired difference."""
+    def fold_uar(name: str) -> dict[str, float]:
+        folds = {}
+        for fold in sorted((runs / name).glob("fold_*/fold.json")):
+            r = json.loads(fold.read_text())
+            folds[fold.parent.name] = r.get("speech", r["all"])["uar"]
+        return folds
+
+    ref = fold_uar(against)
+    print(f"| recipe | folds | UAR per fold | mean | {against} on the same folds | paired difference |")
+    print("|---|---|---|---|---|---|")
+    for name in names:
+        mine = fold_uar(name)
+        common = [f for f in mine if f in ref]
+        if not common:
+            continue
+        a, r = np.array([mine[f] for f in common]), np.array([ref[f] for f in common])
+        print(f"| {name} | {', '.join(f.split('_')[1] for f in common)} | {' / '.join(f'{v:.3f}' for v in a)} | "
+              f"{a.mean():.3f} | {r.mean():.3f} | {a.mean() - r.mean():+.3f} ({(a > r).sum()} of {len(a)} folds better) |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("action", choices=("list", "run", "table", "ensemble", "breakdown", "tta", "speaker-groups"))
+    ap.add_argument("action", choices=("list", "run", "table", "ensemble", "breakdown", "tta", "speaker-groups", "compare"))
     ap.add_argument("names", nargs="*", help="recipes to run (see `list`), or runs to tabulate (default: all)")
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--folds", help="only these folds, e.g. 1,2 (default: all six)")
     ap.add_argument("--speeds", default="0.9,1.1", help="tta: test-time speeds besides 1.0")
+    ap.add_argument("--against", default="deep_ema_last_folds_speech", help="compare: the reference run")
     ap.add_argument("--group-sizes", default="5,10,20", help="speaker-groups: clips per random group of one actor")
     ap.add_argument("--resume", action="store_true",
                     help="keep the splits a run with the same recipe already finished (e.g. screened on --folds 1,2)")
@@ -311,6 +337,8 @@ def main() -> None:
         ensemble(args.runs, args.names)
     elif args.action == "breakdown":
         breakdown(args.runs, args.names)
+    elif args.action == "compare":
+        compare(args.runs, args.names, args.against)
     elif args.action == "speaker-groups":
         for name in args.names:
             speaker_groups(args.runs, name, [int(k) for k in args.group_sizes.split(",")])

@@ -103,6 +103,11 @@ def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
     row = next(line for line in table if line.startswith("| run |"))
     assert len(table) == 3 and table[2].count("|") == row.count("|")  # header, rule, one row
     assert f"| 2 | {metrics['mean']['all']['accuracy']['mean']:.3f} ± " in table[2]
+    compared = subprocess.run([sys.executable, str(script), "compare", "run", "--against", "run", "--runs", str(tmp_path)],
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+    uars = [metrics["folds"][f]["all"]["uar"] for f in ("fold_1", "fold_2")]
+    assert compared[2].startswith(f"| run | 1, 2 | {uars[0]:.3f} / {uars[1]:.3f} | ")
+    assert compared[2].endswith("| +0.000 (0 of 2 folds better) |")
     # test-time augmentation re-scores each split's saved model: as recorded, it matches the run
     tta = subprocess.run([sys.executable, str(script), "tta", "run", "--speeds", "1.1", "--runs", str(tmp_path)],
                          capture_output=True, text=True, check=True).stdout
