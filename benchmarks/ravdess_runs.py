@@ -33,6 +33,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -218,23 +219,29 @@ def breakdown(runs: Path, names: list[str]) -> None:
             print(f"  {key}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
 
 
+def _held_out(runs: Path, name: str) -> tuple[Any, str, pd.DataFrame, list[str]]:
+    """A finished run's feature config, model input name, clean held-out predictions and
+    the sorted held-out paths (the file list whose features are extracted once)."""
+    from ser_core.config import FeatureConfig, ModelConfig
+    from ser_core.models import input_name
+
+    config = json.loads((runs / name / "config.json").read_text())
+    pred = pd.read_csv(runs / name / "predictions.csv")
+    return (FeatureConfig.from_dict(config["feature_config"]), input_name(ModelConfig.from_dict(config["model_config"])),
+            pred[pred["condition"] == "clean"], sorted(set(pred["path"])))
+
+
 def tta(runs: Path, name: str, speeds: list[float]) -> None:
     """Test-time augmentation of a finished run, no training: each split's saved model scores
     its held-out clips as recorded and at `speeds`, and the class probabilities are averaged."""
     from ser_core.bundle import load_bundle
-    from ser_core.config import FeatureConfig, ModelConfig
     from ser_core.features import extract_corpus
-    from ser_core.models import input_name
 
-    config = json.loads((runs / name / "config.json").read_text())
-    feature_cfg = FeatureConfig.from_dict(config["feature_config"])
-    field = input_name(ModelConfig.from_dict(config["model_config"]))
-    pred = pd.read_csv(runs / name / "predictions.csv")
-    paths = sorted(set(pred["path"]))
+    feature_cfg, field, clean, paths = _held_out(runs, name)
     index = {p: i for i, p in enumerate(paths)}
     views = [getattr(extract_corpus(paths, feature_cfg, speed=s), field) for s in [1.0, *speeds]]
     plain, averaged = [], []
-    for split, g in pred[pred["condition"] == "clean"].groupby("split"):
+    for split, g in clean.groupby("split"):
         bundle = load_bundle(runs / name / split / "bundle")
         rows, true = g["path"].map(index).to_numpy(), g["true"].map(EMOTIONS.index).to_numpy()
         probs = [bundle.predict_inputs(v[rows])[0] for v in views]
@@ -250,23 +257,17 @@ def speaker_groups(runs: Path, name: str, sizes: list[int], repeats: int = 3) ->
     saved model scores its held-out clips standardised per actor (as in training), per clip
     alone, and per random group of k clips of one actor (as from a short call)."""
     from ser_core.bundle import load_bundle
-    from ser_core.config import FeatureConfig, ModelConfig
     from ser_core.features import INPUT_TIME_AXIS, extract_corpus, speaker_standardize
-    from ser_core.models import input_name
 
-    config = json.loads((runs / name / "config.json").read_text())
-    feature_cfg = FeatureConfig.from_dict(config["feature_config"])
+    feature_cfg, field, clean, paths = _held_out(runs, name)
     if not feature_cfg.speaker_norm:
         sys.exit(f"{name} was not trained with speaker_norm")
-    field = input_name(ModelConfig.from_dict(config["model_config"]))
     time_axis = 1 + INPUT_TIME_AXIS[field]
-    pred = pd.read_csv(runs / name / "predictions.csv")
-    paths = sorted(set(pred["path"]))
     index = {p: i for i, p in enumerate(paths)}
     x = getattr(extract_corpus(paths, feature_cfg), field)
     rng = np.random.default_rng(0)
     scores: dict[str, list[float]] = {}
-    for split, g in pred[pred["condition"] == "clean"].groupby("split"):
+    for split, g in clean.groupby("split"):
         bundle = load_bundle(runs / name / split / "bundle")
         xs, true, actor = x[g["path"].map(index).to_numpy()], g["true"].map(EMOTIONS.index).to_numpy(), g["actor"].to_numpy()
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from . import models  # noqa: F401  (registers custom layers for deserialisation)
 from .audio import AudioError
-from .config import FeatureConfig, ModelConfig, TrainConfig
+from .config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
 from .features import INPUT_TIME_AXIS, Features, extract_file, speaker_standardize
 from .labels import EMOTIONS, INTENSITIES, valence_arousal
 from .models import input_name
@@ -178,9 +178,9 @@ def attach_cross_validation(bundle_dir: str | Path, cv_run: str | Path) -> dict[
     meta = json.loads(meta_path.read_text())
     run = Path(cv_run)
     config = json.loads((run / "config.json").read_text())
-    for key, cls in (("feature_config", FeatureConfig), ("model_config", ModelConfig), ("train_config", TrainConfig)):
-        if cls.from_dict(config[key]) != cls.from_dict(meta[key]):
-            raise BundleError(f"{run} was run with another {key} than the bundle")
+    differing = differing_configs(config, meta)
+    if differing:
+        raise BundleError(f"{run} was run with another {differing[0]} than the bundle")
     results = json.loads((run / "metrics.json").read_text())
     meta["cross_validation"] = {
         "command": (run / "command.txt").read_text().strip(),

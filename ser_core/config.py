@@ -156,3 +156,10 @@ class SegmentConfig(_JsonConfig):
     overlap_s: float = 0.5
     block_s: float = 30.0           # decode this much audio at a time (bounded memory)
     roles: tuple[str, ...] = ("agent", "customer")  # by channel index; mono recordings are "mixed"
+
+
+def differing_configs(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Which of the feature/model/train configs saved in two JSON records differ, compared
+    as config objects (so fields added later, at their defaults, still match)."""
+    classes = {"feature_config": FeatureConfig, "model_config": ModelConfig, "train_config": TrainConfig}
+    return [k for k, cls in classes.items() if cls.from_dict(a[k]) != cls.from_dict(b[k])]

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .bundle import save_bundle
-from .config import FeatureConfig, ModelConfig, TrainConfig
+from .config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
 from .data import Split, all_split, fold_splits, ravdess_manifest, seed_split
 from .features import INPUT_TIME_AXIS, extract_corpus, speaker_standardize
 from .labels import EMOTIONS, INTENSITIES
@@ -87,11 +87,9 @@ def _scores(pred: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def _same_config(saved: dict[str, Any], config: dict[str, Any]) -> bool:
-    """Configs compared as objects (fields added since with their defaults still match)."""
-    classes = {"feature_config": FeatureConfig, "model_config": ModelConfig, "train_config": TrainConfig}
-    return all((classes[k].from_dict(saved[k]) if k in classes else saved.get(k)) ==
-               (classes[k].from_dict(v) if k in classes else v) for k, v in config.items())
+def _config_differs(saved: dict[str, Any], config: dict[str, Any]) -> bool:
+    others = [k for k in config if not k.endswith("_config")]
+    return bool(differing_configs(saved, config)) or any(saved.get(k) != config[k] for k in others)
 
 
 def run_protocol(
@@ -130,7 +128,7 @@ def run_protocol(
         "test_telephone": test_telephone,
     }
     config_file = out / "config.json"
-    if resume and config_file.exists() and not _same_config(json.loads(config_file.read_text()), config):
+    if resume and config_file.exists() and _config_differs(json.loads(config_file.read_text()), config):
         raise ValueError(f"cannot resume {out}: it was run with another configuration (see {config_file})")
     config_file.write_text(json.dumps(config, indent=2))
     with open(out / "command.txt", "a" if resume else "w") as f:
