@@ -114,6 +114,22 @@ class ValidationUAR(keras.callbacks.Callback):
         logs["val_uar"] = unweighted_average_recall(self.y, probs.argmax(axis=1))
 
 
+class CopyingSwapEMAWeights(keras.callbacks.SwapEMAWeights):
+    """Keras's `SwapEMAWeights`, swapping by copy on the non-TensorFlow backends: Keras's
+    swap leaves a weight and its average holding one JAX buffer, which a jitted step then
+    donates away ("Array has been deleted")."""
+
+    def _backend_swap_variables(self, optimizer):
+        for var, average in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average):
+            current = keras.ops.convert_to_numpy(var)
+            var.assign(keras.ops.convert_to_numpy(average))
+            average.assign(current)
+
+    def _backend_finalize_ema_values(self, optimizer):
+        for var, average in zip(optimizer._trainable_variables, optimizer._model_variables_moving_average):
+            average.assign(keras.ops.convert_to_numpy(var))
+
+
 def compile_model(model: keras.Model, cfg: TrainConfig, steps: int) -> None:
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=max(1, steps * cfg.epochs))
     model.compile(
@@ -124,7 +140,8 @@ def compile_model(model: keras.Model, cfg: TrainConfig, steps: int) -> None:
         },
         loss_weights={"emotion": 1.0, "intensity": cfg.intensity_weight},
         metrics={"emotion": ["accuracy"], "intensity": ["accuracy"]},
-        jit_compile=False,  # XLA on CPU doubles the step time of these small convolutions
+        # XLA on TensorFlow's CPU doubles the step time of these small convolutions; JAX needs it
+        jit_compile=keras.backend.backend() != "tensorflow",
     )
 
 
@@ -156,7 +173,7 @@ def fit(
             "intensity": np.eye(len(INTENSITIES), dtype=np.float32)[vy.intensity],
         })
         # the EMA weights go into the model at each epoch's end, before validation and early stopping
-        callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if cfg.ema_momentum > 0 else []
+        callbacks = [CopyingSwapEMAWeights(swap_on_epoch=True)] if cfg.ema_momentum > 0 else []
         callbacks.append(ValidationUAR(vx, vy.emotion))
         if cfg.patience > 0:
             callbacks.append(

@@ -141,3 +141,44 @@ def test_patience_zero_trains_every_epoch_and_keeps_the_last_weights():
     val = (x[:8], Targets(np.zeros(8, int), np.zeros(8, int)))  # one class: val UAR soon stops rising
     model, history = fit(mcfg, fcfg, TrainConfig(epochs=6, batch_size=4, patience=0), x, y, val=val, verbose=0)
     assert len(history) == 6 and "val_uar" in history
+
+
+def test_ema_swap_exchanges_weights_and_averages_by_copy():
+    import keras
+
+    from ser_core.training import CopyingSwapEMAWeights
+
+    class Optimizer:  # what the callback reads from an EMA optimizer
+        _trainable_variables = [keras.Variable(np.array([1.0, 2.0]))]
+        _model_variables_moving_average = [keras.Variable(np.array([3.0, 4.0]))]
+
+    (var,), (avg,) = Optimizer._trainable_variables, Optimizer._model_variables_moving_average
+    swap = CopyingSwapEMAWeights(swap_on_epoch=True)
+    swap._backend_swap_variables(Optimizer)
+    assert np.asarray(var).tolist() == [3.0, 4.0] and np.asarray(avg).tolist() == [1.0, 2.0]
+    swap._backend_finalize_ema_values(Optimizer)
+    var.assign(np.array([5.0, 6.0]))
+    assert np.asarray(avg).tolist() == [3.0, 4.0]
+
+
+def test_weight_averaged_training_and_saving_run_on_the_jax_backend(tmp_path):
+    """Training with EMA to the last epoch, then saving a bundle, with KERAS_BACKEND=jax (where JAX is installed)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    script = """
+import numpy as np
+from ser_core.bundle import save_bundle
+from ser_core.config import FeatureConfig, ModelConfig, TrainConfig
+from ser_core.training import Targets, fit
+f, m, t = FeatureConfig(n_mels=8, frames=8), ModelConfig(kind="deep", filters=(4,), dense_units=8), TrainConfig(epochs=2, batch_size=4, ema_momentum=0.9, patience=0)
+x = np.random.default_rng(0).standard_normal((16, *f.cube_shape)).astype(np.float32)
+y = Targets(np.arange(16) % 8, np.arange(16) % 2)
+model, _ = fit(m, f, t, x, y, val=(x, y), verbose=0)
+save_bundle(OUT, model, f, m, t, {})
+""".replace("OUT", repr(str(tmp_path / "bundle")))
+    env = {**__import__("os").environ, "KERAS_BACKEND": "jax"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "bundle" / "bundle.json").exists()
