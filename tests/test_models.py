@@ -172,7 +172,8 @@ import numpy as np
 from ser_core.bundle import save_bundle
 from ser_core.config import FeatureConfig, ModelConfig, TrainConfig
 from ser_core.training import Targets, fit
-f, m, t = FeatureConfig(n_mels=8, frames=8), ModelConfig(kind="deep", filters=(4,), dense_units=8), TrainConfig(epochs=2, batch_size=4, ema_momentum=0.9, patience=0)
+f, m = FeatureConfig(n_mels=8, frames=8), ModelConfig(kind="deep", filters=(4,), dense_units=8)
+t = TrainConfig(epochs=2, batch_size=4, ema_momentum=0.9, patience=0)
 x = np.random.default_rng(0).standard_normal((16, *f.cube_shape)).astype(np.float32)
 y = Targets(np.arange(16) % 8, np.arange(16) % 2)
 model, _ = fit(m, f, t, x, y, val=(x, y), verbose=0)
