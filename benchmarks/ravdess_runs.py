@@ -74,6 +74,8 @@ RECIPES["deep_ema_folds_speech"] = [*_SPEECH_FOLDS, *LONG, *EMA]
 RECIPES["deep_ema_last_folds_speech"] = [*_SPEECH_FOLDS, *BEST]  # = deep_folds_speech
 # the shipped bundle's recipe, scored clean and through the telephone channel
 RECIPES["deep_band_ema_last_folds_speech"] = [*_SPEECH_FOLDS, *BEST, *BAND]
+# the same on speech and song, as the bundle is trained since 2026-11-26
+RECIPES["deep_band_folds_both"] = ["--model", "deep", "--protocol", "folds", "--channels", "both", *BEST, *BAND]
 # levers and ablations of BEST
 RECIPES["deep_speed_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "speed_perturb=[0.9,1.1]"]
 RECIPES["deep_4block_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--arch", "filters=[32,64,128,256]"]
@@ -182,14 +184,19 @@ def ensemble_scores(predictions: list[pd.DataFrame]) -> dict[str, dict[str, list
     return out
 
 
-def ensemble(runs: Path, names: list[str]) -> None:
-    scores = ensemble_scores([pd.read_csv(runs / n / "predictions.csv") for n in names])
+def ensemble(runs: Path, names: list[str], vocal_channel: str | None = None) -> None:
+    """`vocal_channel`: score only those held-out clips (e.g. the speech of a speech+song run)."""
+    tables = [pd.read_csv(runs / n / "predictions.csv") for n in names]
+    if vocal_channel:
+        tables = [t[t["vocal_channel"] == vocal_channel] for t in tables]
+    scores = ensemble_scores(tables)
     clean = {k: summarize(v) for k, v in scores["clean"].items()}
     n = len(scores["clean"]["uar"])
     tel = _ms(summarize(scores["telephone"]["uar"]), n) if "telephone" in scores else "–"
     print(f"| ensemble: {' + '.join(names)} | {n} | {_ms(clean['accuracy'], n)} | **{_ms(clean['uar'], n)}** | "
           f"{_ms(clean['macro_f1'], n)} | {tel} | – | – | – | – | "
-          f"`python benchmarks/ravdess_runs.py ensemble {' '.join(names)}` |")
+          f"`python benchmarks/ravdess_runs.py ensemble {' '.join(names)}"
+          f"{' --vocal-channel ' + vocal_channel if vocal_channel else ''}` |")
     print("per split UAR: " + ", ".join(f"{u:.3f}" for u in scores["clean"]["uar"]))
 
 
@@ -321,6 +328,7 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--folds", help="only these folds, e.g. 1,2 (default: all six)")
     ap.add_argument("--speeds", default="0.9,1.1", help="tta: test-time speeds besides 1.0")
+    ap.add_argument("--vocal-channel", choices=("speech", "song"), help="ensemble: score only these held-out clips")
     ap.add_argument("--against", default="deep_ema_last_folds_speech", help="compare: the reference run")
     ap.add_argument("--group-sizes", default="5,10,20", help="speaker-groups: clips per random group of one actor")
     ap.add_argument("--resume", action="store_true",
@@ -335,7 +343,7 @@ def main() -> None:
             sys.exit(f"name recipes to run; unknown: {sorted(unknown)}; known: {sorted(RECIPES)}")
         run(args.names, args.runs, args.folds, args.resume)
     elif args.action == "ensemble":
-        ensemble(args.runs, args.names)
+        ensemble(args.runs, args.names, args.vocal_channel)
     elif args.action == "breakdown":
         breakdown(args.runs, args.names)
     elif args.action == "compare":

@@ -1,4 +1,4 @@
-"""Build the example stereo calls in examples/calls/ from RAVDESS clips of held-out actors.
+"""Build the example stereo calls in examples/calls/ from RAVDESS clips of the fold-1 actors.
 
 Each call alternates an agent (channel 0) and a customer (channel 1), one trimmed
 RAVDESS sentence per turn, with pauses and an occasional overlap, then goes through a
@@ -6,7 +6,8 @@ telephone channel: 300-3400 Hz band-pass, 8 kHz, G.711 mu-law WAV. The ground-tr
 timeline is written to examples/calls/truth.csv (call_id, role, channel, start_s,
 end_s, emotion, source), and agents.csv says which agent took each call.
 
-The actors are those of fold 1 (01, 11, 20, 21), which the bundled model never saw.
+The actors are those of fold 1 (01, 11, 20, 21): held out by any model trained with
+`--folds 2,3,4,5,6`; the bundled model, trained on all of RAVDESS, has heard them.
 RAVDESS (Livingstone & Russo 2018) is CC BY-NC-SA 4.0; so are these derived calls.
 
     python examples/make_calls.py [--data DIR]

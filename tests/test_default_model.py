@@ -23,10 +23,13 @@ def test_default_bundle_is_complete_small_and_verified(bundle):
     assert bundle.model_id == meta["sha256"][:12]
 
 
-def test_example_calls_come_from_actors_the_default_model_never_heard(bundle):
-    trained = set(bundle.info["trained_on"]["actors"])
+def test_default_model_is_trained_on_all_of_ravdess_and_says_so(bundle):
+    """Speech and song of all 24 actors, the example calls' actors included (README)."""
+    trained = bundle.info["trained_on"]
+    assert trained["channels"] == "both" and trained["actors"] == list(range(1, 25)) and trained["clips"] == 2452
     sources = pd.read_csv(EXAMPLES / "calls" / "truth.csv")["source"]
-    assert trained and not trained & {parse_ravdess_name(s).actor for s in sources}
+    assert {parse_ravdess_name(s).actor for s in sources} <= set(trained["actors"])
+    assert bundle.info["cross_validation"]["protocol"] == "folds"
 
 
 def test_default_bundle_scores_the_example_clips(bundle):
