@@ -184,12 +184,15 @@ def ensemble_scores(predictions: list[pd.DataFrame]) -> dict[str, dict[str, list
     return out
 
 
+def predictions(runs: Path, name: str, vocal_channel: str | None = None) -> pd.DataFrame:
+    """A finished run's held-out predictions; with `vocal_channel`, only those clips
+    (e.g. the speech of a speech+song run)."""
+    pred = pd.read_csv(runs / name / "predictions.csv")
+    return pred[pred["vocal_channel"] == vocal_channel] if vocal_channel else pred
+
+
 def ensemble(runs: Path, names: list[str], vocal_channel: str | None = None) -> None:
-    """`vocal_channel`: score only those held-out clips (e.g. the speech of a speech+song run)."""
-    tables = [pd.read_csv(runs / n / "predictions.csv") for n in names]
-    if vocal_channel:
-        tables = [t[t["vocal_channel"] == vocal_channel] for t in tables]
-    scores = ensemble_scores(tables)
+    scores = ensemble_scores([predictions(runs, n, vocal_channel) for n in names])
     clean = {k: summarize(v) for k, v in scores["clean"].items()}
     n = len(scores["clean"]["uar"])
     tel = _ms(summarize(scores["telephone"]["uar"]), n) if "telephone" in scores else "–"
@@ -216,9 +219,9 @@ def breakdown_scores(pred: pd.DataFrame) -> dict[str, dict[str, float]]:
     }
 
 
-def breakdown(runs: Path, names: list[str]) -> None:
+def breakdown(runs: Path, names: list[str], vocal_channel: str | None = None) -> None:
     for name in names:
-        b = breakdown_scores(pd.read_csv(runs / name / "predictions.csv"))
+        b = breakdown_scores(predictions(runs, name, vocal_channel))
         actors = pd.Series(b.pop("actor_accuracy"))
         print(f"{name}: accuracy per held-out actor {actors.min():.2f}–{actors.max():.2f} (sd {actors.std():.3f}; "
               f"worst {', '.join(actors.nsmallest(3).index)}; best {', '.join(actors.nlargest(3).index)})")
@@ -328,7 +331,7 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--folds", help="only these folds, e.g. 1,2 (default: all six)")
     ap.add_argument("--speeds", default="0.9,1.1", help="tta: test-time speeds besides 1.0")
-    ap.add_argument("--vocal-channel", choices=("speech", "song"), help="ensemble: score only these held-out clips")
+    ap.add_argument("--vocal-channel", choices=("speech", "song"), help="ensemble, breakdown: only these held-out clips")
     ap.add_argument("--against", default="deep_ema_last_folds_speech", help="compare: the reference run")
     ap.add_argument("--group-sizes", default="5,10,20", help="speaker-groups: clips per random group of one actor")
     ap.add_argument("--resume", action="store_true",
@@ -345,7 +348,7 @@ def main() -> None:
     elif args.action == "ensemble":
         ensemble(args.runs, args.names, args.vocal_channel)
     elif args.action == "breakdown":
-        breakdown(args.runs, args.names)
+        breakdown(args.runs, args.names, args.vocal_channel)
     elif args.action == "compare":
         compare(args.runs, args.names, args.against)
     elif args.action == "speaker-groups":

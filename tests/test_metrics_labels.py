@@ -110,3 +110,14 @@ def test_breakdown_by_actor_sex_intensity_and_top2():
     assert b["sex_uar"] == {"female": 0.5, "male": 0.5}  # female: angry 1/1, sad 0/1; male: sad 1/1, calm 0/1
     assert b["intensity_accuracy"] == {"normal": 0.5, "strong": 0.5}
     assert b["top2_accuracy"] == {"all": 0.75}
+
+
+def test_predictions_of_a_speech_and_song_run_can_be_limited_to_one_vocal_channel(tmp_path):
+    import pandas as pd
+
+    (tmp_path / "run").mkdir()
+    pd.DataFrame({"path": ["a", "b", "c"], "vocal_channel": ["speech", "song", "speech"]}).to_csv(
+        tmp_path / "run" / "predictions.csv", index=False)
+    predictions = _ravdess_runs().predictions
+    assert list(predictions(tmp_path, "run")["path"]) == ["a", "b", "c"]
+    assert list(predictions(tmp_path, "run", "speech")["path"]) == ["a", "c"]
