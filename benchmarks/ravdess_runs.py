@@ -78,6 +78,7 @@ RECIPES["deep_band_ema_last_folds_speech"] = [*_SPEECH_FOLDS, *BEST, *BAND]
 RECIPES["deep_band_folds_both"] = ["--model", "deep", "--protocol", "folds", "--channels", "both", *BEST, *BAND]
 # levers and ablations of BEST
 RECIPES["deep_speed_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "speed_perturb=[0.9,1.1]"]
+RECIPES["deep_room_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "room_augment=true"]
 RECIPES["deep_4block_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--arch", "filters=[32,64,128,256]"]
 RECIPES["deep_128mel_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "n_mels=128"]  # the study's 128 bands
 RECIPES["deep_balanced_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "balance_classes=true"]

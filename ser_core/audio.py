@@ -13,7 +13,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 import soxr
-from scipy.signal import butter, sosfilt
+from scipy.signal import butter, fftconvolve, sosfilt
 
 from .config import FeatureConfig
 
@@ -242,11 +242,33 @@ def telephone_channel(y: np.ndarray, sr: int, snr_db: float = 20.0, seed: int = 
     return resample(coded, TELEPHONE_SR, sr)
 
 
-def load_preprocessed(path: str | Path, cfg: FeatureConfig, speed: float = 1.0, telephone: bool = False) -> np.ndarray:
-    """Load a file (down-mixed to mono), optionally speed-perturb it and pass it through
-    `telephone_channel` (seeded by the file name), then `preprocess` it."""
+def room_reverb(
+    y: np.ndarray, sr: int, seed: int = 0, rt60_s: tuple[float, float] = (0.2, 0.8), drr_db: tuple[float, float] = (0.0, 10.0),
+) -> np.ndarray:
+    """A speaker in a room: `y` convolved with a synthetic impulse response — the direct
+    path, then exponentially decaying noise reaching -60 dB after RT60 — with RT60 and
+    the direct-to-reverberant energy ratio drawn from the ranges; same length and RMS."""
+    rng = np.random.default_rng(seed)
+    rt60 = rng.uniform(*rt60_s)
+    t = np.arange(1, int(rt60 * sr)) / sr
+    tail = rng.standard_normal(t.size) * np.exp(-6.9 * t / rt60)
+    tail *= 10 ** (-rng.uniform(*drr_db) / 20) / np.linalg.norm(tail)
+    wet = fftconvolve(y, np.concatenate([[1.0], tail]))[: y.size]
+    rms_in, rms_out = np.sqrt(np.mean(np.square(y, dtype=np.float64))), np.sqrt(np.mean(np.square(wet)))
+    return (wet * (rms_in / rms_out if rms_out > 0 else 1.0)).astype(np.float32)
+
+
+def load_preprocessed(
+    path: str | Path, cfg: FeatureConfig, speed: float = 1.0, telephone: bool = False, room: bool = False,
+) -> np.ndarray:
+    """Load a file (down-mixed to mono), optionally speed-perturb it, put it in a
+    `room_reverb` room and pass it through `telephone_channel` (each seeded by the file
+    name), then `preprocess` it."""
     y, sr = load_audio(path, sr=None, mono=True)
     y = speed_perturb(y, sr, speed)
+    seed = zlib.crc32(Path(path).name.encode())
+    if room:
+        y = room_reverb(y, sr, seed=seed)
     if telephone:
-        y = telephone_channel(y, sr, seed=zlib.crc32(Path(path).name.encode()))
+        y = telephone_channel(y, sr, seed=seed)
     return preprocess(y, sr, cfg)

@@ -127,8 +127,10 @@ def speaker_standardize(x: np.ndarray, speakers: np.ndarray, time_axis: int) -> 
     return out
 
 
-def extract_file(path: str | Path, cfg: FeatureConfig, speed: float = 1.0, telephone: bool = False) -> Features:
-    return extract(load_preprocessed(path, cfg, speed, telephone), cfg)
+def extract_file(
+    path: str | Path, cfg: FeatureConfig, speed: float = 1.0, telephone: bool = False, room: bool = False,
+) -> Features:
+    return extract(load_preprocessed(path, cfg, speed, telephone, room), cfg)
 
 
 class CorpusFeatures(NamedTuple):
@@ -137,9 +139,9 @@ class CorpusFeatures(NamedTuple):
     errors: dict[int, str]  # index -> reason, for files that could not be used
 
 
-def _extract_or_error(path: str, cfg: FeatureConfig, speed: float, telephone: bool) -> Features | str:
+def _extract_or_error(path: str, cfg: FeatureConfig, speed: float, telephone: bool, room: bool) -> Features | str:
     try:
-        return extract_file(path, cfg, speed, telephone)
+        return extract_file(path, cfg, speed, telephone, room)
     except AudioError as exc:
         return f"{exc.code}: {exc}"
 
@@ -156,14 +158,16 @@ def extract_corpus(
     progress: bool = True,
     speed: float = 1.0,
     telephone: bool = False,
+    room: bool = False,
 ) -> CorpusFeatures:
-    """Features for many files (optionally speed-perturbed and/or through the telephone
-    channel), in parallel, cached on disk by config, degradation and file list. A file
-    that cannot be used gets zero features and an entry in `errors`.
+    """Features for many files (optionally speed-perturbed, in a simulated room and/or
+    through the telephone channel), in parallel, cached on disk by config, degradation and
+    file list. A file that cannot be used gets zero features and an entry in `errors`.
     """
     paths = [str(p) for p in paths]
+    degradation = f"speed={speed}telephone={telephone}" + ("room=True" if room else "")  # keys made before `room` hold
     key = hashlib.sha256(
-        (cfg.extraction_json() + f"speed={speed}telephone={telephone}" + "\n".join(f"{p}:{os.path.getsize(p)}" for p in paths)).encode()
+        (cfg.extraction_json() + degradation + "\n".join(f"{p}:{os.path.getsize(p)}" for p in paths)).encode()
     ).hexdigest()[:20]
     cache = Path(cache_dir or default_cache_dir()) / f"features-{key}.npz"
     if cache.exists():
@@ -171,7 +175,7 @@ def extract_corpus(
             errors = {int(i): str(r) for i, r in zip(z["error_index"], z["error_reason"])}
             return CorpusFeatures(z["mfcc"], z["cube"], errors)
     jobs = Parallel(n_jobs=n_jobs, batch_size=16, return_as="generator")(
-        delayed(_extract_or_error)(p, cfg, speed, telephone) for p in paths
+        delayed(_extract_or_error)(p, cfg, speed, telephone, room) for p in paths
     )
     mfccs = np.zeros((len(paths), *cfg.mfcc_shape), np.float32)
     cubes = np.zeros((len(paths), *cfg.cube_shape), np.float32)

@@ -146,6 +146,20 @@ def test_speed_perturbation_scales_duration_and_pitch():
     assert audio.speed_perturb(y, SR, 1.0) is y
 
 
+def test_room_reverb_adds_a_decaying_tail_at_the_same_length_and_level():
+    click = np.zeros(SR, np.float32)
+    click[SR // 10] = 1.0
+    wet = audio.room_reverb(click, SR, seed=3)
+    assert wet.shape == click.shape and wet.dtype == np.float32
+    assert np.isclose(np.sqrt(np.mean(wet.astype(np.float64) ** 2)), np.sqrt(np.mean(click.astype(np.float64) ** 2)))
+    assert np.abs(wet[: SR // 10]).max() < 1e-6  # nothing before the sound
+    starts = range(SR // 10 + 1, SR // 10 + 1 + SR // 5, SR // 20)  # four 50 ms windows after the click
+    energy = [np.sum(wet[a : a + SR // 20].astype(np.float64) ** 2) for a in starts]
+    assert energy[0] > 0 and all(b < a for a, b in zip(energy, energy[1:]))  # the tail decays
+    assert np.array_equal(wet, audio.room_reverb(click, SR, seed=3))
+    assert not np.array_equal(wet, audio.room_reverb(click, SR, seed=4))
+
+
 def test_telephone_channel_band_limits_and_keeps_rate():
     rng = np.random.default_rng(0)
     y = (0.3 * rng.standard_normal(SR)).astype(np.float32)  # white noise: energy at all frequencies
