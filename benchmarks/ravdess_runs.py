@@ -165,8 +165,9 @@ def table(runs: Path, names: list[str]) -> None:
               f"{batched:.2f} / {single:.1f} | `{cmd}` |")
         for group in ("speech", "song"):
             if group in m:
+                tel = _ms(m[f"telephone_{group}"]["uar"], n) if f"telephone_{group}" in m else ""
                 print(f"| ↳ {run_dir.name}, {group} clips only | | {_ms(m[group]['accuracy'], n)} | {_ms(m[group]['uar'], n)} | "
-                      f"{_ms(m[group]['macro_f1'], n)} | | {_ms(m[group]['intensity_accuracy'], n)} | | | | |")
+                      f"{_ms(m[group]['macro_f1'], n)} | {tel} | {_ms(m[group]['intensity_accuracy'], n)} | | | | |")
 
 
 def ensemble_scores(predictions: list[pd.DataFrame]) -> dict[str, dict[str, list[float]]]:

@@ -73,13 +73,17 @@ def _prediction_table(df: pd.DataFrame, split: Split, condition: str, emo: np.nd
 
 def _scores(pred: pd.DataFrame) -> dict[str, Any]:
     """Headline figures on clean audio overall and per vocal channel, and on the
-    telephone-channel copy of the test set when there is one."""
+    telephone-channel copy of the test set when there is one (also per vocal channel,
+    as `telephone_speech`, `telephone_song`)."""
     out: dict[str, Any] = {}
     clean = pred[pred["condition"] == "clean"]
     groups = [("all", clean)]
     if clean["vocal_channel"].nunique() > 1:
         groups += list(clean.groupby("vocal_channel"))
-    groups += list(pred[pred["condition"] != "clean"].groupby("condition"))
+    for condition, g in pred[pred["condition"] != "clean"].groupby("condition"):
+        groups.append((condition, g))
+        if g["vocal_channel"].nunique() > 1:
+            groups += [(f"{condition}_{channel}", gc) for channel, gc in g.groupby("vocal_channel")]
     for name, g in groups:
         m = classification_metrics(g["true"].map(EMOTIONS.index), g["pred"].map(EMOTIONS.index))
         out[name] = {k: m[k] for k in ("n", "accuracy", "uar", "macro_f1")}
@@ -163,8 +167,10 @@ def run_protocol(
     for split in splits(df, protocol, n_val, folds):
         fold_dir = out / split.name
         if resume and (fold_dir / "fold.json").exists() and (fold_dir / "predictions.csv").exists():
-            results["folds"][split.name] = json.loads((fold_dir / "fold.json").read_text())
-            predictions.append(pd.read_csv(fold_dir / "predictions.csv"))
+            pred = pd.read_csv(fold_dir / "predictions.csv")
+            # scored again from its predictions, so a finished split gains figures added since it ran
+            results["folds"][split.name] = {**json.loads((fold_dir / "fold.json").read_text()), **_scores(pred)}
+            predictions.append(pred)
             continue
         fold_t0 = time.time()
         val = (x_all[split.val], y_all.take(split.val)) if len(split.val) else None

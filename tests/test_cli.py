@@ -210,9 +210,13 @@ def test_resume_keeps_finished_splits_and_refuses_another_config(tiny_data, tmp_
     saved = json.loads((out / "config.json").read_text())
     del saved["feature_config"]["speaker_norm"]  # as written before that field existed: still the same config
     (out / "config.json").write_text(json.dumps(saved))
+    fold_json = out / "fold_1" / "fold.json"
+    scored = json.loads(fold_json.read_text())
+    fold_json.write_text(json.dumps({k: v for k, v in scored.items() if k != "all"}))  # as if scored before "all" existed
     assert main([*args, "--resume"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["folds"]) == {"fold_1", "fold_2"}
+    assert metrics["folds"]["fold_1"]["all"] == scored["all"]  # scored again from its predictions
     assert (out / "fold_1" / "bundle" / "model.keras").stat().st_mtime_ns == first  # not trained again
     assert len(pd.read_csv(out / "predictions.csv")) == 2 * 4 * 12
     assert metrics["train_seconds"] == pytest.approx(sum(f["train_seconds"] for f in metrics["folds"].values()), abs=0.2)

@@ -121,3 +121,16 @@ def test_predictions_of_a_speech_and_song_run_can_be_limited_to_one_vocal_channe
     predictions = _ravdess_runs().predictions
     assert list(predictions(tmp_path, "run")["path"]) == ["a", "b", "c"]
     assert list(predictions(tmp_path, "run", "speech")["path"]) == ["a", "c"]
+
+
+def test_scores_split_clean_and_telephone_figures_by_vocal_channel():
+    import pandas as pd
+
+    from ser_core.experiments import _scores
+
+    rows = [{"condition": c, "vocal_channel": v, "true": "sad", "pred": p, "true_intensity": "normal", "pred_intensity": "normal"}
+            for c in ("clean", "telephone") for v, p in (("speech", "sad"), ("song", "calm"))]
+    scores = _scores(pd.DataFrame(rows))
+    assert set(scores) == {"all", "speech", "song", "telephone", "telephone_speech", "telephone_song"}
+    assert scores["telephone_speech"]["accuracy"] == 1.0 and scores["telephone_song"]["accuracy"] == 0.0
+    assert scores["telephone"]["accuracy"] == 0.5
