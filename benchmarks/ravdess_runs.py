@@ -68,6 +68,7 @@ for _model in ("baseline", "deep"):
             RECIPES[f"{_model}_{_p}_{_c}"] = ["--model", _model, *_pargs, *_cargs, *(BEST if _model == "deep" else [])]
             RECIPES[f"study_{_model}_{_p}_{_c}"] = ["--model", _model, *_pargs, *_cargs, *STUDY[_model]]
 _SPEECH_FOLDS = ["--model", "deep", "--protocol", "folds", "--channels", "speech"]
+_BOTH_FOLDS = ["--model", "deep", "--protocol", "folds", "--channels", "both"]
 # the path to BEST (docs/RESULTS.md section 1): early stopping without, then with, weight averaging
 RECIPES["deep_long_folds_speech"] = [*_SPEECH_FOLDS, *LONG, "--train", "ema_momentum=0"]
 RECIPES["deep_ema_folds_speech"] = [*_SPEECH_FOLDS, *LONG, *EMA]
@@ -75,13 +76,12 @@ RECIPES["deep_ema_last_folds_speech"] = [*_SPEECH_FOLDS, *BEST]  # = deep_folds_
 # the shipped bundle's recipe, scored clean and through the telephone channel
 RECIPES["deep_band_ema_last_folds_speech"] = [*_SPEECH_FOLDS, *BEST, *BAND]
 # the same on speech and song, as the bundle is trained since 2026-11-26
-RECIPES["deep_band_folds_both"] = ["--model", "deep", "--protocol", "folds", "--channels", "both", *BEST, *BAND]
+RECIPES["deep_band_folds_both"] = [*_BOTH_FOLDS, *BEST, *BAND]
 # levers and ablations of BEST
 RECIPES["deep_speed_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "speed_perturb=[0.9,1.1]"]
 RECIPES["deep_room_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "room_augment=true"]
 RECIPES["deep_4block_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--arch", "filters=[32,64,128,256]"]
-RECIPES["deep_4block_folds_both"] = ["--model", "deep", "--protocol", "folds", "--channels", "both", *BEST,
-                                    "--arch", "filters=[32,64,128,256]"]
+RECIPES["deep_4block_folds_both"] = [*_BOTH_FOLDS, *BEST, "--arch", "filters=[32,64,128,256]"]
 RECIPES["deep_128mel_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "n_mels=128"]  # the study's 128 bands
 RECIPES["deep_balanced_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "balance_classes=true"]
 # each actor's features standardised per band over all of that actor's clips (in a call: per channel)
@@ -240,7 +240,7 @@ def _held_out(runs: Path, name: str) -> tuple[Any, str, pd.DataFrame, list[str]]
     from ser_core.models import input_name
 
     config = json.loads((runs / name / "config.json").read_text())
-    pred = pd.read_csv(runs / name / "predictions.csv")
+    pred = predictions(runs, name)
     return (FeatureConfig.from_dict(config["feature_config"]), input_name(ModelConfig.from_dict(config["model_config"])),
             pred[pred["condition"] == "clean"], sorted(set(pred["path"])))
 
