@@ -82,6 +82,8 @@ RECIPES["deep_speed_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "speed_p
 RECIPES["deep_room_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "room_augment=true"]
 RECIPES["deep_4block_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--arch", "filters=[32,64,128,256]"]
 RECIPES["deep_4block_folds_both"] = [*_BOTH_FOLDS, *BEST, "--arch", "filters=[32,64,128,256]"]
+# the next shipped recipe if the fourth block and the song clips add up
+RECIPES["deep_4block_band_folds_both"] = [*_BOTH_FOLDS, *BEST, *BAND, "--arch", "filters=[32,64,128,256]"]
 RECIPES["deep_128mel_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "n_mels=128"]  # the study's 128 bands
 RECIPES["deep_balanced_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "balance_classes=true"]
 # each actor's features standardised per band over all of that actor's clips (in a call: per channel)
