@@ -76,14 +76,13 @@ def _scores(pred: pd.DataFrame) -> dict[str, Any]:
     telephone-channel copy of the test set when there is one (also per vocal channel,
     as `telephone_speech`, `telephone_song`)."""
     out: dict[str, Any] = {}
-    clean = pred[pred["condition"] == "clean"]
-    groups = [("all", clean)]
-    if clean["vocal_channel"].nunique() > 1:
-        groups += list(clean.groupby("vocal_channel"))
-    for condition, g in pred[pred["condition"] != "clean"].groupby("condition"):
-        groups.append((condition, g))
+    groups = []
+    for condition, g in pred.groupby("condition"):
+        clean = condition == "clean"
+        groups.append(("all" if clean else condition, g))
+        prefix = "" if clean else f"{condition}_"
         if g["vocal_channel"].nunique() > 1:
-            groups += [(f"{condition}_{channel}", gc) for channel, gc in g.groupby("vocal_channel")]
+            groups += [(f"{prefix}{channel}", gc) for channel, gc in g.groupby("vocal_channel")]
     for name, g in groups:
         m = classification_metrics(g["true"].map(EMOTIONS.index), g["pred"].map(EMOTIONS.index))
         out[name] = {k: m[k] for k in ("n", "accuracy", "uar", "macro_f1")}
