@@ -8,6 +8,7 @@
     python benchmarks/ravdess_runs.py tta NAME... [--speeds 0.9,1.1] [--runs runs]
     python benchmarks/ravdess_runs.py speaker-groups NAME... [--group-sizes 5,10,20] [--runs runs]
     python benchmarks/ravdess_runs.py compare NAME... [--against deep_ema_last_folds_speech] [--runs runs]
+    python benchmarks/ravdess_runs.py windows NAME... [--runs runs]
 
 `run` calls `ser train` for each recipe, one after the other (each uses every core),
 into RUNS/NAME with the log in RUNS/NAME.log. `table` reads every RUNS/*/metrics.json
@@ -22,7 +23,8 @@ accuracy per intensity, top-2 accuracy. `tta` re-scores a run's saved split mode
 test-time augmentation (the held-out clips also at other speeds, probabilities averaged).
 `compare` sets screened recipes (often run on `--folds 1,2` only) against a reference run
 on the same folds, paired by fold. `speaker-groups` re-scores a speaker-normalised run with its statistics taken from less of
-each speaker's audio (one clip, random groups of k clips).
+each speaker's audio (one clip, random groups of k clips). `windows` re-scores a run's
+saved split models on whole utterances, as `ser predict` does, instead of each clip's first window.
 """
 from __future__ import annotations
 
@@ -268,6 +270,33 @@ def tta(runs: Path, name: str, speeds: list[float]) -> None:
     print(f"{name}: UAR {_ms(summarize(plain), n)} -> {_ms(summarize(averaged), n)} with test-time speeds {speeds}")
 
 
+def windows(runs: Path, name: str) -> None:
+    """Whole-utterance scoring of a finished run, no training: each split's saved model
+    scores its held-out clips through `predict_files` (what `ser predict` and `ser evaluate`
+    do: the fixed-length input slid over the whole trimmed utterance, probabilities
+    averaged) against the run's own scores of each clip's first window."""
+    from ser_core.bundle import load_bundle, predict_files
+
+    pred = predictions(runs, name)
+    uars: dict[str, dict[str, list[float]]] = {}
+    for split, g_split in pred.groupby("split"):
+        bundle = load_bundle(runs / name / split / "bundle")
+        for condition, g in g_split.groupby("condition"):
+            whole = predict_files(bundle, list(g["path"]), telephone=condition == "telephone").set_index(g.index)
+            print(f"{split} {condition}: {whole['windows'].gt(1).mean():.0%} of clips longer than one window", flush=True)
+            for channel, rows in [("all", g.index), *g.groupby("vocal_channel").groups.items()]:
+                true = g.loc[rows, "true"].map(EMOTIONS.index)
+                for how, labels in (("first window", g.loc[rows, "pred"]), ("whole", whole.loc[rows, "label"])):
+                    uar = classification_metrics(true, labels.map(EMOTIONS.index))["uar"]
+                    uars.setdefault(f"{condition}, {channel}", {}).setdefault(how, []).append(uar)
+    print(f"| {name}: held-out clips | UAR, first window | UAR, whole utterance | per split (first / whole) |")
+    print("|---|---|---|---|")
+    for key, by in uars.items():
+        n = len(by["whole"])
+        per = ", ".join(f"{a:.3f} / {b:.3f}" for a, b in zip(by["first window"], by["whole"]))
+        print(f"| {key} | {_ms(summarize(by['first window']), n)} | {_ms(summarize(by['whole']), n)} | {per} |")
+
+
 def speaker_groups(runs: Path, name: str, sizes: list[int], repeats: int = 3) -> None:
     """How much of a speaker's audio a speaker-normalised run needs at test time: each split's
     saved model scores its held-out clips standardised per actor (as in training), per clip
@@ -332,7 +361,8 @@ def compare(runs: Path, names: list[str], against: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("action", choices=("list", "run", "table", "ensemble", "breakdown", "tta", "speaker-groups", "compare"))
+    ap.add_argument("action", choices=("list", "run", "table", "ensemble", "breakdown", "tta", "speaker-groups", "compare",
+                                       "windows"))
     ap.add_argument("names", nargs="*", help="recipes to run (see `list`), or runs to tabulate (default: all)")
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--folds", help="only these folds, e.g. 1,2 (default: all six)")
@@ -360,6 +390,9 @@ def main() -> None:
     elif args.action == "speaker-groups":
         for name in args.names:
             speaker_groups(args.runs, name, [int(k) for k in args.group_sizes.split(",")])
+    elif args.action == "windows":
+        for name in args.names:
+            windows(args.runs, name)
     elif args.action == "tta":
         for name in args.names:
             tta(args.runs, name, [float(f) for f in args.speeds.split(",")])

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from . import models  # noqa: F401  (registers custom layers for deserialisation)
-from .audio import AudioError
+from .audio import AudioError, load_preprocessed
 from .config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
-from .features import INPUT_TIME_AXIS, Features, extract_file, speaker_standardize
+from .features import INPUT_TIME_AXIS, Features, extract_windows, speaker_standardize
 from .labels import EMOTIONS, INTENSITIES, valence_arousal
 from .models import input_name
 
@@ -131,33 +131,43 @@ def predict_files(
     bundle: Bundle, paths: Sequence[str | Path], telephone: bool = False, speakers: Sequence[Any] | None = None,
 ) -> pd.DataFrame:
     """One row per file: class probabilities (columns named by class), top label,
-    confidence, intensity, valence, arousal; unusable files get an `error` and no scores.
-    With `telephone`, each file first goes through the simulated telephone channel.
-    `speakers` (one id per file) groups the files whose statistics a bundle trained with
-    `speaker_norm` standardises together; without it each file is its own group."""
-    feats: list[Features] = []
-    ok: list[int] = []
+    confidence, intensity, valence, arousal, and the number of model `windows` averaged;
+    unusable files get an `error` and no scores.
+
+    A whole utterance is scored, not cropped: the model's fixed-length input slides over
+    it (`extract_windows`, half-overlapping windows) and the windows' probabilities are
+    averaged. With `telephone`, each file first goes through the simulated telephone
+    channel. `speakers` (one id per file) groups the files whose statistics a bundle
+    trained with `speaker_norm` standardises together; without it each file is its own group."""
+    cfg, name = bundle.feature_config, input_name(bundle.model_config)
+    windows: list[np.ndarray] = []
+    owner: list[int] = []
     errors: dict[int, str] = {}
     for i, p in enumerate(paths):
         try:
-            feats.append(extract_file(p, bundle.feature_config, telephone=telephone))
-            ok.append(i)
+            windows.append(extract_windows(load_preprocessed(p, cfg, telephone=telephone), cfg, name))
+            owner += [i] * len(windows[-1])
         except AudioError as exc:
             errors[i] = f"{exc.code}: {exc}"
-    x = bundle.inputs(feats) if feats else np.zeros((0,))
-    if feats and bundle.feature_config.speaker_norm:
-        groups = np.asarray(speakers if speakers is not None else range(len(paths)))[ok]
-        x = speaker_standardize(x, groups, 1 + INPUT_TIME_AXIS[input_name(bundle.model_config)])
-    emo, inten = bundle.predict_inputs(x)
+    x = np.concatenate(windows) if windows else np.zeros((0,))
+    if windows and cfg.speaker_norm:
+        groups = np.asarray(speakers if speakers is not None else range(len(paths)))[owner]
+        x = speaker_standardize(x, groups, 1 + INPUT_TIME_AXIS[name])
+    emo_w, inten_w = bundle.predict_inputs(x)
+    ok, file_of_window, n = np.unique(np.asarray(owner, dtype=np.int64), return_inverse=True, return_counts=True)
+    emo, inten = (np.zeros((len(ok), w.shape[1]), np.float32) for w in (emo_w, inten_w))
+    np.add.at(emo, file_of_window, emo_w)
+    np.add.at(inten, file_of_window, inten_w)
+    emo, inten = emo / n[:, None], inten / n[:, None]
     df = pd.DataFrame({"path": [str(p) for p in paths]})
-    scores = pd.DataFrame(emo, columns=list(bundle.labels), index=ok)
-    df = df.join(scores)
+    df = df.join(pd.DataFrame(emo, columns=list(bundle.labels), index=ok))
     df["label"] = pd.Series([bundle.labels[j] for j in emo.argmax(axis=1)], index=ok, dtype=object)
     df["confidence"] = pd.Series(emo.max(axis=1), index=ok, dtype=float)
     df["intensity"] = pd.Series([bundle.intensities[j] for j in inten.argmax(axis=1)], index=ok, dtype=object)
     va = valence_arousal(emo)
     df["valence"] = pd.Series(va[:, 0], index=ok, dtype=float)
     df["arousal"] = pd.Series(va[:, 1], index=ok, dtype=float)
+    df["windows"] = pd.Series(n, index=ok, dtype="Int64")
     df["error"] = pd.Series(errors, dtype=object).reindex(df.index)
     return df
 

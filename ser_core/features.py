@@ -87,8 +87,8 @@ def mfcc(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     )
 
 
-def extract(y: np.ndarray, cfg: FeatureConfig) -> Features:
-    """Both model inputs from a preprocessed waveform, each fixed to its frame count."""
+def _unfixed(y: np.ndarray, cfg: FeatureConfig) -> Features:
+    """Both model inputs over the whole utterance (time last), standardised per utterance."""
     power = _power_stft(y, cfg)
     mel = _mel_power(power, cfg)
     channels = [
@@ -100,11 +100,39 @@ def extract(y: np.ndarray, cfg: FeatureConfig) -> Features:
     if cfg.standardize:
         channels = [_standardize(c) for c in channels]
         m = (m - m.mean(axis=1, keepdims=True)) / (m.std(axis=1, keepdims=True) + 1e-5)
-    cube = np.stack([fix_frames(c, cfg.frames, cfg.pad_mode) for c in channels], axis=-1)
+    return Features(mfcc=m, cube=np.stack(channels, axis=-2))
+
+
+def extract(y: np.ndarray, cfg: FeatureConfig) -> Features:
+    """Both model inputs from a preprocessed waveform, each fixed to its frame count
+    (the utterance's first frames; shorter ones edge-padded)."""
+    full = _unfixed(y, cfg)
     return Features(
-        mfcc=fix_frames(m, cfg.mfcc_frames, cfg.pad_mode).T.astype(np.float32),
-        cube=cube.astype(np.float32),
+        mfcc=fix_frames(full.mfcc, cfg.mfcc_frames, cfg.pad_mode).T.astype(np.float32),
+        cube=np.moveaxis(fix_frames(full.cube, cfg.frames, cfg.pad_mode), -2, -1).astype(np.float32),
     )
+
+
+def window_starts(n_frames: int, window: int, overlap: float = 0.5) -> list[int]:
+    """First frames of the windows that cover `n_frames` frames, overlapping by the
+    fraction `overlap`; the last window ends at the last frame (one window if it all fits)."""
+    if n_frames <= window:
+        return [0]
+    step = max(1, int(round(window * (1 - overlap))))
+    return [*range(0, n_frames - window, step), n_frames - window]
+
+
+def extract_windows(y: np.ndarray, cfg: FeatureConfig, name: str, overlap: float = 0.5) -> np.ndarray:
+    """One model input (`name`: "cube" or "mfcc") for every window of a whole utterance,
+    batch axis first: the model's fixed-length input slid over the utterance instead of
+    cropping it. Features are computed over the whole utterance, so an utterance that
+    fits one window gives exactly `extract`'s input."""
+    full = getattr(_unfixed(y, cfg), name)
+    window = cfg.frames if name == "cube" else cfg.mfcc_frames
+    starts = window_starts(full.shape[-1], window, overlap)
+    wins = [fix_frames(full[..., s : s + window], window, cfg.pad_mode) for s in starts]
+    x = np.stack(wins)
+    return (np.moveaxis(x, -2, -1) if name == "cube" else np.swapaxes(x, 1, 2)).astype(np.float32)
 
 
 # time axis of one model input (a `Features` field, no batch axis)

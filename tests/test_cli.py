@@ -232,7 +232,7 @@ def test_predict_standardises_per_speaker_for_speaker_normalised_bundles(labelle
     from ser_core.features import extract_file, speaker_standardize
     from ser_core.models import build_model
 
-    fcfg = FeatureConfig(n_mels=24, frames=40, mfcc_frames=40, speaker_norm=True)
+    fcfg = FeatureConfig(n_mels=24, frames=256, mfcc_frames=40, speaker_norm=True)  # one window per clip
     mcfg = ModelConfig(filters=(8, 16), dense_units=16)
     bundle = load_bundle(save_bundle(tmp_path / "b", build_model(mcfg, fcfg), fcfg, mcfg, TrainConfig(), {}))
     paths = list(pd.read_csv(labelled_csv)["path"])[:6]
@@ -248,3 +248,27 @@ def test_predict_standardises_per_speaker_for_speaker_normalised_bundles(labelle
     pd.DataFrame({"path": paths, "speaker": speakers}).to_csv(csv, index=False)
     assert main(["predict", "--model", str(tmp_path / "b"), "--manifest", str(csv), "--out", str(tmp_path / "p.csv")]) == 0
     np.testing.assert_allclose(pd.read_csv(tmp_path / "p.csv")[list(EMOTIONS)].to_numpy(), expected, atol=1e-5)
+
+
+def test_predict_averages_the_windows_of_whole_utterances(labelled_csv, tmp_path):
+    """Files longer than the model's input are scored whole, not cropped to their start."""
+    from ser_core.audio import load_preprocessed
+    from ser_core.bundle import save_bundle
+    from ser_core.config import FeatureConfig, ModelConfig
+    from ser_core.features import extract_windows
+    from ser_core.models import build_model
+
+    fcfg = FeatureConfig(n_mels=24, frames=40, mfcc_frames=40)  # 0.64 s windows: every clip needs several
+    mcfg = ModelConfig(filters=(8, 16), dense_units=16)
+    bundle = load_bundle(save_bundle(tmp_path / "b", build_model(mcfg, fcfg), fcfg, mcfg, TrainConfig(), {}))
+    paths = list(pd.read_csv(labelled_csv)["path"])[:3]
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"garbage")
+    pred = predict_files(bundle, [paths[0], str(bad), *paths[1:]])
+    assert pd.isna(pred.loc[1, "windows"]) and pred.loc[1, "error"].startswith("unreadable")
+    scored = pred.drop(index=1).reset_index(drop=True)
+    for i, p in enumerate(paths):
+        x = extract_windows(load_preprocessed(p, fcfg), fcfg, "cube")
+        emo, _ = bundle.predict_inputs(x)
+        assert scored.loc[i, "windows"] == len(x) > 1
+        np.testing.assert_allclose(scored.loc[i, list(EMOTIONS)].to_numpy(float), emo.mean(axis=0), atol=1e-5)

@@ -56,6 +56,24 @@ def test_extract_crops_long_input(cfg):
     assert feats.cube.shape == cfg.cube_shape and feats.mfcc.shape == cfg.mfcc_shape
 
 
+def test_window_starts_cover_the_utterance():
+    assert F.window_starts(100, 128) == [0]
+    assert F.window_starts(300, 128) == [0, 64, 128, 172]  # half-overlapping; the last ends at frame 300
+    assert F.window_starts(129, 128, overlap=0.0) == [0, 1]
+
+
+def test_extract_windows_slides_the_input_over_long_utterances(cfg, y):
+    short = F.extract_windows(y, cfg, "cube")
+    np.testing.assert_array_equal(short, F.extract(y, cfg).cube[None])  # fits one window: extract's input
+    long = speechlike(5.0)
+    cubes, mfccs = F.extract_windows(long, cfg, "cube"), F.extract_windows(long, cfg, "mfcc")
+    n = len(F.window_starts(1 + long.size // cfg.hop_length, cfg.frames))
+    assert cubes.shape == (n, *cfg.cube_shape) and mfccs.shape[1:] == cfg.mfcc_shape and n > 2
+    np.testing.assert_array_equal(cubes[0], F.extract(long, cfg).cube)
+    np.testing.assert_array_equal(cubes[1][:, : cfg.frames // 2], cubes[0][:, cfg.frames // 2 :])  # overlap
+    assert not np.allclose(cubes[-1], cubes[0])
+
+
 def test_study_shape_is_configurable():
     cfg = FeatureConfig(n_mels=128, frames=90)
     assert F.extract(speechlike(2.0), cfg).cube.shape == (128, 90, 3)
