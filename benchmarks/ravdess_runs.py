@@ -86,6 +86,9 @@ RECIPES["deep_4block_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--arch", "filters
 RECIPES["deep_4block_folds_both"] = [*_BOTH_FOLDS, *BEST, "--arch", "filters=[32,64,128,256]"]
 # the next shipped recipe if the fourth block and the song clips add up
 RECIPES["deep_4block_band_folds_both"] = [*_BOTH_FOLDS, *BEST, *BAND, "--arch", "filters=[32,64,128,256]"]
+# ... with the noise-aware trim (the telephone channel's noise is within the 30 dB trim's reach)
+RECIPES["deep_4block_band_noisetrim_folds_both"] = [*RECIPES["deep_4block_band_folds_both"],
+                                                    "--feature", "trim_noise_margin_db=10"]
 RECIPES["deep_128mel_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "n_mels=128"]  # the study's 128 bands
 RECIPES["deep_balanced_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "balance_classes=true"]
 # each actor's features standardised per band over all of that actor's clips (in a call: per channel)
@@ -279,22 +282,25 @@ def windows(runs: Path, name: str) -> None:
 
     pred = predictions(runs, name)
     uars: dict[str, dict[str, list[float]]] = {}
+    lengths: dict[str, list[pd.DataFrame]] = {}
     for split, g_split in pred.groupby("split"):
         bundle = load_bundle(runs / name / split / "bundle")
         for condition, g in g_split.groupby("condition"):
             whole = predict_files(bundle, list(g["path"]), telephone=condition == "telephone").set_index(g.index)
-            print(f"{split} {condition}: {whole['windows'].gt(1).mean():.0%} of clips longer than one window", flush=True)
             for channel, rows in [("all", g.index), *g.groupby("vocal_channel").groups.items()]:
+                lengths.setdefault(f"{condition}, {channel}", []).append(whole.loc[rows, ["speech_s", "windows"]])
                 true = g.loc[rows, "true"].map(EMOTIONS.index)
                 for how, labels in (("first window", g.loc[rows, "pred"]), ("whole", whole.loc[rows, "label"])):
                     uar = classification_metrics(true, labels.map(EMOTIONS.index))["uar"]
                     uars.setdefault(f"{condition}, {channel}", {}).setdefault(how, []).append(uar)
-    print(f"| {name}: held-out clips | UAR, first window | UAR, whole utterance | per split (first / whole) |")
-    print("|---|---|---|---|")
+    print(f"| {name}: held-out clips | trimmed length, median | longer than one window | UAR, first window | "
+          "UAR, whole utterance | per split (first / whole) |")
+    print("|---|---|---|---|---|---|")
     for key, by in uars.items():
-        n = len(by["whole"])
+        n, length = len(by["whole"]), pd.concat(lengths[key])
         per = ", ".join(f"{a:.3f} / {b:.3f}" for a, b in zip(by["first window"], by["whole"]))
-        print(f"| {key} | {_ms(summarize(by['first window']), n)} | {_ms(summarize(by['whole']), n)} | {per} |")
+        print(f"| {key} | {length['speech_s'].median():.2f} s | {length['windows'].gt(1).mean():.0%} | "
+              f"{_ms(summarize(by['first window']), n)} | {_ms(summarize(by['whole']), n)} | {per} |")
 
 
 def speaker_groups(runs: Path, name: str, sizes: list[int], repeats: int = 3) -> None:

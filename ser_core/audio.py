@@ -84,9 +84,13 @@ def rms_dbfs(y: np.ndarray) -> float:
 
 
 def trim_silence(
-    y: np.ndarray, top_db: float = 30.0, frame_length: int = 1024, hop_length: int = 256
+    y: np.ndarray, top_db: float = 30.0, frame_length: int = 1024, hop_length: int = 256, noise_margin_db: float = 0.0,
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Cut leading and trailing audio quieter than `top_db` below the loudest frame.
+    """Cut leading and trailing audio quieter than `top_db` below the loudest frame and,
+    with `noise_margin_db` > 0, not that far above the recording's noise floor (its
+    5th-percentile frame, when that lies more than `noise_margin_db` + 6 dB below the
+    loudest), as `speech_regions` does for calls: on a noisy line the floor can sit within
+    `top_db` of the speech, and the plain trim then keeps the noise around an utterance.
 
     Returns the trimmed signal and its (start, end) sample interval in `y`.
     """
@@ -94,6 +98,11 @@ def trim_silence(
         raise EmptyAudioError("no samples to trim")
     if peak_dbfs(y) < SILENCE_FLOOR_DBFS:
         raise SilentAudioError(f"signal peak below {SILENCE_FLOOR_DBFS} dBFS")
+    if noise_margin_db > 0:  # the frame levels librosa's trim compares, in dB below the loudest
+        rms = librosa.feature.rms(y=y, frame_length=frame_length, hop_length=hop_length)[0]
+        floor = float(np.percentile(librosa.amplitude_to_db(rms, ref=np.max, top_db=None), 5))
+        if -floor > noise_margin_db + 6.0:
+            top_db = min(top_db, -floor - noise_margin_db)
     trimmed, (start, end) = librosa.effects.trim(
         y, top_db=top_db, frame_length=frame_length, hop_length=hop_length
     )
@@ -211,7 +220,7 @@ def preprocess(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:
     if y.ndim != 1:
         raise ValueError("preprocess expects mono audio; select or mix channels first")
     y = resample(y, sr, cfg.sample_rate)
-    y, _ = trim_silence(y, top_db=cfg.trim_db, frame_length=cfg.n_fft, hop_length=cfg.hop_length)
+    y, _ = trim_silence(y, cfg.trim_db, cfg.n_fft, cfg.hop_length, cfg.trim_noise_margin_db)
     if y.size < cfg.min_duration_s * cfg.sample_rate:
         raise TooShortError(
             f"{y.size / cfg.sample_rate:.3f} s of sound after trimming, need {cfg.min_duration_s} s"

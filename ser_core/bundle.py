@@ -131,8 +131,9 @@ def predict_files(
     bundle: Bundle, paths: Sequence[str | Path], telephone: bool = False, speakers: Sequence[Any] | None = None,
 ) -> pd.DataFrame:
     """One row per file: class probabilities (columns named by class), top label,
-    confidence, intensity, valence, arousal, and the number of model `windows` averaged;
-    unusable files get an `error` and no scores.
+    confidence, intensity, valence, arousal, the seconds of sound scored after trimming
+    (`speech_s`) and the number of model `windows` averaged over them; unusable files get
+    an `error` and no scores.
 
     A whole utterance is scored, not cropped: the model's fixed-length input slides over
     it (`extract_windows`, half-overlapping windows) and the windows' probabilities are
@@ -142,11 +143,14 @@ def predict_files(
     cfg, name = bundle.feature_config, input_name(bundle.model_config)
     windows: list[np.ndarray] = []
     owner: list[int] = []
+    seconds: dict[int, float] = {}
     errors: dict[int, str] = {}
     for i, p in enumerate(paths):
         try:
-            windows.append(extract_windows(load_preprocessed(p, cfg, telephone=telephone), cfg, name))
+            y = load_preprocessed(p, cfg, telephone=telephone)
+            windows.append(extract_windows(y, cfg, name))
             owner += [i] * len(windows[-1])
+            seconds[i] = y.size / cfg.sample_rate
         except AudioError as exc:
             errors[i] = f"{exc.code}: {exc}"
     x = np.concatenate(windows) if windows else np.zeros((0,))
@@ -167,6 +171,7 @@ def predict_files(
     va = valence_arousal(emo)
     df["valence"] = pd.Series(va[:, 0], index=ok, dtype=float)
     df["arousal"] = pd.Series(va[:, 1], index=ok, dtype=float)
+    df["speech_s"] = pd.Series(seconds, dtype=float).reindex(df.index)
     df["windows"] = pd.Series(n, index=ok, dtype="Int64")
     df["error"] = pd.Series(errors, dtype=object).reindex(df.index)
     return df

@@ -37,6 +37,10 @@ class _JsonConfig:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
 
+# FeatureConfig fields added after feature caches existed, with their defaults
+_ADDED_LATER = {"trim_noise_margin_db": 0.0}
+
+
 @dataclass(frozen=True)
 class FeatureConfig(_JsonConfig):
     """How a waveform becomes the models' inputs.
@@ -47,6 +51,7 @@ class FeatureConfig(_JsonConfig):
 
     sample_rate: int = 16000
     trim_db: float = 30.0           # silence threshold below the loudest frame
+    trim_noise_margin_db: float = 0.0  # >0: also trim what is not this far above the noise floor
     min_duration_s: float = 0.25    # shorter speech after trimming is rejected
     normalize: str = "peak"         # "peak", "rms" or "none"
     preemphasis: float = 0.97       # 0 disables the pre-emphasis filter
@@ -69,11 +74,15 @@ class FeatureConfig(_JsonConfig):
             raise ValueError("preemphasis must be in [0, 1)")
         if self.trim_db <= 0:
             raise ValueError("trim_db must be positive")
+        if self.trim_noise_margin_db < 0:
+            raise ValueError("trim_noise_margin_db must be >= 0")
 
     def extraction_json(self) -> str:
         """JSON of the fields that shape one file's features (`speaker_norm` is applied
-        afterwards, across files): the key of the feature cache."""
-        fields = {k: v for k, v in self.to_dict().items() if k != "speaker_norm"}
+        afterwards, across files): the key of the feature cache. Fields added later are left
+        out at their defaults, so caches written before them stay valid."""
+        fields = {k: v for k, v in self.to_dict().items()
+                  if k != "speaker_norm" and not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
         return json.dumps(fields, sort_keys=True, indent=2)
 
     @property

@@ -34,6 +34,18 @@ def test_trim_threshold_is_configurable():
     assert start_40 < 512 and start_20 > SR // 2 - 1024
 
 
+def test_noise_aware_trim_cuts_line_noise_the_plain_trim_keeps():
+    rng = np.random.default_rng(4)
+    noise = lambda s, std: (std * rng.standard_normal(int(s * SR))).astype(np.float32)  # noqa: E731
+    noisy = np.concatenate([noise(0.5, 0.02), tone(1.0) + noise(1.0, 0.02), noise(0.7, 0.02)])  # floor ~-25 dB
+    _, (plain_start, plain_end) = audio.trim_silence(noisy, top_db=30)
+    assert plain_start < 512 and plain_end > noisy.size - 512  # the noise is within 30 dB: all kept
+    _, (start, end) = audio.trim_silence(noisy, top_db=30, noise_margin_db=10)
+    assert abs(start - SR // 2) <= 4 * 256 and abs(end - int(1.5 * SR)) <= 4 * 256
+    quiet = np.concatenate([noise(0.5, 1e-4), tone(1.0), noise(0.7, 0.003)])  # clean recording: floor far below
+    assert audio.trim_silence(quiet, top_db=30, noise_margin_db=10)[1] == audio.trim_silence(quiet, top_db=30)[1]
+
+
 def test_resample_preserves_duration_and_pitch():
     sr_in = 44100
     t = np.arange(sr_in) / sr_in

@@ -265,10 +265,11 @@ def test_predict_averages_the_windows_of_whole_utterances(labelled_csv, tmp_path
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"garbage")
     pred = predict_files(bundle, [paths[0], str(bad), *paths[1:]])
-    assert pd.isna(pred.loc[1, "windows"]) and pred.loc[1, "error"].startswith("unreadable")
+    assert pd.isna(pred.loc[1, "windows"]) and pd.isna(pred.loc[1, "speech_s"]) and pred.loc[1, "error"].startswith("unreadable")
     scored = pred.drop(index=1).reset_index(drop=True)
     for i, p in enumerate(paths):
-        x = extract_windows(load_preprocessed(p, fcfg), fcfg, "cube")
+        y = load_preprocessed(p, fcfg)
+        x = extract_windows(y, fcfg, "cube")
         emo, _ = bundle.predict_inputs(x)
-        assert scored.loc[i, "windows"] == len(x) > 1
+        assert scored.loc[i, "windows"] == len(x) > 1 and scored.loc[i, "speech_s"] == pytest.approx(y.size / 16000)
         np.testing.assert_allclose(scored.loc[i, list(EMOTIONS)].to_numpy(float), emo.mean(axis=0), atol=1e-5)
