@@ -7,7 +7,7 @@
     python benchmarks/ravdess_runs.py breakdown NAME... [--runs runs]
     python benchmarks/ravdess_runs.py tta NAME... [--speeds 0.9,1.1] [--runs runs]
     python benchmarks/ravdess_runs.py speaker-groups NAME... [--group-sizes 5,10,20] [--runs runs]
-    python benchmarks/ravdess_runs.py compare NAME... [--against deep_ema_last_folds_speech] [--runs runs]
+    python benchmarks/ravdess_runs.py compare NAME... [--against deep_ema_last_folds_speech] [--telephone] [--runs runs]
     python benchmarks/ravdess_runs.py windows NAME... [--runs runs]
 
 `run` calls `ser train` for each recipe, one after the other (each uses every core),
@@ -342,14 +342,20 @@ def speaker_groups(runs: Path, name: str, sizes: list[int], repeats: int = 3) ->
         print(f"| {how} | {_ms(summarize(values), n)} | {' / '.join(f'{v:.3f}' for v in values)} |")
 
 
-def compare(runs: Path, names: list[str], against: str) -> None:
+def compare(runs: Path, names: list[str], against: str, telephone: bool = False) -> None:
     """Screened levers against a reference run on the folds both finished: per-fold UAR
-    (speech clips when a run also tested song), their mean, and the paired difference."""
+    (speech clips when a run also tested song; with `telephone`, through the telephone
+    channel), from each fold's predictions, their mean, and the paired difference."""
     def fold_uar(name: str) -> dict[str, float]:
         folds = {}
-        for fold in sorted((runs / name).glob("fold_*/fold.json")):
-            r = json.loads(fold.read_text())
-            folds[fold.parent.name] = r.get("speech", r["all"])["uar"]
+        for fold in sorted((runs / name).glob("fold_*/predictions.csv")):
+            pred = pd.read_csv(fold)
+            pred = pred[pred["condition"] == ("telephone" if telephone else "clean")]
+            if (pred["vocal_channel"] == "speech").any():
+                pred = pred[pred["vocal_channel"] == "speech"]
+            if len(pred):
+                folds[fold.parent.name] = classification_metrics(pred["true"].map(EMOTIONS.index),
+                                                                 pred["pred"].map(EMOTIONS.index))["uar"]
         return folds
 
     ref = fold_uar(against)
@@ -375,6 +381,7 @@ def main() -> None:
     ap.add_argument("--speeds", default="0.9,1.1", help="tta: test-time speeds besides 1.0")
     ap.add_argument("--vocal-channel", choices=("speech", "song"), help="ensemble, breakdown: only these held-out clips")
     ap.add_argument("--against", default="deep_ema_last_folds_speech", help="compare: the reference run")
+    ap.add_argument("--telephone", action="store_true", help="compare: UAR through the telephone channel")
     ap.add_argument("--group-sizes", default="5,10,20", help="speaker-groups: clips per random group of one actor")
     ap.add_argument("--resume", action="store_true",
                     help="keep the splits a run with the same recipe already finished (e.g. screened on --folds 1,2)")
@@ -392,7 +399,7 @@ def main() -> None:
     elif args.action == "breakdown":
         breakdown(args.runs, args.names, args.vocal_channel)
     elif args.action == "compare":
-        compare(args.runs, args.names, args.against)
+        compare(args.runs, args.names, args.against, args.telephone)
     elif args.action == "speaker-groups":
         for name in args.names:
             speaker_groups(args.runs, name, [int(k) for k in args.group_sizes.split(",")])
