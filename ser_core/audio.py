@@ -100,9 +100,7 @@ def trim_silence(
         raise SilentAudioError(f"signal peak below {SILENCE_FLOOR_DBFS} dBFS")
     if noise_margin_db > 0:  # the frame levels librosa's trim compares, in dB below the loudest
         rms = librosa.feature.rms(y=y, frame_length=frame_length, hop_length=hop_length)[0]
-        floor = float(np.percentile(librosa.amplitude_to_db(rms, ref=np.max, top_db=None), 5))
-        if -floor > noise_margin_db + 6.0:
-            top_db = min(top_db, -floor - noise_margin_db)
+        top_db = -speech_threshold_db(librosa.amplitude_to_db(rms, ref=np.max, top_db=None), 0.0, top_db, noise_margin_db)
     trimmed, (start, end) = librosa.effects.trim(
         y, top_db=top_db, frame_length=frame_length, hop_length=hop_length
     )
@@ -119,6 +117,17 @@ def frame_levels_db(y: np.ndarray, hop_length: int) -> np.ndarray:
     padded[..., :n] = y
     power = np.mean(np.square(padded.reshape(*y.shape[:-1], frames, hop_length), dtype=np.float64), axis=-1)
     return (10.0 * np.log10(np.maximum(power, 1e-12))).astype(np.float32)
+
+
+def speech_threshold_db(levels_db: np.ndarray, ref_db: float, top_db: float, noise_margin_db: float) -> float:
+    """Frame level above which a frame is sound: within `top_db` of `ref_db` and, when the
+    recording has a measurable noise floor (its 5th-percentile frame lies more than
+    `noise_margin_db` + 6 dB below `ref_db`), at least `noise_margin_db` above that floor."""
+    threshold = ref_db - top_db
+    floor = float(np.percentile(levels_db, 5))
+    if ref_db - floor > noise_margin_db + 6.0:
+        threshold = max(threshold, floor + noise_margin_db)
+    return threshold
 
 
 def speech_regions(
@@ -144,11 +153,7 @@ def speech_regions(
     if levels_db.size == 0:
         return np.zeros((0, 2), dtype=np.int64)
     ref = float(np.percentile(levels_db, 95)) if ref_db is None else ref_db
-    floor = float(np.percentile(levels_db, 5))
-    threshold = max(ref - top_db, SILENCE_FLOOR_DBFS)
-    if ref - floor > noise_margin_db + 6.0:
-        threshold = max(threshold, floor + noise_margin_db)
-    voiced = levels_db > threshold
+    voiced = levels_db > max(speech_threshold_db(levels_db, ref, top_db, noise_margin_db), SILENCE_FLOOR_DBFS)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], voiced.astype(np.int8), [0]])))
     merged: list[list[int]] = []
     for s, e in edges.reshape(-1, 2) * hop_length:

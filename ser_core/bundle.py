@@ -20,7 +20,7 @@ import pandas as pd
 from . import models  # noqa: F401  (registers custom layers for deserialisation)
 from .audio import AudioError, load_preprocessed
 from .config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
-from .features import INPUT_TIME_AXIS, Features, extract_windows, speaker_standardize
+from .features import INPUT_TIME_AXIS, extract_windows, speaker_standardize
 from .labels import EMOTIONS, INTENSITIES, valence_arousal
 from .models import input_name
 
@@ -56,10 +56,6 @@ class Bundle:
     def model_id(self) -> str:
         """Short, stable identifier of the weights (sha256 prefix)."""
         return self.sha256[:12]
-
-    def inputs(self, features: Sequence[Features]) -> np.ndarray:
-        name = input_name(self.model_config)
-        return np.stack([getattr(f, name) for f in features])
 
     def predict_inputs(self, x: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Emotion (n, 8) and intensity (n, 2) probabilities for model inputs."""

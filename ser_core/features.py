@@ -103,14 +103,19 @@ def _unfixed(y: np.ndarray, cfg: FeatureConfig) -> Features:
     return Features(mfcc=m, cube=np.stack(channels, axis=-2))
 
 
+def _window(full: np.ndarray, name: str, start: int, cfg: FeatureConfig) -> np.ndarray:
+    """The model input `name` ("cube" or "mfcc") from `start` in whole-utterance features:
+    one window of the input's frame count (edge-padded past the end), in the model's layout."""
+    frames = cfg.frames if name == "cube" else cfg.mfcc_frames
+    x = fix_frames(full[..., start : start + frames], frames, cfg.pad_mode)
+    return (np.moveaxis(x, -2, -1) if name == "cube" else x.T).astype(np.float32)
+
+
 def extract(y: np.ndarray, cfg: FeatureConfig) -> Features:
     """Both model inputs from a preprocessed waveform, each fixed to its frame count
     (the utterance's first frames; shorter ones edge-padded)."""
     full = _unfixed(y, cfg)
-    return Features(
-        mfcc=fix_frames(full.mfcc, cfg.mfcc_frames, cfg.pad_mode).T.astype(np.float32),
-        cube=np.moveaxis(fix_frames(full.cube, cfg.frames, cfg.pad_mode), -2, -1).astype(np.float32),
-    )
+    return Features(mfcc=_window(full.mfcc, "mfcc", 0, cfg), cube=_window(full.cube, "cube", 0, cfg))
 
 
 def window_starts(n_frames: int, window: int, overlap: float = 0.5) -> list[int]:
@@ -128,11 +133,8 @@ def extract_windows(y: np.ndarray, cfg: FeatureConfig, name: str, overlap: float
     cropping it. Features are computed over the whole utterance, so an utterance that
     fits one window gives exactly `extract`'s input."""
     full = getattr(_unfixed(y, cfg), name)
-    window = cfg.frames if name == "cube" else cfg.mfcc_frames
-    starts = window_starts(full.shape[-1], window, overlap)
-    wins = [fix_frames(full[..., s : s + window], window, cfg.pad_mode) for s in starts]
-    x = np.stack(wins)
-    return (np.moveaxis(x, -2, -1) if name == "cube" else np.swapaxes(x, 1, 2)).astype(np.float32)
+    starts = window_starts(full.shape[-1], cfg.frames if name == "cube" else cfg.mfcc_frames, overlap)
+    return np.stack([_window(full, name, s, cfg) for s in starts])
 
 
 # time axis of one model input (a `Features` field, no batch axis)
