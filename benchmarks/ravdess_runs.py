@@ -89,6 +89,12 @@ RECIPES["deep_4block_band_folds_both"] = [*_BOTH_FOLDS, *BEST, *BAND, "--arch", 
 # ... with the noise-aware trim (the telephone channel's noise is within the 30 dB trim's reach)
 RECIPES["deep_4block_band_noisetrim_folds_both"] = [*RECIPES["deep_4block_band_folds_both"],
                                                     "--feature", "trim_noise_margin_db=10"]
+# the spectrogram channel at STFT resolution below 1.3 kHz: the voice's harmonics (pitch, voice quality)
+# resolved, instead of 125 Hz bands over 0-8 kHz that the mel channels already cover
+RECIPES["deep_4block_pitchspec_folds_speech"] = [*RECIPES["deep_4block_folds_speech"],
+                                                 "--feature", "spectrogram_fmax=1300"]
+RECIPES["deep_4block_band_pitchspec_folds_both"] = [*RECIPES["deep_4block_band_folds_both"],
+                                                    "--feature", "spectrogram_fmax=1300"]
 RECIPES["deep_128mel_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "n_mels=128"]  # the study's 128 bands
 RECIPES["deep_balanced_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "balance_classes=true"]
 # each actor's features standardised per band over all of that actor's clips (in a call: per channel)

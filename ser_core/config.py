@@ -38,7 +38,7 @@ class _JsonConfig:
 
 
 # FeatureConfig fields added after feature caches existed, with their defaults
-_ADDED_LATER = {"trim_noise_margin_db": 0.0}
+_ADDED_LATER = {"trim_noise_margin_db": 0.0, "spectrogram_fmax": None}
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class FeatureConfig(_JsonConfig):
     hop_length: int = 256
     fmin: float = 50.0
     fmax: float | None = None       # None: Nyquist
+    spectrogram_fmax: float | None = None  # None: spectrogram channel on linear bands over 0–Nyquist (the
+                                    # study); else over fmin–this at STFT resolution (voice harmonics resolved)
     n_mfcc: int = 40
     mfcc_frames: int = 128
     n_mels: int = 64                # rows of every cube channel
@@ -76,6 +78,10 @@ class FeatureConfig(_JsonConfig):
             raise ValueError("trim_db must be positive")
         if self.trim_noise_margin_db < 0:
             raise ValueError("trim_noise_margin_db must be >= 0")
+        lo, hi = self.spectrogram_bins
+        if hi - lo < self.n_mels or hi > self.n_fft // 2 + 1:
+            raise ValueError(f"spectrogram_fmax={self.spectrogram_fmax} leaves {hi - lo} STFT bins above fmin "
+                             f"for {self.n_mels} rows: raise it, or lower n_mels")
 
     def extraction_json(self) -> str:
         """JSON of the fields that shape one file's features (`speaker_norm` is applied
@@ -84,6 +90,14 @@ class FeatureConfig(_JsonConfig):
         fields = {k: v for k, v in self.to_dict().items()
                   if k != "speaker_norm" and not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
         return json.dumps(fields, sort_keys=True, indent=2)
+
+    @property
+    def spectrogram_bins(self) -> tuple[int, int]:
+        """STFT bins [lo, hi) that the spectrogram channel spreads over its `n_mels` rows."""
+        if self.spectrogram_fmax is None:
+            return 0, self.n_fft // 2 + 1
+        hz = self.sample_rate / self.n_fft
+        return round(self.fmin / hz), int(self.spectrogram_fmax / hz) + 1
 
     @property
     def cube_shape(self) -> tuple[int, int, int]:

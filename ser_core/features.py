@@ -1,7 +1,8 @@
 """The study's four representations, fixed to a length with edge padding.
 
 - MFCC: 40 cepstral coefficients of the log-mel spectrum (the baseline's input).
-- spectrogram: log power STFT, linear frequency axis averaged into `n_mels` equal bands.
+- spectrogram: log power STFT, linear frequency axis averaged into `n_mels` equal bands
+  (over 0–Nyquist, or with `spectrogram_fmax` over fmin–fmax at the STFT's resolution).
 - mel filterbank: log mel filterbank energies with each band's mean over the utterance
   removed (cepstral-mean-style channel normalisation, as in Kaldi fbank + CMN).
 - mel spectrogram: mel power spectrum in dB relative to the utterance maximum.
@@ -54,13 +55,15 @@ def _standardize(x: np.ndarray) -> np.ndarray:
 
 
 def spectrogram(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    """Log power spectrogram on `n_mels` equal-width linear bands: (n_mels, frames)."""
+    """Log power spectrogram on `n_mels` equal-width linear bands (`cfg.spectrogram_bins`):
+    (n_mels, frames)."""
     return _spectrogram(_power_stft(y, cfg), cfg)
 
 
 def _spectrogram(power: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
-    edges = np.linspace(0, power.shape[0], cfg.n_mels + 1).astype(int)
-    bands = np.add.reduceat(power, edges[:-1], axis=0) / np.diff(edges)[:, None]
+    lo, hi = cfg.spectrogram_bins
+    edges = np.linspace(lo, hi, cfg.n_mels + 1).astype(int)
+    bands = np.add.reduceat(power[:hi], edges[:-1], axis=0) / np.diff(edges)[:, None]
     return librosa.power_to_db(bands, ref=np.max, amin=_EPS, top_db=80.0)
 
 

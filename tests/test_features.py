@@ -41,6 +41,28 @@ def test_representations_are_distinct_and_sane(cfg, y):
     assert np.argmax(spec.mean(axis=1)) < cfg.n_mels // 8
 
 
+def test_spectrogram_fmax_resolves_voice_harmonics():
+    """With `spectrogram_fmax` the linear channel spans fmin–fmax at STFT resolution: the
+    harmonics of a 200 Hz voice stand out from the bands between them; the default bands
+    (125 Hz wide) cannot separate them."""
+    t = np.arange(SR) / SR
+    y = sum(np.sin(2 * np.pi * 200 * k * t) / k for k in range(1, 6)).astype(np.float32)
+    fine = FeatureConfig(fmin=300, fmax=3400, spectrogram_fmax=1300)
+    lo, hi = fine.spectrogram_bins
+    assert hi - lo >= fine.n_mels
+
+    def level(cfg, hz):
+        lo, hi = cfg.spectrogram_bins
+        row = int((hz * cfg.n_fft / cfg.sample_rate - lo) / (hi - lo) * cfg.n_mels)
+        return F.spectrogram(y, cfg)[row].mean()
+
+    assert F.spectrogram(y, fine).shape[0] == fine.n_mels
+    assert level(fine, 400) - level(fine, 500) > 20
+    assert abs(level(FeatureConfig(), 400) - level(FeatureConfig(), 600)) < 10
+    with pytest.raises(ValueError, match="spectrogram_fmax"):
+        FeatureConfig(fmin=300, spectrogram_fmax=600)
+
+
 def test_extract_fixes_lengths_with_edge_padding(cfg, y):
     feats = F.extract(y, cfg)
     assert feats.mfcc.shape == (128, 40) and feats.mfcc.dtype == np.float32
@@ -127,3 +149,6 @@ def test_feature_cache_key_ignores_speaker_norm(tmp_path, cfg):
 
     assert dataclasses.replace(cfg, speaker_norm=True).extraction_json() == cfg.extraction_json()
     assert dataclasses.replace(cfg, n_mels=cfg.n_mels + 1).extraction_json() != cfg.extraction_json()
+    # options added after caches existed leave the keys of configs without them unchanged
+    assert "spectrogram_fmax" not in cfg.extraction_json() and "trim_noise_margin_db" not in cfg.extraction_json()
+    assert dataclasses.replace(cfg, spectrogram_fmax=2000.0).extraction_json() != cfg.extraction_json()
