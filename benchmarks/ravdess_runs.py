@@ -174,7 +174,8 @@ def table(runs: Path, names: list[str]) -> None:
         cmd = "` then `".join((run_dir / "command.txt").read_text().split("\n")[:-1])  # resumed runs: several
         print(f"| {run_dir.name} | {n} | {_ms(m['all']['accuracy'], n)} | **{_ms(m['all']['uar'], n)}** | "
               f"{_ms(m['all']['macro_f1'], n)} | {tel} | {_ms(m['all']['intensity_accuracy'], n)} | "
-              f"{r.get('train_seconds', r['wall_seconds']) / 60:.0f} min | {params / 1e3:.0f} k params, {keras_file.stat().st_size / 2**20:.1f} MiB | "
+              f"{r.get('train_seconds', r['wall_seconds']) / 60:.0f} min | "
+              f"{params / 1e3:.0f} k params, {keras_file.stat().st_size / 2**20:.1f} MiB | "
               f"{batched:.2f} / {single:.1f} | `{cmd}` |")
         for group in ("speech", "song"):
             if group in m:

@@ -319,7 +319,8 @@ def build(p: beam.Pipeline, opts: ScoreCallsOptions, staging: str) -> None:
     -> RunInference -> rows -> Parquet."""
     feature_cfg, model_cfg, model_id = read_bundle_configs(localize_bundle(opts.model))
     roles = tuple(r.strip() for r in opts.roles.split(","))
-    seg_cfg = SegmentConfig(top_db=opts.top_db, noise_margin_db=opts.noise_margin_db, min_speech_s=opts.min_speech_s, min_silence_s=opts.min_silence_s,
+    seg_cfg = SegmentConfig(top_db=opts.top_db, noise_margin_db=opts.noise_margin_db,
+                            min_speech_s=opts.min_speech_s, min_silence_s=opts.min_silence_s,
                             max_segment_s=opts.max_segment_s, overlap_s=opts.overlap_s, roles=roles)
     split = (
         p

@@ -58,7 +58,8 @@ def scan_levels(f: sf.SoundFile, hop_s: float, block_s: float) -> tuple[np.ndarr
     return np.concatenate(levels, axis=-1), hop
 
 
-def segment_call(f: sf.SoundFile, cfg: SegmentConfig, hop_s: float, max_segment_s: float) -> tuple[list[Segment], dict[int, np.ndarray]]:
+def segment_call(f: sf.SoundFile, cfg: SegmentConfig, hop_s: float,
+                 max_segment_s: float) -> tuple[list[Segment], dict[int, np.ndarray]]:
     """Speech segments of every channel, and each channel's speech regions (in seconds)."""
     levels, hop = scan_levels(f, hop_s, cfg.block_s)
     segments: list[Segment] = []

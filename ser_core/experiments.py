@@ -226,13 +226,16 @@ def run_protocol(
 def render_report(results: dict[str, Any], commands: list[str]) -> str:
     """A short Markdown summary linking every figure of the run."""
     lines = [f"# {results['model']} model, protocol `{results['protocol']}`, {results['channels']}", "",
-             "Command" + ("s (a resumed run)" if len(commands) > 1 else "") + ": " + " then ".join(f"`{c}`" for c in commands),
+             "Command" + ("s (a resumed run)" if len(commands) > 1 else "") + ": "
+             + " then ".join(f"`{c}`" for c in commands),
              "", f"Clips: {results['n_clips']} (unusable: {results['unusable_clips']}); "
-             f"training {results['train_seconds'] / 60:.1f} min in all; this invocation {results['wall_seconds'] / 60:.1f} min.", ""]
+             f"training {results['train_seconds'] / 60:.1f} min in all; "
+             f"this invocation {results['wall_seconds'] / 60:.1f} min.", ""]
     if "mean" in results:
         lines += ["| subset | accuracy | UAR | macro-F1 | intensity acc. |", "|---|---|---|---|---|"]
         for group, m in results["mean"].items():
-            cells = " | ".join(f"{m[k]['mean']:.3f} ± {m[k]['sd']:.3f}" for k in ("accuracy", "uar", "macro_f1", "intensity_accuracy"))
+            cells = " | ".join(f"{m[k]['mean']:.3f} ± {m[k]['sd']:.3f}"
+                               for k in ("accuracy", "uar", "macro_f1", "intensity_accuracy"))
             lines.append(f"| {group} (mean ± sd over splits) | {cells} |")
         lines += ["", "Pooled over all test clips: [report](pooled/classification_report.txt), "
                   "[confusion](pooled/confusion_matrix.png), [normalised](pooled/confusion_matrix_normalized.png)", ""]

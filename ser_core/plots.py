@@ -9,9 +9,9 @@ import matplotlib
 matplotlib.use("Agg")
 import librosa.display  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from .audio import load_audio, preprocess, resample, trim_silence  # noqa: E402
 from .config import FeatureConfig  # noqa: E402
