@@ -95,6 +95,8 @@ RECIPES["deep_4block_pitchspec_folds_speech"] = [*RECIPES["deep_4block_folds_spe
                                                  "--feature", "spectrogram_fmax=1300"]
 RECIPES["deep_4block_band_pitchspec_folds_both"] = [*RECIPES["deep_4block_band_folds_both"],
                                                     "--feature", "spectrogram_fmax=1300"]
+# a CRNN: a bidirectional GRU (64 units each way) over the fourth block's time steps before the pooling
+RECIPES["deep_4block_gru_folds_speech"] = [*RECIPES["deep_4block_folds_speech"], "--arch", "recurrent_units=64"]
 RECIPES["deep_128mel_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "n_mels=128"]  # the study's 128 bands
 RECIPES["deep_balanced_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "balance_classes=true"]
 # each actor's features standardised per band over all of that actor's clips (in a call: per channel)

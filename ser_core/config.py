@@ -124,6 +124,7 @@ class ModelConfig(_JsonConfig):
     dropout: float = 0.3
     pooling: str = "stats"                  # "flatten" (the study), "stats" (mean+max over time) or
                                             # "attention" (attention-weighted mean+sd over time)
+    recurrent_units: int = 0                # >0: a bidirectional GRU over time before the pooling (a CRNN)
     context: int = 2                        # baseline: frames of context on each side
     l2: float = 1e-4
 
@@ -132,6 +133,8 @@ class ModelConfig(_JsonConfig):
             raise ValueError(f"kind must be baseline or deep, not {self.kind!r}")
         if self.pooling not in ("flatten", "stats", "attention"):
             raise ValueError(f"pooling must be flatten, stats or attention, not {self.pooling!r}")
+        if self.recurrent_units and self.pooling == "flatten":
+            raise ValueError("recurrent_units needs a pooling over time (stats or attention), not flatten")
 
 
 @dataclass(frozen=True)

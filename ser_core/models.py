@@ -78,9 +78,12 @@ def _reg(cfg: ModelConfig):
 
 def _pool_time(x, cfg: ModelConfig):
     """(batch, time, channels) -> vector: flatten (the study), mean+max over time, or
-    attention-weighted mean+sd over time."""
+    attention-weighted mean+sd over time; with `recurrent_units`, a bidirectional GRU
+    first carries context along time."""
     if cfg.pooling == "flatten":
         return layers.Flatten()(x)
+    if cfg.recurrent_units:
+        x = layers.Bidirectional(layers.GRU(cfg.recurrent_units, return_sequences=True), name="gru")(x)
     if cfg.pooling == "attention":
         return AttentiveStatsPooling(name="attentive_pooling")(x)
     return layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])

@@ -17,6 +17,22 @@ def test_build_shapes(kind, pooling):
     np.testing.assert_allclose(np.asarray(out["emotion"]).sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["baseline", "deep"])
+def test_recurrent_layer_reads_the_time_sequence(kind, tmp_path):
+    from ser_core.bundle import load_bundle, save_bundle
+
+    fcfg = FeatureConfig(n_mels=16, frames=32, mfcc_frames=32)
+    mcfg = ModelConfig(kind=kind, filters=(4, 8), dense_units=8, recurrent_units=6)
+    model = build_model(mcfg, fcfg)
+    assert tuple(model.get_layer("gru").output.shape[1:]) == (32 // 4, 12)  # time after two poolings; both ways
+    shape = fcfg.mfcc_shape if kind == "baseline" else fcfg.cube_shape
+    x = np.random.default_rng(1).standard_normal((2, *shape)).astype("float32")
+    b = load_bundle(save_bundle(tmp_path / "b", model, fcfg, mcfg, TrainConfig(), {}))
+    np.testing.assert_allclose(b.predict_inputs(x)[0], np.asarray(model(x)["emotion"]), atol=1e-5)
+    with pytest.raises(ValueError, match="recurrent_units"):
+        ModelConfig(pooling="flatten", recurrent_units=6)
+
+
 def test_study_deep_model_has_three_blocks_and_dense_1024():
     model = build_model(ModelConfig(kind="deep", pooling="flatten"), FeatureConfig(n_mels=128, frames=90))
     convs = [layer for layer in model.layers if layer.name.startswith("conv")]
