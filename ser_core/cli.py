@@ -34,6 +34,14 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def train_configs(args) -> tuple[FeatureConfig, ModelConfig, TrainConfig]:
+    """`ser train`'s configs: each network's own defaults, then JSON files, then overrides."""
+    return (_config(FeatureConfig, args.feature_config, args.feature),
+            _config(ModelConfig, args.model_config, [f"kind={json.dumps(args.model)}"] + args.arch,
+                    base=ModelConfig.for_model(args.model)),
+            _config(TrainConfig, args.train_config, args.train, base=TrainConfig.for_model(args.model)))
+
+
 def cmd_train(args) -> int:
     from .data import data_dir
     from .experiments import run_protocol
@@ -41,11 +49,8 @@ def cmd_train(args) -> int:
     root = data_dir(args.data)
     if root is None:
         sys.exit("no data: pass --data or set SER_DATA_DIR")
-    model_cfg = _config(ModelConfig, args.model_config, [f"kind={json.dumps(args.model)}"] + args.arch)
     results = run_protocol(
-        root, args.out,
-        _config(FeatureConfig, args.feature_config, args.feature), model_cfg,
-        _config(TrainConfig, args.train_config, args.train, base=TrainConfig.for_model(args.model)),
+        root, args.out, *train_configs(args),
         protocol=args.protocol, channels=args.channels,
         folds=[int(f) for f in args.folds.split(",")] if args.folds else None,
         command=args.command_line, verbose=args.verbose, test_telephone=args.test_telephone,
@@ -150,7 +155,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train and evaluate on RAVDESS under a protocol")
     p.add_argument("--data", help="data folder holding ravdess/manifest.csv (default: $SER_DATA_DIR or ../shared/data)")
     p.add_argument("--model", choices=("baseline", "deep"), default="deep",
-                   help="network; each starts from its own training recipe (TrainConfig.for_model)")
+                   help="network; each starts from its own architecture and training recipe "
+                        "(ModelConfig.for_model, TrainConfig.for_model)")
     p.add_argument("--protocol", choices=("folds", "seed-split", "all"), default="folds")
     p.add_argument("--channels", choices=("speech", "song", "both"), default="speech",
                    help="which RAVDESS clips to train and test on")

@@ -13,8 +13,8 @@ import pytest
 import soundfile as sf
 
 from ser_core.bundle import BundleError, load_bundle, predict_files
-from ser_core.cli import main
-from ser_core.config import TrainConfig
+from ser_core.cli import main, parser, train_configs
+from ser_core.config import ModelConfig, TrainConfig
 from ser_core.labels import EMOTIONS
 
 TINY = ["--feature", "n_mels=24", "--feature", "frames=40", "--feature", "mfcc_frames=40",
@@ -113,6 +113,17 @@ def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
                          capture_output=True, text=True, check=True).stdout
     for fold in ("fold_1", "fold_2"):
         assert f"{fold}: UAR as recorded {metrics['folds'][fold]['all']['uar']:.3f}," in tta
+
+
+def test_each_network_starts_from_its_own_architecture_and_recipe():
+    def configs(*argv):
+        return train_configs(parser().parse_args(["train", "--out", "x", *argv]))
+
+    _, deep, deep_train = configs("--model", "deep", "--arch", "dropout=0.1")
+    assert deep.filters == (32, 64, 128, 256) and deep.dropout == 0.1 and deep_train == TrainConfig.for_model("deep")
+    _, baseline, baseline_train = configs("--model", "baseline")
+    assert baseline == ModelConfig(kind="baseline") and baseline_train == TrainConfig()
+    assert configs("--arch", "filters=[32,64,128]")[1].filters == (32, 64, 128)  # pinned, as older commands do
 
 
 def test_protocol_all_writes_a_verified_bundle(trained_bundle):
