@@ -106,10 +106,15 @@ def _unfixed(y: np.ndarray, cfg: FeatureConfig) -> Features:
     return Features(mfcc=m, cube=np.stack(channels, axis=-2))
 
 
+def _frames(name: str, cfg: FeatureConfig) -> int:
+    """Frame count of the model input `name` ("cube" or "mfcc")."""
+    return cfg.frames if name == "cube" else cfg.mfcc_frames
+
+
 def _window(full: np.ndarray, name: str, start: int, cfg: FeatureConfig) -> np.ndarray:
-    """The model input `name` ("cube" or "mfcc") from `start` in whole-utterance features:
-    one window of the input's frame count (edge-padded past the end), in the model's layout."""
-    frames = cfg.frames if name == "cube" else cfg.mfcc_frames
+    """The model input `name` from `start` in whole-utterance features: one window of the
+    input's frame count (edge-padded past the end), in the model's layout."""
+    frames = _frames(name, cfg)
     x = fix_frames(full[..., start : start + frames], frames, cfg.pad_mode)
     return (np.moveaxis(x, -2, -1) if name == "cube" else x.T).astype(np.float32)
 
@@ -136,7 +141,7 @@ def extract_windows(y: np.ndarray, cfg: FeatureConfig, name: str, overlap: float
     cropping it. Features are computed over the whole utterance, so an utterance that
     fits one window gives exactly `extract`'s input."""
     full = getattr(_unfixed(y, cfg), name)
-    starts = window_starts(full.shape[-1], cfg.frames if name == "cube" else cfg.mfcc_frames, overlap)
+    starts = window_starts(full.shape[-1], _frames(name, cfg), overlap)
     return np.stack([_window(full, name, s, cfg) for s in starts])
 
 

@@ -19,16 +19,11 @@ def test_build_shapes(kind, pooling):
 
 @pytest.mark.parametrize("kind", ["baseline", "deep"])
 def test_recurrent_layer_reads_the_time_sequence(kind, tmp_path):
-    from ser_core.bundle import load_bundle, save_bundle
-
     fcfg = FeatureConfig(n_mels=16, frames=32, mfcc_frames=32)
     mcfg = ModelConfig(kind=kind, filters=(4, 8), dense_units=8, recurrent_units=6)
     model = build_model(mcfg, fcfg)
     assert tuple(model.get_layer("gru").output.shape[1:]) == (32 // 4, 12)  # time after two poolings; both ways
-    shape = fcfg.mfcc_shape if kind == "baseline" else fcfg.cube_shape
-    x = np.random.default_rng(1).standard_normal((2, *shape)).astype("float32")
-    b = load_bundle(save_bundle(tmp_path / "b", model, fcfg, mcfg, TrainConfig(), {}))
-    np.testing.assert_allclose(b.predict_inputs(x)[0], np.asarray(model(x)["emotion"]), atol=1e-5)
+    _assert_bundle_round_trip(model, fcfg, mcfg, tmp_path)
     with pytest.raises(ValueError, match="recurrent_units"):
         ModelConfig(pooling="flatten", recurrent_units=6)
 
@@ -71,13 +66,18 @@ def test_attentive_pooling_weights_frames_by_learned_scores(tmp_path):
     np.testing.assert_allclose(out[:, 3:], 0.0, atol=1e-2)
     assert pool.compute_output_shape((None, 7, 3)) == (None, 6)
     # survives a bundle round trip (registered for Keras safe mode)
+    fcfg, mcfg = FeatureConfig(n_mels=16, frames=24), ModelConfig(pooling="attention", filters=(4, 8), dense_units=8)
+    _assert_bundle_round_trip(build_model(mcfg, fcfg), fcfg, mcfg, tmp_path)
+
+
+def _assert_bundle_round_trip(model, fcfg, mcfg, tmp_path):
+    """A saved and reloaded bundle gives the model's own emotion probabilities."""
     from ser_core.bundle import load_bundle, save_bundle
 
-    fcfg, mcfg = FeatureConfig(n_mels=16, frames=24), ModelConfig(pooling="attention", filters=(4, 8), dense_units=8)
-    model = build_model(mcfg, fcfg)
-    cube = np.random.default_rng(1).standard_normal((2, *fcfg.cube_shape)).astype("float32")
+    shape = fcfg.mfcc_shape if mcfg.kind == "baseline" else fcfg.cube_shape
+    x = np.random.default_rng(1).standard_normal((2, *shape)).astype("float32")
     b = load_bundle(save_bundle(tmp_path / "b", model, fcfg, mcfg, TrainConfig(), {}))
-    np.testing.assert_allclose(b.predict_inputs(cube)[0], np.asarray(model(cube)["emotion"]), atol=1e-5)
+    np.testing.assert_allclose(b.predict_inputs(x)[0], np.asarray(model(x)["emotion"]), atol=1e-5)
 
 
 def _batches(views, **train):
