@@ -113,8 +113,8 @@ def load_bundle(spec: str | Path) -> Bundle:
     info = {k: v for k, v in meta.items() if k not in ("labels", "intensities", "feature_config", "model_config", "sha256")}
     return Bundle(
         model=model,
-        feature_config=FeatureConfig.from_dict(meta["feature_config"]),
-        model_config=ModelConfig.from_dict(meta["model_config"]),
+        feature_config=FeatureConfig.from_saved(meta["feature_config"]),
+        model_config=ModelConfig.from_saved(meta["model_config"]),
         path=path,
         sha256=digest,
         labels=tuple(meta["labels"]),
@@ -176,7 +176,7 @@ def predict_files(
 def read_bundle_configs(spec: str | Path) -> tuple[FeatureConfig, ModelConfig, str]:
     """Feature and model configs and the model id from `bundle.json`, without loading Keras weights."""
     meta = json.loads((resolve_bundle_path(spec) / META_FILE).read_text())
-    return FeatureConfig.from_dict(meta["feature_config"]), ModelConfig.from_dict(meta["model_config"]), meta["sha256"][:12]
+    return FeatureConfig.from_saved(meta["feature_config"]), ModelConfig.from_saved(meta["model_config"]), meta["sha256"][:12]
 
 
 def attach_cross_validation(bundle_dir: str | Path, cv_run: str | Path) -> dict[str, Any]:

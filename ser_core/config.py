@@ -9,13 +9,16 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 T = TypeVar("T", bound="_JsonConfig")
 
 
 class _JsonConfig:
     """Mixin: dict/JSON round trip and a stable content hash."""
+
+    # fields added after configs were first saved, with the values they had before they existed
+    ADDED_LATER: ClassVar[dict[str, Any]] = {}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
@@ -32,13 +35,15 @@ class _JsonConfig:
         kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**kwargs)
 
+    @classmethod
+    def from_saved(cls: type[T], data: dict[str, Any]) -> T:
+        """A config saved by `to_dict` (in a bundle or run): the fields it predates take the
+        values they had before they existed, not today's defaults, so it reads as it ran."""
+        return cls.from_dict({**cls.ADDED_LATER, **data})
+
     def digest(self) -> str:
         """Short hash of the configuration, used as a cache key."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
-
-
-# FeatureConfig fields added after feature caches existed, with their defaults
-_ADDED_LATER = {"trim_noise_margin_db": 0.0, "spectrogram_fmax": None}
 
 
 @dataclass(frozen=True)
@@ -47,11 +52,15 @@ class FeatureConfig(_JsonConfig):
 
     Defaults follow the study where it was explicit (30 dB trim, 40 MFCC x 128 frames,
     edge padding) and use 64 mel bands for the deep model's cube (see docs/RESULTS.md).
+    Call audio is noisy: the trim also drops what is less than 10 dB above the recording's
+    noise floor (`trim_noise_margin_db`, the default since 2026-11-26; 0 before).
     """
+
+    ADDED_LATER: ClassVar[dict[str, Any]] = {"trim_noise_margin_db": 0.0, "spectrogram_fmax": None}
 
     sample_rate: int = 16000
     trim_db: float = 30.0           # silence threshold below the loudest frame
-    trim_noise_margin_db: float = 0.0  # >0: also trim what is not this far above the noise floor
+    trim_noise_margin_db: float = 10.0  # >0: also trim what is not this far above the noise floor
     min_duration_s: float = 0.25    # shorter speech after trimming is rejected
     normalize: str = "peak"         # "peak", "rms" or "none"
     preemphasis: float = 0.97       # 0 disables the pre-emphasis filter
@@ -86,9 +95,9 @@ class FeatureConfig(_JsonConfig):
     def extraction_json(self) -> str:
         """JSON of the fields that shape one file's features (`speaker_norm` is applied
         afterwards, across files): the key of the feature cache. Fields added later are left
-        out at their defaults, so caches written before them stay valid."""
+        out at the values they had before they existed, so caches written before them stay valid."""
         fields = {k: v for k, v in self.to_dict().items()
-                  if k != "speaker_norm" and not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
+                  if k != "speaker_norm" and not (k in self.ADDED_LATER and v == self.ADDED_LATER[k])}
         return json.dumps(fields, sort_keys=True, indent=2)
 
     @property
@@ -194,6 +203,6 @@ class SegmentConfig(_JsonConfig):
 
 def differing_configs(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """Which of the feature/model/train configs saved in two JSON records differ, compared
-    as config objects (so fields added later, at their defaults, still match)."""
+    as saved config objects (so fields added later, at their earlier values, still match)."""
     classes = {"feature_config": FeatureConfig, "model_config": ModelConfig, "train_config": TrainConfig}
-    return [k for k, cls in classes.items() if cls.from_dict(a[k]) != cls.from_dict(b[k])]
+    return [k for k, cls in classes.items() if cls.from_saved(a[k]) != cls.from_saved(b[k])]

@@ -3,7 +3,7 @@ import pytest
 
 from conftest import SR, speechlike
 from ser_core import features as F
-from ser_core.config import FeatureConfig
+from ser_core.config import FeatureConfig, ModelConfig
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +149,19 @@ def test_feature_cache_key_ignores_speaker_norm(tmp_path, cfg):
 
     assert dataclasses.replace(cfg, speaker_norm=True).extraction_json() == cfg.extraction_json()
     assert dataclasses.replace(cfg, n_mels=cfg.n_mels + 1).extraction_json() != cfg.extraction_json()
-    # options added after caches existed leave the keys of configs without them unchanged
-    assert "spectrogram_fmax" not in cfg.extraction_json() and "trim_noise_margin_db" not in cfg.extraction_json()
-    assert dataclasses.replace(cfg, spectrogram_fmax=2000.0).extraction_json() != cfg.extraction_json()
+    # options added after caches existed, at their earlier values, leave the keys unchanged
+    plain = dataclasses.replace(cfg, trim_noise_margin_db=0.0)
+    assert "spectrogram_fmax" not in plain.extraction_json() and "trim_noise_margin_db" not in plain.extraction_json()
+    assert dataclasses.replace(plain, spectrogram_fmax=2000.0).extraction_json() != plain.extraction_json()
+    assert cfg.trim_noise_margin_db == 10.0 and cfg.extraction_json() != plain.extraction_json()
+
+
+def test_saved_configs_read_fields_they_predate_as_they_were():
+    """A bundle's config saved before the noise-aware trim existed keeps the plain trim it was
+    trained with; a partial config (command line, JSON file) takes today's defaults."""
+    saved = FeatureConfig().to_dict()
+    del saved["trim_noise_margin_db"], saved["spectrogram_fmax"]
+    assert FeatureConfig.from_saved(saved) == FeatureConfig(trim_noise_margin_db=0.0)
+    assert FeatureConfig.from_saved(FeatureConfig().to_dict()) == FeatureConfig()
+    assert FeatureConfig.from_dict({"n_mels": 32}).trim_noise_margin_db == 10.0
+    assert ModelConfig.from_saved(ModelConfig().to_dict()) == ModelConfig()
