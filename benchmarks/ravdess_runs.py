@@ -106,6 +106,8 @@ RECIPES["deep_5block_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--arch", "filters
 RECIPES["deep_4block_e200_folds_speech"] = [*RECIPES["deep_4block_folds_speech"], "--train", "epochs=200"]
 RECIPES["deep_4block_wide_e200_folds_speech"] = [*RECIPES["deep_4block_wide_folds_speech"], "--train", "epochs=200"]
 RECIPES["deep_5block_e200_folds_speech"] = [*RECIPES["deep_5block_folds_speech"], "--train", "epochs=200"]
+RECIPES["deep_4block_e200_folds_both"] = [*RECIPES["deep_4block_folds_both"], "--train", "epochs=200"]
+RECIPES["deep_4block_wide_e200_folds_both"] = [*_BOTH_FOLDS, *BEST, "--arch", "filters=[64,128,256,512]", "--train", "epochs=200"]
 RECIPES["deep_128mel_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "n_mels=128"]  # the study's 128 bands
 RECIPES["deep_balanced_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "balance_classes=true"]
 # each actor's features standardised per band over all of that actor's clips (in a call: per channel)
