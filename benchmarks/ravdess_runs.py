@@ -121,17 +121,15 @@ for _name, _args in {"normalize": ["--feature", "normalize=none"], "preemphasis"
                      "specaugment": ["--train", "freq_masks=0", "--train", "time_masks=0"],
                      "smoothing": ["--train", "label_smoothing=0"], "stats_pooling": ["--arch", "pooling=flatten"]}.items():
     RECIPES[f"deep_no_{_name}_folds_speech"] = [*_SPEECH_FOLDS, *BEST, *_args]
-# four convolution blocks are the deep default since 2026-11-26 (ModelConfig.for_model); the deep
-# recipes that ran with three, the earlier default, pin it so that their commands still reproduce them
-for _args in RECIPES.values():
-    if _args[:2] == ["--model", "deep"] and not any(a.startswith("filters=") for a in _args):
-        _args += ["--arch", "filters=[32,64,128]"]
 _BASELINE_SPEECH = ["--model", "baseline", "--protocol", "folds", "--channels", "speech"]
 RECIPES["baseline_no_normalize_folds_speech"] = [*_BASELINE_SPEECH, "--feature", "normalize=none"]
 RECIPES["baseline_no_preemphasis_folds_speech"] = [*_BASELINE_SPEECH, "--feature", "preemphasis=0"]
-# the noise-aware trim is the FeatureConfig default since 2026-11-26; the recipes that ran without it pin
-# the earlier plain 30 dB trim (their feature caches and figures are those of trim_noise_margin_db=0)
+# defaults changed on 2026-11-26; the recipes that ran before pin the earlier ones, so that their
+# commands still reproduce them: three convolution blocks for the deep model (ModelConfig.for_model
+# has four since), and the plain 30 dB trim (FeatureConfig's trim is noise-aware since)
 for _args in RECIPES.values():
+    if _args[:2] == ["--model", "deep"] and not any(a.startswith("filters=") for a in _args):
+        _args += ["--arch", "filters=[32,64,128]"]
     if not any(a.startswith("trim_noise_margin_db=") for a in _args):
         _args += ["--feature", "trim_noise_margin_db=0"]
 

@@ -111,10 +111,11 @@ def load_bundle(spec: str | Path) -> Bundle:
         raise BundleError(f"{model_path} does not match the sha256 recorded in {META_FILE}")
     model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
     info = {k: v for k, v in meta.items() if k not in ("labels", "intensities", "feature_config", "model_config", "sha256")}
+    feature_config, model_config = _saved_configs(meta)
     return Bundle(
         model=model,
-        feature_config=FeatureConfig.from_saved(meta["feature_config"]),
-        model_config=ModelConfig.from_saved(meta["model_config"]),
+        feature_config=feature_config,
+        model_config=model_config,
         path=path,
         sha256=digest,
         labels=tuple(meta["labels"]),
@@ -176,7 +177,12 @@ def predict_files(
 def read_bundle_configs(spec: str | Path) -> tuple[FeatureConfig, ModelConfig, str]:
     """Feature and model configs and the model id from `bundle.json`, without loading Keras weights."""
     meta = json.loads((resolve_bundle_path(spec) / META_FILE).read_text())
-    return FeatureConfig.from_saved(meta["feature_config"]), ModelConfig.from_saved(meta["model_config"]), meta["sha256"][:12]
+    return *_saved_configs(meta), meta["sha256"][:12]
+
+
+def _saved_configs(meta: dict[str, Any]) -> tuple[FeatureConfig, ModelConfig]:
+    """The feature and model configs of `bundle.json`, read as they were saved (`from_saved`)."""
+    return FeatureConfig.from_saved(meta["feature_config"]), ModelConfig.from_saved(meta["model_config"])
 
 
 def attach_cross_validation(bundle_dir: str | Path, cv_run: str | Path) -> dict[str, Any]:
