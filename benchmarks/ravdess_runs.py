@@ -106,6 +106,7 @@ RECIPES["deep_5block_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--arch", "filters
 RECIPES["deep_4block_e200_folds_speech"] = [*RECIPES["deep_4block_folds_speech"], "--train", "epochs=200"]
 RECIPES["deep_4block_wide_e200_folds_speech"] = [*RECIPES["deep_4block_wide_folds_speech"], "--train", "epochs=200"]
 RECIPES["deep_5block_e200_folds_speech"] = [*RECIPES["deep_5block_folds_speech"], "--train", "epochs=200"]
+RECIPES["deep_4block_e300_folds_speech"] = [*RECIPES["deep_4block_folds_speech"], "--train", "epochs=300"]
 RECIPES["deep_4block_e200_folds_both"] = [*RECIPES["deep_4block_folds_both"], "--train", "epochs=200"]
 RECIPES["deep_4block_wide_e200_folds_both"] = [*_BOTH_FOLDS, *BEST, "--arch", "filters=[64,128,256,512]", "--train", "epochs=200"]
 RECIPES["deep_128mel_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "n_mels=128"]  # the study's 128 bands
@@ -231,7 +232,10 @@ def predictions(runs: Path, name: str, vocal_channel: str | None = None) -> pd.D
 
 
 def ensemble(runs: Path, names: list[str], vocal_channel: str | None = None) -> None:
-    scores = ensemble_scores([predictions(runs, n, vocal_channel) for n in names])
+    """The averaged probabilities' scores as a RESULTS row (one name: that run's own scores,
+    with its intensity accuracy)."""
+    preds = [predictions(runs, n, vocal_channel) for n in names]
+    scores = ensemble_scores(preds)
     clean = {k: summarize(v) for k, v in scores["clean"].items()}
     n = len(scores["clean"]["uar"])
     tel = _ms(summarize(scores["telephone"]["uar"]), n) if "telephone" in scores else "–"
@@ -240,6 +244,10 @@ def ensemble(runs: Path, names: list[str], vocal_channel: str | None = None) -> 
           f"`python benchmarks/ravdess_runs.py ensemble {' '.join(names)}"
           f"{' --vocal-channel ' + vocal_channel if vocal_channel else ''}` |")
     print("per split UAR: " + ", ".join(f"{u:.3f}" for u in scores["clean"]["uar"]))
+    if len(preds) == 1:
+        clean = preds[0][preds[0]["condition"] == "clean"]
+        per_split = (clean["true_intensity"] == clean["pred_intensity"]).groupby(clean["split"]).mean()
+        print(f"intensity accuracy: {per_split.mean():.3f} (mean over splits)")
 
 
 def breakdown_scores(pred: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -370,17 +378,17 @@ def speaker_groups(runs: Path, name: str, sizes: list[int], repeats: int = 3) ->
         print(f"| {how} | {_ms(summarize(values), n)} | {' / '.join(f'{v:.3f}' for v in values)} |")
 
 
-def compare(runs: Path, names: list[str], against: str, telephone: bool = False) -> None:
+def compare(runs: Path, names: list[str], against: str, telephone: bool = False, vocal_channel: str = "speech") -> None:
     """Screened levers against a reference run on the folds both finished: per-fold UAR
-    (speech clips when a run also tested song; with `telephone`, through the telephone
+    (on `vocal_channel` clips where a run has them; with `telephone`, through the telephone
     channel), from each fold's predictions, their mean, and the paired difference."""
     def fold_uar(name: str) -> dict[str, float]:
         folds = {}
         for fold in sorted((runs / name).glob("fold_*/predictions.csv")):
             pred = pd.read_csv(fold)
             pred = pred[pred["condition"] == ("telephone" if telephone else "clean")]
-            if (pred["vocal_channel"] == "speech").any():
-                pred = pred[pred["vocal_channel"] == "speech"]
+            if (pred["vocal_channel"] == vocal_channel).any():
+                pred = pred[pred["vocal_channel"] == vocal_channel]
             if len(pred):
                 folds[fold.parent.name] = classification_metrics(pred["true"].map(EMOTIONS.index),
                                                                  pred["pred"].map(EMOTIONS.index))["uar"]
@@ -407,7 +415,7 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--folds", help="only these folds, e.g. 1,2 (default: all six)")
     ap.add_argument("--speeds", default="0.9,1.1", help="tta: test-time speeds besides 1.0")
-    ap.add_argument("--vocal-channel", choices=("speech", "song"), help="ensemble, breakdown: only these held-out clips")
+    ap.add_argument("--vocal-channel", choices=("speech", "song"), help="ensemble, breakdown, compare: only these held-out clips")
     ap.add_argument("--against", default="deep_ema_last_folds_speech", help="compare: the reference run")
     ap.add_argument("--telephone", action="store_true", help="compare: UAR through the telephone channel")
     ap.add_argument("--group-sizes", default="5,10,20", help="speaker-groups: clips per random group of one actor")
@@ -427,7 +435,7 @@ def main() -> None:
     elif args.action == "breakdown":
         breakdown(args.runs, args.names, args.vocal_channel)
     elif args.action == "compare":
-        compare(args.runs, args.names, args.against, args.telephone)
+        compare(args.runs, args.names, args.against, args.telephone, args.vocal_channel or "speech")
     elif args.action == "speaker-groups":
         for name in args.names:
             speaker_groups(args.runs, name, [int(k) for k in args.group_sizes.split(",")])

@@ -123,6 +123,23 @@ def test_predictions_of_a_speech_and_song_run_can_be_limited_to_one_vocal_channe
     assert list(predictions(tmp_path, "run", "speech")["path"]) == ["a", "c"]
 
 
+def test_compare_pairs_folds_on_the_chosen_vocal_channel(tmp_path, capsys):
+    import pandas as pd
+
+    def fold(run, n, speech_right, song_right):  # one speech and one song clip of class sad per fold
+        (tmp_path / run / f"fold_{n}").mkdir(parents=True)
+        pd.DataFrame([{"condition": "clean", "vocal_channel": v, "true": "sad", "pred": "sad" if ok else "calm"}
+                      for v, ok in (("speech", speech_right), ("song", song_right))]).to_csv(
+            tmp_path / run / f"fold_{n}" / "predictions.csv", index=False)
+
+    fold("new", 1, True, False), fold("ref", 1, False, True), fold("new", 2, True, True)  # fold 2: new only
+    compare = _ravdess_runs().compare
+    compare(tmp_path, ["new"], "ref")
+    assert "| new | 1 | 1.000 | 1.000 | 0.000 | +1.000 (1 of 1 folds better) |" in capsys.readouterr().out
+    compare(tmp_path, ["new"], "ref", vocal_channel="song")
+    assert "| new | 1 | 0.000 | 0.000 | 1.000 | -1.000 (0 of 1 folds better) |" in capsys.readouterr().out
+
+
 def test_scores_split_clean_and_telephone_figures_by_vocal_channel():
     import pandas as pd
 
