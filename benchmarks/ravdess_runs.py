@@ -92,6 +92,11 @@ RECIPES["deep_4block_band_noisetrim_folds_both"] = [*RECIPES["deep_4block_band_f
 # ... trained twice as long (the GPU screen's largest gain on speech)
 RECIPES["deep_4block_band_noisetrim_e200_folds_both"] = [*RECIPES["deep_4block_band_noisetrim_folds_both"],
                                                          "--train", "epochs=200"]
+# ... on speech alone, narrow and twice as wide (the GPU screen's best single model, in the shipped form)
+RECIPES["deep_4block_band_noisetrim_e200_folds_speech"] = [*_SPEECH_FOLDS, *BEST, *BAND, "--arch", "filters=[32,64,128,256]",
+                                                           "--feature", "trim_noise_margin_db=10", "--train", "epochs=200"]
+RECIPES["deep_4block_band_noisetrim_wide_e200_folds_speech"] = [*RECIPES["deep_4block_band_noisetrim_e200_folds_speech"],
+                                                                "--arch", "filters=[64,128,256,512]"]
 # the spectrogram channel at STFT resolution below 1.3 kHz: the voice's harmonics (pitch, voice quality)
 # resolved, instead of 125 Hz bands over 0-8 kHz that the mel channels already cover
 RECIPES["deep_4block_pitchspec_folds_speech"] = [*RECIPES["deep_4block_folds_speech"],
