@@ -279,6 +279,19 @@ def breakdown(runs: Path, names: list[str], vocal_channel: str | None = None) ->
               f"worst {', '.join(actors.nsmallest(3).index)}; best {', '.join(actors.nlargest(3).index)})")
         for key, values in b.items():
             print(f"  {key}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
+        print(confusion_table(predictions(runs, name, vocal_channel)))
+
+
+def confusion_table(pred: pd.DataFrame) -> str:
+    """The clean held-out clips pooled over the folds: a markdown confusion matrix (rows
+    true, columns predicted) with each class's recall and precision."""
+    clean = pred[pred["condition"] == "clean"]
+    m = classification_metrics(clean["true"].map(EMOTIONS.index), clean["pred"].map(EMOTIONS.index))
+    lines = ["| true \\ predicted | " + " | ".join(EMOTIONS) + " | recall |", "|---" * (len(EMOTIONS) + 2) + "|"]
+    for e, row in zip(EMOTIONS, m["confusion_matrix"]):
+        lines.append(f"| {e} | " + " | ".join(map(str, row)) + f" | {m['per_class'][e]['recall']:.2f} |")
+    lines.append("| precision | " + " | ".join(f"{m['per_class'][e]['precision']:.2f}" for e in EMOTIONS) + " | |")
+    return "\n".join(lines)
 
 
 def _held_out(runs: Path, name: str) -> tuple[Any, str, pd.DataFrame, list[str]]:

@@ -140,6 +140,17 @@ def test_compare_pairs_folds_on_the_chosen_vocal_channel(tmp_path, capsys):
     assert "| new | 1 | 0.000 | 0.000 | 1.000 | -1.000 (0 of 1 folds better) |" in capsys.readouterr().out
 
 
+def test_confusion_table_pools_clean_clips_with_recall_and_precision():
+    import pandas as pd
+
+    pred = pd.DataFrame([{"condition": c, "true": t, "pred": p} for c, t, p in (
+        ("clean", "sad", "sad"), ("clean", "sad", "calm"), ("clean", "calm", "calm"), ("telephone", "calm", "sad"))])
+    table = _ravdess_runs().confusion_table(pred).splitlines()
+    assert table[3] == "| calm | 0 | 1 | 0 | 0 | 0 | 0 | 0 | 0 | 1.00 |"
+    assert table[5] == "| sad | 0 | 1 | 0 | 1 | 0 | 0 | 0 | 0 | 0.50 |"
+    assert table[-1].startswith("| precision | 0.00 | 0.50 | 0.00 | 1.00 |")
+
+
 def test_scores_split_clean_and_telephone_figures_by_vocal_channel():
     import pandas as pd
 
