@@ -114,6 +114,9 @@ RECIPES["deep_5block_e200_folds_speech"] = [*RECIPES["deep_5block_folds_speech"]
 RECIPES["deep_4block_e300_folds_speech"] = [*RECIPES["deep_4block_folds_speech"], "--train", "epochs=300"]
 RECIPES["deep_4block_e200_folds_both"] = [*RECIPES["deep_4block_folds_both"], "--train", "epochs=200"]
 RECIPES["deep_4block_wide_e200_folds_both"] = [*_BOTH_FOLDS, *BEST, "--arch", "filters=[64,128,256,512]", "--train", "epochs=200"]
+# vocal-tract-length perturbation: each training example's frequency axis stretched by up to ±10 %
+RECIPES["deep_4block_vtlp_folds_speech"] = [*RECIPES["deep_4block_folds_speech"], "--train", "freq_warp=0.1"]
+RECIPES["deep_4block_vtlp_e200_folds_speech"] = [*RECIPES["deep_4block_e200_folds_speech"], "--train", "freq_warp=0.1"]
 RECIPES["deep_128mel_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--feature", "n_mels=128"]  # the study's 128 bands
 RECIPES["deep_balanced_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--train", "balance_classes=true"]
 # each actor's features standardised per band over all of that actor's clips (in a call: per channel)

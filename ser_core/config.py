@@ -169,6 +169,8 @@ class TrainConfig(_JsonConfig):
     freq_masks: int = 2             # SpecAugment masks per example (0 disables)
     time_masks: int = 2
     max_mask_frac: float = 0.15
+    freq_warp: float = 0.0          # deep model: each example's frequency axis stretched by a random
+                                    # factor in [1 - freq_warp, 1 + freq_warp] (VTLP); 0 disables
     val_actors: int = 2             # held out of the training actors for early stopping
     balance_classes: bool = False   # repeat clips of rarer classes in each pass (RAVDESS: neutral x2)
     speed_perturb: tuple[float, ...] = ()  # training views at these speeds, e.g. (0.9, 1.1)

@@ -44,6 +44,25 @@ def spec_augment(
     return x
 
 
+def freq_warp(x: np.ndarray, rng: np.random.Generator, freq_axis: int, max_warp: float) -> np.ndarray:
+    """Stretch or squeeze each example's frequency axis by its own random factor in
+    [1 - max_warp, 1 + max_warp] (linear interpolation, the top bin repeated where a squeeze
+    runs out): a vocal-tract-length perturbation (VTLP) on the features, as if a longer or
+    shorter vocal tract had spoken. `x` is a batch; `freq_axis` counts the batch axis."""
+    if max_warp <= 0:
+        return x
+    x = np.moveaxis(x, freq_axis, 1)
+    n_freq = x.shape[1]
+    out = np.empty_like(x)
+    for i, alpha in enumerate(rng.uniform(1 - max_warp, 1 + max_warp, len(x))):
+        src = np.minimum(np.arange(n_freq) / alpha, n_freq - 1)
+        lo = np.floor(src).astype(int)
+        hi = np.minimum(lo + 1, n_freq - 1)
+        w = (src - lo).reshape(-1, *[1] * (x.ndim - 2)).astype(x.dtype)
+        out[i] = x[i, lo] * (1 - w) + x[i, hi] * w
+    return np.moveaxis(out, 1, freq_axis)
+
+
 def balanced_pool(labels: np.ndarray) -> np.ndarray:
     """Indices of one training pass in which each clip of a rarer class is repeated
     (round(largest class / its class) times), so every class is seen about equally often."""
@@ -53,7 +72,8 @@ def balanced_pool(labels: np.ndarray) -> np.ndarray:
 
 
 class AugmentedBatches:
-    """Shuffled mini-batches with SpecAugment and mixup; labels as one-hot dicts.
+    """Shuffled mini-batches with a frequency warp (VTLP), SpecAugment and mixup; labels as
+    one-hot dicts.
 
     `views` are arrays aligned with `x` holding degraded versions of the same clips
     (speed-perturbed, telephone channel): each example of a batch is taken from `x` or
@@ -90,6 +110,7 @@ class AugmentedBatches:
             for v, view in enumerate(self.views, start=1):
                 chosen = pick == v
                 x[chosen] = view[idx[chosen]]
+        x = freq_warp(x, self.rng, self.axes[1], c.freq_warp)
         x = spec_augment(x, self.rng, *self.axes, c.time_masks, c.freq_masks, c.max_mask_frac)
         emo = np.eye(len(EMOTIONS), dtype=np.float32)[self.y.emotion[idx]]
         inten = np.eye(len(INTENSITIES), dtype=np.float32)[self.y.intensity[idx]]
@@ -159,6 +180,8 @@ def fit(
 
     Returns the model and the per-epoch history (loss/accuracy for train and validation).
     """
+    if cfg.freq_warp and model_cfg.kind != "deep":
+        raise ValueError("freq_warp warps a frequency axis: the deep model's cube has one, MFCCs do not")
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(model_cfg, feature_cfg)
     axes = (1, 2) if model_cfg.kind == "baseline" else (2, 1)  # (time, freq) axes

@@ -107,6 +107,30 @@ def test_batches_draw_each_example_from_the_clip_or_one_of_its_views():
         _batches([np.zeros((9, 4, 6, 3), np.float32)])
 
 
+def test_freq_warp_stretches_each_example_by_its_own_factor_within_bounds():
+    from ser_core.training import freq_warp
+
+    rng = np.random.default_rng(0)
+    ramp = np.broadcast_to(np.arange(16, dtype=np.float32)[None, :, None, None], (50, 16, 5, 3)).copy()
+    assert freq_warp(ramp, rng, 1, 0.0) is ramp
+    warped = freq_warp(ramp, rng, 1, 0.2)
+    assert warped.shape == ramp.shape
+    np.testing.assert_array_equal(warped, np.broadcast_to(warped[:, :, :1, :1], warped.shape))  # one warp per example
+    # each example's ramp is f / alpha (clamped at the top bin): alpha from the slope of its first bins
+    alphas = 1 / warped[:, 1, 0, 0]
+    assert alphas.min() >= 0.8 - 1e-6 and alphas.max() <= 1.2 + 1e-6 and alphas.std() > 0.05
+    expected = np.minimum(np.arange(16)[None, :] / alphas[:, None], 15)
+    np.testing.assert_allclose(warped[:, :, 0, 0], expected, atol=1e-4)
+
+
+def test_freq_warp_is_refused_for_the_mfcc_baseline():
+    from ser_core.training import Targets, fit
+
+    with pytest.raises(ValueError, match="freq_warp"):
+        fit(ModelConfig(kind="baseline"), FeatureConfig(), TrainConfig(freq_warp=0.1),
+            np.zeros((2, 128, 40), np.float32), Targets(np.zeros(2, int), np.zeros(2, int)))
+
+
 def test_balanced_pool_repeats_rarer_classes():
     from ser_core.training import balanced_pool
 
