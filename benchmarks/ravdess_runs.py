@@ -253,8 +253,8 @@ def ensemble(runs: Path, names: list[str], vocal_channel: str | None = None) -> 
           f"{' --vocal-channel ' + vocal_channel if vocal_channel else ''}` |")
     print("per split UAR: " + ", ".join(f"{u:.3f}" for u in scores["clean"]["uar"]))
     if len(preds) == 1:
-        clean = preds[0][preds[0]["condition"] == "clean"]
-        per_split = (clean["true_intensity"] == clean["pred_intensity"]).groupby(clean["split"]).mean()
+        own = preds[0][preds[0]["condition"] == "clean"]
+        per_split = (own["true_intensity"] == own["pred_intensity"]).groupby(own["split"]).mean()
         print(f"intensity accuracy: {per_split.mean():.3f} (mean over splits)")
 
 
@@ -276,13 +276,14 @@ def breakdown_scores(pred: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def breakdown(runs: Path, names: list[str], vocal_channel: str | None = None) -> None:
     for name in names:
-        b = breakdown_scores(predictions(runs, name, vocal_channel))
+        pred = predictions(runs, name, vocal_channel)
+        b = breakdown_scores(pred)
         actors = pd.Series(b.pop("actor_accuracy"))
         print(f"{name}: accuracy per held-out actor {actors.min():.2f}–{actors.max():.2f} (sd {actors.std():.3f}; "
               f"worst {', '.join(actors.nsmallest(3).index)}; best {', '.join(actors.nlargest(3).index)})")
         for key, values in b.items():
             print(f"  {key}: " + ", ".join(f"{k} {v:.3f}" for k, v in values.items()))
-        print(confusion_table(predictions(runs, name, vocal_channel)))
+        print(confusion_table(pred))
 
 
 def confusion_table(pred: pd.DataFrame) -> str:
