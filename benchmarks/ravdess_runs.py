@@ -9,6 +9,7 @@
     python benchmarks/ravdess_runs.py speaker-groups NAME... [--group-sizes 5,10,20] [--runs runs]
     python benchmarks/ravdess_runs.py compare NAME... [--against deep_ema_last_folds_speech] [--telephone] [--runs runs]
     python benchmarks/ravdess_runs.py windows NAME... [--runs runs]
+    python benchmarks/ravdess_runs.py archive NAME... --to docs/runs/GROUP [--runs runs]
 
 `run` calls `ser train` for each recipe, one after the other (each uses every core),
 into RUNS/NAME with the log in RUNS/NAME.log. `table` reads every RUNS/*/metrics.json
@@ -25,12 +26,16 @@ test-time augmentation (the held-out clips also at other speeds, probabilities a
 on the same folds, paired by fold. `speaker-groups` re-scores a speaker-normalised run with its statistics taken from less of
 each speaker's audio (one clip, random groups of k clips). `windows` re-scores a run's
 saved split models on whole utterances, as `ser predict` does, instead of each clip's first window.
+`archive` copies a finished run's figures (config, commands, metrics, report and gzipped
+predictions; no models) into the repository, so `table`, `ensemble`, `breakdown` and
+`compare` work on a fresh checkout with `--runs docs/runs/GROUP`.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -97,6 +102,13 @@ RECIPES["deep_4block_band_noisetrim_e200_folds_speech"] = [*_SPEECH_FOLDS, *BEST
                                                            "--feature", "trim_noise_margin_db=10", "--train", "epochs=200"]
 RECIPES["deep_4block_band_noisetrim_wide_e200_folds_speech"] = [*RECIPES["deep_4block_band_noisetrim_e200_folds_speech"],
                                                                 "--arch", "filters=[64,128,256,512]"]
+# the shipped recipe twice as wide, and both with a mild (±5 %) vocal-tract-length warp (GPU screen 4)
+RECIPES["deep_4block_band_noisetrim_wide_e200_folds_both"] = [*RECIPES["deep_4block_band_noisetrim_e200_folds_both"],
+                                                              "--arch", "filters=[64,128,256,512]"]
+RECIPES["deep_4block_band_noisetrim_vtlp05_e200_folds_both"] = [*RECIPES["deep_4block_band_noisetrim_e200_folds_both"],
+                                                                "--train", "freq_warp=0.05"]
+RECIPES["deep_4block_band_noisetrim_wide_vtlp05_e200_folds_both"] = [
+    *RECIPES["deep_4block_band_noisetrim_wide_e200_folds_both"], "--train", "freq_warp=0.05"]
 # the spectrogram channel at STFT resolution below 1.3 kHz: the voice's harmonics (pitch, voice quality)
 # resolved, instead of 125 Hz bands over 0-8 kHz that the mel channels already cover
 RECIPES["deep_4block_pitchspec_folds_speech"] = [*RECIPES["deep_4block_folds_speech"],
@@ -198,15 +210,19 @@ def table(runs: Path, names: list[str]) -> None:
         first = next(iter(r["folds"]))
         bundle = run_dir / first / "bundle"
         keras_file = bundle / "model.keras"
-        params, batched, single = model_figures(bundle)
+        if keras_file.exists():
+            params, batched, single = model_figures(bundle)
+            model = (f"{params / 1e3:.0f} k params, {keras_file.stat().st_size / 2**20:.1f} MiB | "
+                     f"{batched:.2f} / {single:.1f}")
+        else:  # an archived run keeps no models
+            model = "– | –"
         m, n = r["mean"], len(r["folds"])
         tel = _ms(m["telephone"]["uar"], n) if "telephone" in m else "–"
         cmd = "` then `".join((run_dir / "command.txt").read_text().split("\n")[:-1])  # resumed runs: several
         print(f"| {run_dir.name} | {n} | {_ms(m['all']['accuracy'], n)} | **{_ms(m['all']['uar'], n)}** | "
               f"{_ms(m['all']['macro_f1'], n)} | {tel} | {_ms(m['all']['intensity_accuracy'], n)} | "
               f"{r.get('train_seconds', r['wall_seconds']) / 60:.0f} min | "
-              f"{params / 1e3:.0f} k params, {keras_file.stat().st_size / 2**20:.1f} MiB | "
-              f"{batched:.2f} / {single:.1f} | `{cmd}` |")
+              f"{model} | `{cmd}` |")
         for group in ("speech", "song"):
             if group in m:
                 tel = _ms(m[f"telephone_{group}"]["uar"], n) if f"telephone_{group}" in m else ""
@@ -235,7 +251,8 @@ def ensemble_scores(predictions: list[pd.DataFrame]) -> dict[str, dict[str, list
 def predictions(runs: Path, name: str, vocal_channel: str | None = None) -> pd.DataFrame:
     """A finished run's held-out predictions; with `vocal_channel`, only those clips
     (e.g. the speech of a speech+song run)."""
-    pred = pd.read_csv(runs / name / "predictions.csv")
+    path = runs / name / "predictions.csv"
+    pred = pd.read_csv(path if path.exists() else path.with_suffix(".csv.gz"))  # archived runs: docs/runs
     return pred[pred["vocal_channel"] == vocal_channel] if vocal_channel else pred
 
 
@@ -406,14 +423,11 @@ def compare(runs: Path, names: list[str], against: str, telephone: bool = False,
     channel), from each fold's predictions, their mean, and the paired difference."""
     def fold_uar(name: str) -> dict[str, float]:
         folds = {}
-        for fold in sorted((runs / name).glob("fold_*/predictions.csv")):
-            pred = pd.read_csv(fold)
-            pred = pred[pred["condition"] == ("telephone" if telephone else "clean")]
-            if (pred["vocal_channel"] == vocal_channel).any():
-                pred = pred[pred["vocal_channel"] == vocal_channel]
-            if len(pred):
-                folds[fold.parent.name] = classification_metrics(pred["true"].map(EMOTIONS.index),
-                                                                 pred["pred"].map(EMOTIONS.index))["uar"]
+        pred = predictions(runs, name)
+        for split, g in pred[pred["condition"] == ("telephone" if telephone else "clean")].groupby("split"):
+            if (g["vocal_channel"] == vocal_channel).any():
+                g = g[g["vocal_channel"] == vocal_channel]
+            folds[split] = classification_metrics(g["true"].map(EMOTIONS.index), g["pred"].map(EMOTIONS.index))["uar"]
         return folds
 
     ref = fold_uar(against)
@@ -429,15 +443,30 @@ def compare(runs: Path, names: list[str], against: str, telephone: bool = False,
               f"{a.mean():.3f} | {r.mean():.3f} | {a.mean() - r.mean():+.3f} ({(a > r).sum()} of {len(a)} folds better) |")
 
 
+ARCHIVED = ("config.json", "command.txt", "metrics.json", "report.md")
+
+
+def archive(runs: Path, names: list[str], to: Path) -> None:
+    """The run's figures without its models, for committing (see the module docstring)."""
+    for name in names:
+        dest = to / name
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in ARCHIVED:
+            shutil.copy(runs / name / f, dest / f)
+        predictions(runs, name).to_csv(dest / "predictions.csv.gz", index=False)
+        print(f"{runs / name} -> {dest}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("action", choices=("list", "run", "table", "ensemble", "breakdown", "tta", "speaker-groups", "compare",
-                                       "windows"))
+                                       "windows", "archive"))
     ap.add_argument("names", nargs="*", help="recipes to run (see `list`), or runs to tabulate (default: all)")
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--folds", help="only these folds, e.g. 1,2 (default: all six)")
     ap.add_argument("--speeds", default="0.9,1.1", help="tta: test-time speeds besides 1.0")
     ap.add_argument("--vocal-channel", choices=("speech", "song"), help="ensemble, breakdown, compare: only these held-out clips")
+    ap.add_argument("--to", type=Path, help="archive: the folder to copy runs into, e.g. docs/runs/gpu_jax_s11")
     ap.add_argument("--against", default="deep_ema_last_folds_speech", help="compare: the reference run")
     ap.add_argument("--telephone", action="store_true", help="compare: UAR through the telephone channel")
     ap.add_argument("--group-sizes", default="5,10,20", help="speaker-groups: clips per random group of one actor")
@@ -464,6 +493,10 @@ def main() -> None:
     elif args.action == "windows":
         for name in args.names:
             windows(args.runs, name)
+    elif args.action == "archive":
+        if not args.to:
+            sys.exit("archive needs --to")
+        archive(args.runs, args.names, args.to)
     elif args.action == "tta":
         for name in args.names:
             tta(args.runs, name, [float(f) for f in args.speeds.split(",")])

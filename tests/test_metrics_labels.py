@@ -126,18 +126,38 @@ def test_predictions_of_a_speech_and_song_run_can_be_limited_to_one_vocal_channe
 def test_compare_pairs_folds_on_the_chosen_vocal_channel(tmp_path, capsys):
     import pandas as pd
 
-    def fold(run, n, speech_right, song_right):  # one speech and one song clip of class sad per fold
-        (tmp_path / run / f"fold_{n}").mkdir(parents=True)
-        pd.DataFrame([{"condition": "clean", "vocal_channel": v, "true": "sad", "pred": "sad" if ok else "calm"}
-                      for v, ok in (("speech", speech_right), ("song", song_right))]).to_csv(
-            tmp_path / run / f"fold_{n}" / "predictions.csv", index=False)
+    def run(name, folds):  # one speech and one song clip of class sad per fold: {fold: (speech right, song right)}
+        (tmp_path / name).mkdir()
+        pd.DataFrame([{"split": f"fold_{n}", "condition": "clean", "vocal_channel": v, "true": "sad",
+                       "pred": "sad" if ok else "calm"}
+                      for n, oks in folds.items() for v, ok in zip(("speech", "song"), oks)]).to_csv(
+            tmp_path / name / "predictions.csv", index=False)
 
-    fold("new", 1, True, False), fold("ref", 1, False, True), fold("new", 2, True, True)  # fold 2: new only
+    run("new", {1: (True, False), 2: (True, True)}), run("ref", {1: (False, True)})  # fold 2: new only
     compare = _ravdess_runs().compare
     compare(tmp_path, ["new"], "ref")
     assert "| new | 1 | 1.000 | 1.000 | 0.000 | +1.000 (1 of 1 folds better) |" in capsys.readouterr().out
     compare(tmp_path, ["new"], "ref", vocal_channel="song")
     assert "| new | 1 | 0.000 | 0.000 | 1.000 | -1.000 (0 of 1 folds better) |" in capsys.readouterr().out
+
+
+def test_an_archived_run_keeps_its_figures_and_predictions_but_no_models(tmp_path):
+    import pandas as pd
+
+    run = tmp_path / "runs" / "r"
+    (run / "fold_1" / "bundle").mkdir(parents=True)
+    (run / "fold_1" / "bundle" / "model.keras").write_bytes(b"weights")
+    for f in ("config.json", "metrics.json"):
+        (run / f).write_text("{}")
+    (run / "command.txt").write_text("ser train\n")
+    (run / "report.md").write_text("# r\n")
+    pred = pd.DataFrame({"path": ["a", "b"], "vocal_channel": ["speech", "song"]})
+    pred.to_csv(run / "predictions.csv", index=False)
+    rr = _ravdess_runs()
+    rr.archive(tmp_path / "runs", ["r"], tmp_path / "archive")
+    kept = sorted(p.name for p in (tmp_path / "archive" / "r").rglob("*"))
+    assert kept == ["command.txt", "config.json", "metrics.json", "predictions.csv.gz", "report.md"]
+    pd.testing.assert_frame_equal(rr.predictions(tmp_path / "archive", "r"), pred)
 
 
 def test_confusion_table_pools_clean_clips_with_recall_and_precision():
