@@ -2,6 +2,7 @@
 
     python benchmarks/ravdess_runs.py list
     python benchmarks/ravdess_runs.py run deep_folds_speech baseline_folds_speech [--runs runs] [--folds 1,2] [--resume]
+    python benchmarks/ravdess_runs.py run NAME --parallel [--folds 1,2] [--runs runs]
     python benchmarks/ravdess_runs.py table [NAME...] [--runs runs]
     python benchmarks/ravdess_runs.py ensemble NAME NAME... [--runs runs]
     python benchmarks/ravdess_runs.py breakdown NAME... [--runs runs]
@@ -12,8 +13,10 @@
     python benchmarks/ravdess_runs.py archive NAME... --to docs/runs/GROUP [--runs runs]
 
 `run` calls `ser train` for each recipe, one after the other (each uses every core),
-into RUNS/NAME with the log in RUNS/NAME.log. `table` reads every RUNS/*/metrics.json
-and prints one Markdown row per run: mean ± sd over the held-out splits of accuracy,
+into RUNS/NAME with the log in RUNS/NAME.log; with `--parallel`, all folds of a recipe
+at once, one process each (on a GPU: `KERAS_BACKEND=jax`, as docs/RESULTS.md's GPU
+screens ran), joined into RUNS/NAME. `table` reads every RUNS/*/metrics.json and prints
+one Markdown row per run: mean ± sd over the held-out splits of accuracy,
 UAR and macro-F1 (clean audio), UAR through the telephone channel when it was
 measured, intensity accuracy, summed training time, model size and CPU inference time per
 segment (the first split's model, batches of 64 and single segments), and the command.
@@ -170,6 +173,32 @@ def run(names: list[str], runs: Path, folds: str | None, resume: bool = False) -
             status = subprocess.run([sys.executable, "-m", "ser_core.cli", *cmd[1:]], stdout=log,
                                     stderr=subprocess.STDOUT, check=False).returncode
         print(f"[{time.strftime('%H:%M:%S')}] {name}: exit {status}", flush=True)
+
+
+def run_parallel(name: str, runs: Path, folds: str | None, resume: bool = False) -> None:
+    """One `ser train --folds K` process per fold at once (a GPU shared by small models, or
+    many cores), each into RUNS/NAME.parts/fold_K; then the finished folds are copied into
+    RUNS/NAME and `ser train --resume` joins them (it scores their saved predictions)."""
+    chosen = folds.split(",") if folds else [str(k) for k in range(1, 7)]
+    parts = runs / f"{name}.parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    procs = {}
+    for k in chosen:
+        cmd = command(name, parts, k, resume)[:-1] + [str(parts / f"fold_{k}")]
+        print(f"[{time.strftime('%H:%M:%S')}] {shlex.join(cmd)}", flush=True)
+        with open(parts / f"fold_{k}.log", "a" if resume else "w") as log:
+            procs[k] = subprocess.Popen([sys.executable, "-m", "ser_core.cli", *cmd[1:]], stdout=log, stderr=subprocess.STDOUT)
+    failed = [k for k, p in procs.items() if p.wait() != 0]
+    if failed:
+        sys.exit(f"{name}: folds {failed} failed (logs in {parts}); not joined")
+    dest = runs / name
+    dest.mkdir(exist_ok=True)
+    with open(dest / "command.txt", "a" if resume else "w") as commands:
+        for k in chosen:
+            shutil.copytree(parts / f"fold_{k}" / f"fold_{k}", dest / f"fold_{k}", dirs_exist_ok=True)
+            commands.write((parts / f"fold_{k}" / "command.txt").read_text())
+    shutil.copy(parts / f"fold_{chosen[0]}" / "config.json", dest / "config.json")
+    run([name], runs, folds, resume=True)
 
 
 def model_figures(bundle_dir: Path) -> tuple[int, float, float]:
@@ -470,6 +499,8 @@ def main() -> None:
     ap.add_argument("--against", default="deep_ema_last_folds_speech", help="compare: the reference run")
     ap.add_argument("--telephone", action="store_true", help="compare: UAR through the telephone channel")
     ap.add_argument("--group-sizes", default="5,10,20", help="speaker-groups: clips per random group of one actor")
+    ap.add_argument("--parallel", action="store_true",
+                    help="run: one process per fold at once, then join them (for a GPU: set KERAS_BACKEND=jax)")
     ap.add_argument("--resume", action="store_true",
                     help="keep the splits a run with the same recipe already finished (e.g. screened on --folds 1,2)")
     args = ap.parse_intermixed_args()
@@ -480,7 +511,11 @@ def main() -> None:
         unknown = set(args.names) - set(RECIPES)
         if unknown or not args.names:
             sys.exit(f"name recipes to run; unknown: {sorted(unknown)}; known: {sorted(RECIPES)}")
-        run(args.names, args.runs, args.folds, args.resume)
+        if args.parallel:
+            for name in args.names:
+                run_parallel(name, args.runs, args.folds, args.resume)
+        else:
+            run(args.names, args.runs, args.folds, args.resume)
     elif args.action == "ensemble":
         ensemble(args.runs, args.names, args.vocal_channel)
     elif args.action == "breakdown":

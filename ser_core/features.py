@@ -224,7 +224,7 @@ def extract_corpus(
         else:
             mfccs[i], cubes[i] = res
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # runs sharing the cache each write their own, then swap
     np.savez(
         tmp, mfcc=mfccs, cube=cubes,
         error_index=np.array(sorted(errors), dtype=np.int64),

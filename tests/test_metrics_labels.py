@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -182,3 +184,35 @@ def test_scores_split_clean_and_telephone_figures_by_vocal_channel():
     assert set(scores) == {"all", "speech", "song", "telephone", "telephone_speech", "telephone_song"}
     assert scores["telephone_speech"]["accuracy"] == 1.0 and scores["telephone_song"]["accuracy"] == 0.0
     assert scores["telephone"]["accuracy"] == 0.5
+
+
+def test_parallel_run_trains_each_fold_in_its_own_process_then_joins_them(tmp_path, monkeypatch):
+    rr = _ravdess_runs()
+    launched, joined = [], []
+
+    class Process:  # stands in for `ser train --folds K --out PARTS/fold_K`; fold 3 fails when asked to
+        def __init__(self, argv, **_):
+            out, fold = Path(argv[argv.index("--out") + 1]), argv[argv.index("--folds") + 1]
+            launched.append(fold)
+            (out / f"fold_{fold}").mkdir(parents=True)
+            (out / f"fold_{fold}" / "fold.json").write_text("{}")
+            (out / "config.json").write_text('{"same": "recipe"}')
+            (out / "command.txt").write_text(f"ser train --folds {fold}\n")
+            self.status = 1 if fold == "3" and fail else 0
+
+        def wait(self):
+            return self.status
+
+    monkeypatch.setattr(rr.subprocess, "Popen", Process)
+    monkeypatch.setattr(rr, "run", lambda names, runs, folds, resume: joined.append((names, folds, resume)))
+    name = next(iter(rr.RECIPES))
+    fail = False
+    rr.run_parallel(name, tmp_path, "1,2")
+    assert launched == ["1", "2"] and joined == [([name], "1,2", True)]
+    run = tmp_path / name
+    assert sorted(p.name for p in run.iterdir()) == ["command.txt", "config.json", "fold_1", "fold_2"]
+    assert (run / "command.txt").read_text() == "ser train --folds 1\nser train --folds 2\n"
+    fail = True
+    with pytest.raises(SystemExit, match=r"folds \['3'\] failed"):
+        rr.run_parallel(name, tmp_path / "other", "3")
+    assert len(joined) == 1 and not (tmp_path / "other" / name).exists()
