@@ -112,9 +112,11 @@ RECIPES["deep_4block_band_noisetrim_vtlp05_e200_folds_both"] = [*RECIPES["deep_4
                                                                 "--train", "freq_warp=0.05"]
 RECIPES["deep_4block_band_noisetrim_wide_vtlp05_e200_folds_both"] = [
     *RECIPES["deep_4block_band_noisetrim_wide_e200_folds_both"], "--train", "freq_warp=0.05"]
-# ... and with speed-perturbed training views (two more feature caches: build them once before --parallel)
+# ... and with speed-perturbed training views (two more feature caches), at 200 and 100 epochs
 RECIPES["deep_4block_band_noisetrim_speed_e200_folds_both"] = [*RECIPES["deep_4block_band_noisetrim_e200_folds_both"],
                                                                "--train", "speed_perturb=[0.9,1.1]"]
+RECIPES["deep_4block_band_noisetrim_speed_folds_both"] = [*RECIPES["deep_4block_band_noisetrim_folds_both"],
+                                                          "--train", "speed_perturb=[0.9,1.1]"]
 # the spectrogram channel at STFT resolution below 1.3 kHz: the voice's harmonics (pitch, voice quality)
 # resolved, instead of 125 Hz bands over 0-8 kHz that the mel channels already cover
 RECIPES["deep_4block_pitchspec_folds_speech"] = [*RECIPES["deep_4block_folds_speech"],
