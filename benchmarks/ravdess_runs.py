@@ -117,6 +117,9 @@ RECIPES["deep_4block_band_noisetrim_speed_e200_folds_both"] = [*RECIPES["deep_4b
                                                                "--train", "speed_perturb=[0.9,1.1]"]
 RECIPES["deep_4block_band_noisetrim_speed_folds_both"] = [*RECIPES["deep_4block_band_noisetrim_folds_both"],
                                                           "--train", "speed_perturb=[0.9,1.1]"]
+# ... and with a reverberant-room training view instead (speakerphones, headsets in rooms)
+RECIPES["deep_4block_band_noisetrim_room_folds_both"] = [*RECIPES["deep_4block_band_noisetrim_folds_both"],
+                                                         "--train", "room_augment=true"]
 # the spectrogram channel at STFT resolution below 1.3 kHz: the voice's harmonics (pitch, voice quality)
 # resolved, instead of 125 Hz bands over 0-8 kHz that the mel channels already cover
 RECIPES["deep_4block_pitchspec_folds_speech"] = [*RECIPES["deep_4block_folds_speech"],
