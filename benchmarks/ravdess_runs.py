@@ -133,6 +133,11 @@ RECIPES["deep_4block_wide_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--arch", "fi
 RECIPES["deep_5block_folds_speech"] = [*_SPEECH_FOLDS, *BEST, "--arch", "filters=[32,64,128,256,512]"]
 RECIPES["deep_4block_e200_folds_speech"] = [*RECIPES["deep_4block_folds_speech"], "--train", "epochs=200"]
 RECIPES["deep_4block_wide_e200_folds_speech"] = [*RECIPES["deep_4block_wide_folds_speech"], "--train", "epochs=200"]
+# the noise-aware trim (+4.1 clean in the shipped form) on the full-band speech recipes at 200 epochs
+RECIPES["deep_4block_noisetrim_e200_folds_speech"] = [*RECIPES["deep_4block_e200_folds_speech"],
+                                                      "--feature", "trim_noise_margin_db=10"]
+RECIPES["deep_4block_wide_noisetrim_e200_folds_speech"] = [*RECIPES["deep_4block_wide_e200_folds_speech"],
+                                                           "--feature", "trim_noise_margin_db=10"]
 RECIPES["deep_5block_e200_folds_speech"] = [*RECIPES["deep_5block_folds_speech"], "--train", "epochs=200"]
 RECIPES["deep_4block_e300_folds_speech"] = [*RECIPES["deep_4block_folds_speech"], "--train", "epochs=300"]
 RECIPES["deep_4block_e200_folds_both"] = [*RECIPES["deep_4block_folds_both"], "--train", "epochs=200"]
