@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import SR, speechlike, tone
+
 from ser_core import audio
 from ser_core.config import FeatureConfig
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import speechlike
+
 from ser_core.audio import frame_levels_db
 from ser_core.calls import CallInfo, open_audio, overlap_length, role_for, scan_levels, summarize_call, total_length
 from ser_core.labels import EMOTIONS

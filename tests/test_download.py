@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-
 from conftest import speechlike
+
 from ser_core.download import ChecksumError, download_ravdess, shipped_checksums
 
 NAMES = ["03-01-05-02-01-01-01.wav", "03-01-01-01-02-02-12.wav"]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
-
 from conftest import SR, speechlike
+
 from ser_core import features as F
 from ser_core.config import FeatureConfig, ModelConfig
 

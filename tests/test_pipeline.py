@@ -1,23 +1,23 @@
 """The Beam job: each PTransform with TestPipeline + assert_that, then the whole job."""
 from __future__ import annotations
 
+import apache_beam as beam
 import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
-
 from conftest import speechlike
+
 from pipelines import score_calls as sc
 from schemas import CALLS, ERRORS, SCHEMA_VERSION, SEGMENTS
 from ser_core.bundle import save_bundle
 from ser_core.cli import main
-from ser_core.labels import EMOTIONS
 from ser_core.config import FeatureConfig, ModelConfig, SegmentConfig, TrainConfig
+from ser_core.labels import EMOTIONS
 from ser_core.models import build_model
 
 SR = 8000
