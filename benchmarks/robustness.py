@@ -1,0 +1,140 @@
+"""Held-out accuracy of fold models under the recording conditions calls arrive in.
+
+    python benchmarks/robustness.py runs/NAME [runs/OTHER ...] [--folds 1,2] [--conditions clean,babble_10db]
+
+For every fold model of each run (`RUN/fold_K/bundle`, as `ser train --protocol folds`
+leaves them), the clips of the fold's held-out actors are degraded (each condition seeded
+by the file name), written as audio files and scored by `predict_files`, exactly as `ser
+predict` scores a user's recordings. Prints UAR per condition and run (mean over the
+folds) and its difference to clean, side by side; a clip that cannot be scored counts as
+wrong. The conditions are simulated: they say how a model degrades, not what it scores on
+real recordings of that kind.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+
+from ser_core.audio import load_audio, resample, room_reverb, telephone_channel
+
+
+def _at_snr(y: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """`y` plus `noise` scaled to `snr_db` below the clip's RMS."""
+    rms = lambda v: np.sqrt(np.mean(np.square(v, dtype=np.float64)))  # noqa: E731
+    return (y + noise * (rms(y) / max(rms(noise), 1e-12)) * 10 ** (-snr_db / 20)).astype(np.float32)
+
+
+def _babble(n: int, others: list[np.ndarray], rng: np.random.Generator, talkers: int = 4) -> np.ndarray:
+    """`talkers` other speakers at equal level, each looped to `n` samples from a random start."""
+    out = np.zeros(n, np.float64)
+    for i in rng.choice(len(others), size=talkers, replace=False):
+        v = others[i] / max(np.sqrt(np.mean(np.square(others[i], dtype=np.float64))), 1e-12)
+        out += np.roll(np.resize(v, n), -int(rng.integers(v.size)))
+    return out
+
+
+# name -> (y, sr, rng, other talkers) -> (audio, file rate, soundfile format, subtype)
+Condition = Callable[[np.ndarray, int, np.random.Generator, list[np.ndarray]], tuple[np.ndarray, int, str, str]]
+CONDITIONS: dict[str, Condition] = {
+    "clean": lambda y, sr, rng, o: (y, sr, "WAV", "PCM_16"),
+    "quiet_-30db": lambda y, sr, rng, o: (y * 10 ** (-30 / 20), sr, "WAV", "PCM_16"),
+    "clipped_+20db": lambda y, sr, rng, o: (np.clip(y * 10, -1, 1), sr, "WAV", "PCM_16"),
+    "white_10db": lambda y, sr, rng, o: (_at_snr(y, rng.standard_normal(y.size), 10), sr, "WAV", "PCM_16"),
+    "babble_10db": lambda y, sr, rng, o: (_at_snr(y, _babble(y.size, o, rng), 10), sr, "WAV", "PCM_16"),
+    "narrowband_8khz": lambda y, sr, rng, o: (resample(y, sr, 8000), 8000, "WAV", "PCM_16"),
+    "mp3": lambda y, sr, rng, o: (y, sr, "MP3", "MPEG_LAYER_III"),
+    "telephone": lambda y, sr, rng, o: (telephone_channel(y, sr, seed=int(rng.integers(2**31))), sr, "WAV", "PCM_16"),
+    "room": lambda y, sr, rng, o: (room_reverb(y, sr, seed=int(rng.integers(2**31))), sr, "WAV", "PCM_16"),
+    "room_telephone": lambda y, sr, rng, o: (
+        telephone_channel(room_reverb(y, sr, seed=int(rng.integers(2**31))), sr, seed=int(rng.integers(2**31))),
+        sr, "WAV", "PCM_16"),
+}
+EXTENSIONS = {"WAV": ".wav", "MP3": ".mp3"}
+
+
+def degrade_files(paths: list[str], condition: str, others: list[np.ndarray], out_dir: Path) -> list[str]:
+    """Write each file of `paths` under `condition` into `out_dir`; the written paths."""
+    written = []
+    for p in paths:
+        y, sr = load_audio(p, sr=None, mono=True)
+        rng = np.random.default_rng(zlib.crc32(f"{condition}/{Path(p).name}".encode()))
+        z, rate, fmt, subtype = CONDITIONS[condition](y, sr, rng, others)
+        dest = out_dir / (Path(p).stem + EXTENSIONS[fmt])
+        sf.write(dest, np.clip(z, -1, 1), rate, format=fmt, subtype=subtype)
+        written.append(str(dest))
+    return written
+
+
+def uar_under(bundle, clips: pd.DataFrame, condition: str, others: list[np.ndarray]) -> float:
+    """UAR of `bundle` on `clips` (path, emotion) degraded by `condition`; unscored clips are wrong."""
+    from ser_core.bundle import predict_files
+    from ser_core.labels import EMOTIONS
+    from ser_core.metrics import unweighted_average_recall
+
+    with tempfile.TemporaryDirectory() as tmp:
+        scored = predict_files(bundle, degrade_files(list(clips["path"]), condition, others, Path(tmp)))
+    pred = [EMOTIONS.index(label) if isinstance(label, str) else -1 for label in scored["label"]]
+    return unweighted_average_recall([EMOTIONS.index(e) for e in clips["emotion"]], pred)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="run directories holding fold_K/bundle")
+    ap.add_argument("--folds", help="comma-separated folds (default: every fold with a bundle in all runs)")
+    ap.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated, from: " + ", ".join(CONDITIONS))
+    ap.add_argument("--channels", choices=("speech", "song", "both"), default="speech", help="held-out clips scored")
+    ap.add_argument("--data", help="data folder (default: $SER_DATA_DIR or ../shared/data)")
+    args = ap.parse_args()
+
+    from ser_core.bundle import load_bundle
+    from ser_core.data import data_dir
+    from ser_core.experiments import load_corpus
+
+    root = data_dir(args.data)
+    if root is None:
+        raise SystemExit("no data: pass --data or set SER_DATA_DIR")
+    conditions = args.conditions.split(",")
+    unknown = sorted(set(conditions) - set(CONDITIONS))
+    if unknown:
+        raise SystemExit(f"unknown conditions {unknown}")
+    if args.folds:
+        folds = [int(k) for k in args.folds.split(",")]
+    else:
+        folds = [k for k in range(1, 7) if all((r / f"fold_{k}" / "bundle").is_dir() for r in args.runs)]
+    if not folds:
+        raise SystemExit("no fold has a bundle in every run")
+    corpus = load_corpus(root, args.channels)
+    speech = load_corpus(root, "speech")
+    uar = {}  # (run, condition) -> per-fold UARs
+    for k in folds:
+        clips = corpus[corpus["fold"] == k]
+        # babble talkers: 24 speech clips of actors outside the fold, fixed per fold
+        pool = speech[speech["fold"] != k].sample(24, random_state=k)
+        others = [load_audio(p, sr=16000, mono=True)[0] for p in pool["path"]]
+        for run in args.runs:
+            bundle = load_bundle(run / f"fold_{k}" / "bundle")
+            for c in conditions:
+                uar.setdefault((run.name, c), []).append(uar_under(bundle, clips, c, others))
+                print(f"fold {k} {run.name} {c}: UAR {uar[(run.name, c)][-1]:.3f}", flush=True)
+    names = [r.name for r in args.runs]
+    print(f"\nheld-out {args.channels} UAR, mean over folds {', '.join(map(str, folds))} (difference to clean)")
+    print("| condition | " + " | ".join(names) + " |")
+    print("|---|" + "---|" * len(names))
+    for c in conditions:
+        cells = []
+        for n in names:
+            m = float(np.mean(uar[(n, c)]))
+            diff = "clean" in conditions and c != "clean"
+            cells.append(f"{m:.3f}" + (f" ({m - np.mean(uar[(n, 'clean')]):+.3f})" if diff else ""))
+        print(f"| {c} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()

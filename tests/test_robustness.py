@@ -1,0 +1,62 @@
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import SR, speechlike
+
+
+def _robustness():
+    path = Path(__file__).parents[1] / "benchmarks" / "robustness.py"
+    spec = importlib.util.spec_from_file_location("robustness", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clips") / "03-01-05-02-01-01-01.wav"
+    sf.write(path, speechlike(2.0, amp=0.3), SR, subtype="PCM_16")
+    return path
+
+
+def test_noise_is_added_at_the_requested_snr():
+    rob = _robustness()
+    rng = np.random.default_rng(0)
+    y, noise = rng.standard_normal(16000).astype(np.float32), rng.standard_normal(16000)
+    z = rob._at_snr(y, noise, 10)
+    snr = 10 * np.log10(np.mean(y.astype(np.float64) ** 2) / np.mean((z - y).astype(np.float64) ** 2))
+    assert snr == pytest.approx(10, abs=0.01)
+
+
+def test_every_condition_writes_a_readable_file_of_the_clip(clip, tmp_path):
+    rob = _robustness()
+    others = [speechlike(1.5, seed=s) for s in range(1, 6)]
+    original, _ = sf.read(clip, dtype="float32")
+    for condition in rob.CONDITIONS:
+        out = tmp_path / condition
+        out.mkdir()
+        (written,) = rob.degrade_files([str(clip)], condition, others, out)
+        y, sr = sf.read(written, dtype="float32")
+        assert sr == (8000 if condition == "narrowband_8khz" else SR), condition
+        assert abs(y.size / sr - 2.0) < 0.1, condition  # MP3 adds an encoder delay, nothing else changes length
+        if condition == "clean":
+            np.testing.assert_allclose(y, original, atol=1e-4)
+        if condition == "quiet_-30db":
+            assert np.max(np.abs(y)) == pytest.approx(np.max(np.abs(original)) * 10 ** (-1.5), rel=0.01)
+        if condition == "clipped_+20db":
+            assert np.max(np.abs(y)) > 0.99 and np.mean(np.abs(y) > 0.99) > 0.1
+
+
+def test_degradations_are_reproducible_per_file(clip, tmp_path):
+    rob = _robustness()
+    others = [speechlike(1.5, seed=s) for s in range(1, 6)]
+    runs = []
+    for i in range(2):
+        out = tmp_path / str(i)
+        out.mkdir()
+        runs.append(sf.read(rob.degrade_files([str(clip)], "babble_10db", others, out)[0])[0])
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.allclose(runs[0], sf.read(clip)[0], atol=1e-3)
