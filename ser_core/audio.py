@@ -92,19 +92,22 @@ def trim_silence(
     loudest), as `speech_regions` does for calls: on a noisy line the floor can sit within
     `top_db` of the speech, and the plain trim then keeps the noise around an utterance.
 
+    The levels are measured on the peak-normalised signal, so the interval does not depend
+    on the recording level (librosa's fixed -100 dB amplitude floor would otherwise read
+    the digital silence around a quiet recording as sound, or as a noise floor).
+
     Returns the trimmed signal and its (start, end) sample interval in `y`.
     """
     if y.size == 0:
         raise EmptyAudioError("no samples to trim")
     if peak_dbfs(y) < SILENCE_FLOOR_DBFS:
         raise SilentAudioError(f"signal peak below {SILENCE_FLOOR_DBFS} dBFS")
+    unit = y / np.max(np.abs(y))
     if noise_margin_db > 0:  # the frame levels librosa's trim compares, in dB below the loudest
-        rms = librosa.feature.rms(y=y, frame_length=frame_length, hop_length=hop_length)[0]
+        rms = librosa.feature.rms(y=unit, frame_length=frame_length, hop_length=hop_length)[0]
         top_db = -speech_threshold_db(librosa.amplitude_to_db(rms, ref=np.max, top_db=None), 0.0, top_db, noise_margin_db)
-    trimmed, (start, end) = librosa.effects.trim(
-        y, top_db=top_db, frame_length=frame_length, hop_length=hop_length
-    )
-    return trimmed, (int(start), int(end))
+    _, (start, end) = librosa.effects.trim(unit, top_db=top_db, frame_length=frame_length, hop_length=hop_length)
+    return y[start:end], (int(start), int(end))
 
 
 def frame_levels_db(y: np.ndarray, hop_length: int) -> np.ndarray:

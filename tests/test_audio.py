@@ -46,6 +46,16 @@ def test_noise_aware_trim_cuts_line_noise_the_plain_trim_keeps():
     assert audio.trim_silence(quiet, top_db=30, noise_margin_db=10)[1] == audio.trim_silence(quiet, top_db=30)[1]
 
 
+def test_trim_does_not_depend_on_the_recording_level():
+    # digital silence around a quiet utterance with soft onsets: the interval kept must be the
+    # same at any gain (a quiet line is the same utterance), not read zeros as a noise floor
+    fade = np.minimum(1, np.minimum(np.arange(SR), np.arange(SR)[::-1]) / (0.3 * SR)).astype(np.float32)
+    y = np.concatenate([np.zeros(SR // 2, np.float32), 0.02 * speechlike(1.0) * fade, np.zeros(SR // 2, np.float32)])
+    for margin in (0, 10):
+        kept = {db: audio.trim_silence(y * 10 ** (db / 20), top_db=30, noise_margin_db=margin)[1] for db in (0, -15, -25)}
+        assert len(set(kept.values())) == 1, (margin, kept)
+
+
 def test_resample_preserves_duration_and_pitch():
     sr_in = 44100
     t = np.arange(sr_in) / sr_in
