@@ -117,6 +117,12 @@ RECIPES["deep_4block_band_noisetrim_speed_e200_folds_both"] = [*RECIPES["deep_4b
                                                                "--train", "speed_perturb=[0.9,1.1]"]
 RECIPES["deep_4block_band_noisetrim_speed_folds_both"] = [*RECIPES["deep_4block_band_noisetrim_folds_both"],
                                                           "--train", "speed_perturb=[0.9,1.1]"]
+# the linear spectrogram channel band-limited too (300-3400 Hz at STFT resolution): the telephone-band
+# recipes restrict the mel channels only, so their linear channel still reads 3.4-8 kHz on wideband audio
+RECIPES["deep_4block_band_noisetrim_bandspec_folds_both"] = [*RECIPES["deep_4block_band_noisetrim_folds_both"],
+                                                             "--feature", "spectrogram_fmax=3400"]
+RECIPES["deep_4block_band_noisetrim_bandspec_e200_folds_both"] = [*RECIPES["deep_4block_band_noisetrim_e200_folds_both"],
+                                                                  "--feature", "spectrogram_fmax=3400"]
 # ... and with a reverberant-room training view instead (speakerphones, headsets in rooms)
 RECIPES["deep_4block_band_noisetrim_room_folds_both"] = [*RECIPES["deep_4block_band_noisetrim_folds_both"],
                                                          "--train", "room_augment=true"]
