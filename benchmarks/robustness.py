@@ -44,8 +44,8 @@ def _babble(n: int, others: list[np.ndarray], rng: np.random.Generator, talkers:
 Condition = Callable[[np.ndarray, int, np.random.Generator, list[np.ndarray]], tuple[np.ndarray, int, str, str]]
 CONDITIONS: dict[str, Condition] = {
     "clean": lambda y, sr, rng, o: (y, sr, "WAV", "PCM_16"),
-    "quiet_-30db": lambda y, sr, rng, o: (y * 10 ** (-30 / 20), sr, "WAV", "FLOAT"),
-    "quiet_-30db_16bit": lambda y, sr, rng, o: (y * 10 ** (-30 / 20), sr, "WAV", "PCM_16"),
+    "quiet_-20db": lambda y, sr, rng, o: (y * 10 ** (-20 / 20), sr, "WAV", "FLOAT"),
+    "quiet_-20db_16bit": lambda y, sr, rng, o: (y * 10 ** (-20 / 20), sr, "WAV", "PCM_16"),
     "clipped_+20db": lambda y, sr, rng, o: (np.clip(y * 10, -1, 1), sr, "WAV", "PCM_16"),
     "white_10db": lambda y, sr, rng, o: (_at_snr(y, rng.standard_normal(y.size), 10), sr, "WAV", "PCM_16"),
     "babble_10db": lambda y, sr, rng, o: (_at_snr(y, _babble(y.size, o, rng), 10), sr, "WAV", "PCM_16"),
