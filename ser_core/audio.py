@@ -275,17 +275,33 @@ def room_reverb(
     return (wet * (rms_in / rms_out if rms_out > 0 else 1.0)).astype(np.float32)
 
 
+def background_noise(y: np.ndarray, sr: int, seed: int = 0, snr_db: tuple[float, float] = (0.0, 20.0)) -> np.ndarray:
+    """`y` in stationary background noise: white or pink (1/f, drawn at random), at an SNR
+    drawn from `snr_db` against the signal's RMS."""
+    rng = np.random.default_rng(seed)
+    spectrum = np.fft.rfft(rng.standard_normal(y.size))
+    if rng.random() < 0.5:  # pink: power falling 3 dB an octave
+        spectrum /= np.sqrt(np.maximum(np.fft.rfftfreq(y.size, 1 / sr), 20.0))
+    noise = np.fft.irfft(spectrum, n=y.size)
+    rms = lambda v: np.sqrt(np.mean(np.square(v, dtype=np.float64)))  # noqa: E731
+    gain = rms(y) / max(rms(noise), 1e-12) * 10 ** (-rng.uniform(*snr_db) / 20)
+    return (y + gain * noise).astype(np.float32)
+
+
 def load_preprocessed(
     path: str | Path, cfg: FeatureConfig, speed: float = 1.0, telephone: bool = False, room: bool = False,
+    noise: bool = False,
 ) -> np.ndarray:
     """Load a file (down-mixed to mono), optionally speed-perturb it, put it in a
-    `room_reverb` room and pass it through `telephone_channel` (each seeded by the file
-    name), then `preprocess` it."""
+    `room_reverb` room, add `background_noise` and pass it through `telephone_channel`
+    (each seeded by the file name), then `preprocess` it."""
     y, sr = load_audio(path, sr=None, mono=True)
     y = speed_perturb(y, sr, speed)
     seed = zlib.crc32(Path(path).name.encode())
     if room:
         y = room_reverb(y, sr, seed=seed)
+    if noise:
+        y = background_noise(y, sr, seed=seed)
     if telephone:
         y = telephone_channel(y, sr, seed=seed)
     return preprocess(y, sr, cfg)

@@ -156,6 +156,7 @@ def run_protocol(
     x_augmented = [degraded(speed=f) for f in train_cfg.speed_perturb]
     x_augmented += [degraded(telephone=True)] if train_cfg.telephone_augment else []
     x_augmented += [degraded(room=True)] if train_cfg.room_augment else []
+    x_augmented += [degraded(noise=True)] if train_cfg.noise_augment else []
     x_telephone = degraded(telephone=True) if test_telephone and protocol != "all" else None
     df = df.iloc[usable].reset_index(drop=True)
     y_all = targets(df)

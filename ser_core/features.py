@@ -167,8 +167,9 @@ def speaker_standardize(x: np.ndarray, speakers: np.ndarray, time_axis: int) -> 
 
 def extract_file(
     path: str | Path, cfg: FeatureConfig, speed: float = 1.0, telephone: bool = False, room: bool = False,
+    noise: bool = False,
 ) -> Features:
-    return extract(load_preprocessed(path, cfg, speed, telephone, room), cfg)
+    return extract(load_preprocessed(path, cfg, speed, telephone, room, noise), cfg)
 
 
 class CorpusFeatures(NamedTuple):
@@ -177,9 +178,11 @@ class CorpusFeatures(NamedTuple):
     errors: dict[int, str]  # index -> reason, for files that could not be used
 
 
-def _extract_or_error(path: str, cfg: FeatureConfig, speed: float, telephone: bool, room: bool) -> Features | str:
+def _extract_or_error(
+    path: str, cfg: FeatureConfig, speed: float, telephone: bool, room: bool, noise: bool,
+) -> Features | str:
     try:
-        return extract_file(path, cfg, speed, telephone, room)
+        return extract_file(path, cfg, speed, telephone, room, noise)
     except AudioError as exc:
         return f"{exc.code}: {exc}"
 
@@ -197,13 +200,15 @@ def extract_corpus(
     speed: float = 1.0,
     telephone: bool = False,
     room: bool = False,
+    noise: bool = False,
 ) -> CorpusFeatures:
-    """Features for many files (optionally speed-perturbed, in a simulated room and/or
-    through the telephone channel), in parallel, cached on disk by config, degradation and
-    file list. A file that cannot be used gets zero features and an entry in `errors`.
+    """Features for many files (optionally speed-perturbed, in a simulated room, in
+    background noise and/or through the telephone channel), in parallel, cached on disk by
+    config, degradation and file list. A file that cannot be used gets zero features and an entry in `errors`.
     """
     paths = [str(p) for p in paths]
-    degradation = f"speed={speed}telephone={telephone}" + ("room=True" if room else "")  # keys made before `room` hold
+    # keys made before `room` and `noise` existed hold
+    degradation = f"speed={speed}telephone={telephone}" + ("room=True" if room else "") + ("noise=True" if noise else "")
     key = hashlib.sha256(
         (cfg.extraction_json() + degradation + "\n".join(f"{p}:{os.path.getsize(p)}" for p in paths)).encode()
     ).hexdigest()[:20]
@@ -213,7 +218,7 @@ def extract_corpus(
             errors = {int(i): str(r) for i, r in zip(z["error_index"], z["error_reason"])}
             return CorpusFeatures(z["mfcc"], z["cube"], errors)
     jobs = Parallel(n_jobs=n_jobs, batch_size=16, return_as="generator")(
-        delayed(_extract_or_error)(p, cfg, speed, telephone, room) for p in paths
+        delayed(_extract_or_error)(p, cfg, speed, telephone, room, noise) for p in paths
     )
     mfccs = np.zeros((len(paths), *cfg.mfcc_shape), np.float32)
     cubes = np.zeros((len(paths), *cfg.cube_shape), np.float32)

@@ -182,6 +182,21 @@ def test_room_reverb_adds_a_decaying_tail_at_the_same_length_and_level():
     assert not np.array_equal(wet, audio.room_reverb(click, SR, seed=4))
 
 
+def test_background_noise_is_white_or_pink_within_the_snr_range():
+    y = speechlike(1.0)
+    power = lambda v: np.mean(np.square(v, dtype=np.float64))  # noqa: E731
+    low_share = []
+    for seed in range(12):
+        noisy = audio.background_noise(y, SR, seed=seed, snr_db=(5.0, 15.0))
+        assert noisy.shape == y.shape and noisy.dtype == np.float32
+        noise = noisy.astype(np.float64) - y
+        assert 5.0 - 1e-6 <= 10 * np.log10(power(y) / power(noise)) <= 15.0 + 1e-6
+        spec = np.abs(np.fft.rfft(noise)) ** 2
+        low_share.append(spec[: spec.size // 8].sum() / spec.sum())  # power share below 1 kHz
+    assert min(low_share) < 0.2 and max(low_share) > 0.5  # white (1/8 below 1 kHz) and pink (about 2/3) both drawn
+    np.testing.assert_array_equal(audio.background_noise(y, SR, seed=3), audio.background_noise(y, SR, seed=3))
+
+
 def test_telephone_channel_band_limits_and_keeps_rate():
     rng = np.random.default_rng(0)
     y = (0.3 * rng.standard_normal(SR)).astype(np.float32)  # white noise: energy at all frequencies
