@@ -22,13 +22,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from ser_core.audio import load_audio, resample, room_reverb, telephone_channel
-
-
-def _at_snr(y: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """`y` plus `noise` scaled to `snr_db` below the clip's RMS."""
-    rms = lambda v: np.sqrt(np.mean(np.square(v, dtype=np.float64)))  # noqa: E731
-    return (y + noise * (rms(y) / max(rms(noise), 1e-12)) * 10 ** (-snr_db / 20)).astype(np.float32)
+from ser_core.audio import load_audio, mix_at_snr, resample, room_reverb, telephone_channel
 
 
 def _babble(n: int, others: list[np.ndarray], rng: np.random.Generator, talkers: int = 4) -> np.ndarray:
@@ -47,8 +41,8 @@ CONDITIONS: dict[str, Condition] = {
     "quiet_-20db": lambda y, sr, rng, o: (y * 10 ** (-20 / 20), sr, "WAV", "FLOAT"),
     "quiet_-20db_16bit": lambda y, sr, rng, o: (y * 10 ** (-20 / 20), sr, "WAV", "PCM_16"),
     "clipped_+20db": lambda y, sr, rng, o: (np.clip(y * 10, -1, 1), sr, "WAV", "PCM_16"),
-    "white_10db": lambda y, sr, rng, o: (_at_snr(y, rng.standard_normal(y.size), 10), sr, "WAV", "PCM_16"),
-    "babble_10db": lambda y, sr, rng, o: (_at_snr(y, _babble(y.size, o, rng), 10), sr, "WAV", "PCM_16"),
+    "white_10db": lambda y, sr, rng, o: (mix_at_snr(y, rng.standard_normal(y.size), 10), sr, "WAV", "PCM_16"),
+    "babble_10db": lambda y, sr, rng, o: (mix_at_snr(y, _babble(y.size, o, rng), 10), sr, "WAV", "PCM_16"),
     "narrowband_8khz": lambda y, sr, rng, o: (resample(y, sr, 8000), 8000, "WAV", "PCM_16"),
     "mp3": lambda y, sr, rng, o: (y, sr, "MP3", "MPEG_LAYER_III"),
     "telephone": lambda y, sr, rng, o: (telephone_channel(y, sr, seed=int(rng.integers(2**31))), sr, "WAV", "PCM_16"),
@@ -73,16 +67,15 @@ def degrade_files(paths: list[str], condition: str, others: list[np.ndarray], ou
     return written
 
 
-def uar_under(bundle, clips: pd.DataFrame, condition: str, others: list[np.ndarray]) -> float:
-    """UAR of `bundle` on `clips` (path, emotion) degraded by `condition`; unscored clips are wrong."""
+def uar_on(bundle, files: list[str], emotions: pd.Series) -> float:
+    """UAR of `bundle` on audio `files` whose true classes are `emotions`; unscored files are wrong."""
     from ser_core.bundle import predict_files
     from ser_core.labels import EMOTIONS
     from ser_core.metrics import unweighted_average_recall
 
-    with tempfile.TemporaryDirectory() as tmp:
-        scored = predict_files(bundle, degrade_files(list(clips["path"]), condition, others, Path(tmp)))
+    scored = predict_files(bundle, files)
     pred = [EMOTIONS.index(label) if isinstance(label, str) else -1 for label in scored["label"]]
-    return unweighted_average_recall([EMOTIONS.index(e) for e in clips["emotion"]], pred)
+    return unweighted_average_recall([EMOTIONS.index(e) for e in emotions], pred)
 
 
 def main() -> None:
@@ -119,11 +112,13 @@ def main() -> None:
         # babble talkers: 24 speech clips of actors outside the fold, fixed per fold
         pool = speech[speech["fold"] != k].sample(24, random_state=k)
         others = [load_audio(p, sr=16000, mono=True)[0] for p in pool["path"]]
-        for run in args.runs:
-            bundle = load_bundle(run / f"fold_{k}" / "bundle")
-            for c in conditions:
-                uar.setdefault((run.name, c), []).append(uar_under(bundle, clips, c, others))
-                print(f"fold {k} {run.name} {c}: UAR {uar[(run.name, c)][-1]:.3f}", flush=True)
+        bundles = {run.name: load_bundle(run / f"fold_{k}" / "bundle") for run in args.runs}
+        for c in conditions:  # each condition's files written once, scored by every run's model
+            with tempfile.TemporaryDirectory() as tmp:
+                files = degrade_files(list(clips["path"]), c, others, Path(tmp))
+                for name, bundle in bundles.items():
+                    uar.setdefault((name, c), []).append(uar_on(bundle, files, clips["emotion"]))
+                    print(f"fold {k} {name} {c}: UAR {uar[(name, c)][-1]:.3f}", flush=True)
     names = [r.name for r in args.runs]
     print(f"\nheld-out {args.channels} UAR, mean over folds {', '.join(map(str, folds))} (difference to clean)")
     print("| condition | " + " | ".join(names) + " |")

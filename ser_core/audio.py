@@ -275,6 +275,12 @@ def room_reverb(
     return (wet * (rms_in / rms_out if rms_out > 0 else 1.0)).astype(np.float32)
 
 
+def mix_at_snr(y: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """`y` plus `noise` scaled to `snr_db` below the signal's RMS."""
+    rms_y, rms_n = (np.sqrt(np.mean(np.square(v, dtype=np.float64))) for v in (y, noise))
+    return (y + noise * (rms_y / max(rms_n, 1e-12)) * 10 ** (-snr_db / 20)).astype(np.float32)
+
+
 def background_noise(y: np.ndarray, sr: int, seed: int = 0, snr_db: tuple[float, float] = (0.0, 20.0)) -> np.ndarray:
     """`y` in stationary background noise: white or pink (1/f, drawn at random), at an SNR
     drawn from `snr_db` against the signal's RMS."""
@@ -282,10 +288,7 @@ def background_noise(y: np.ndarray, sr: int, seed: int = 0, snr_db: tuple[float,
     spectrum = np.fft.rfft(rng.standard_normal(y.size))
     if rng.random() < 0.5:  # pink: power falling 3 dB an octave
         spectrum /= np.sqrt(np.maximum(np.fft.rfftfreq(y.size, 1 / sr), 20.0))
-    noise = np.fft.irfft(spectrum, n=y.size)
-    rms = lambda v: np.sqrt(np.mean(np.square(v, dtype=np.float64)))  # noqa: E731
-    gain = rms(y) / max(rms(noise), 1e-12) * 10 ** (-rng.uniform(*snr_db) / 20)
-    return (y + gain * noise).astype(np.float32)
+    return mix_at_snr(y, np.fft.irfft(spectrum, n=y.size), rng.uniform(*snr_db))
 
 
 def load_preprocessed(

@@ -30,6 +30,17 @@ def speechlike(seconds: float, sr: int = SR, amp: float = 0.5, seed: int = 0) ->
     return (amp * y / np.max(np.abs(y))).astype(np.float32)
 
 
+def load_benchmark(name: str):
+    """A script of `benchmarks/` imported as a module (they are scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def corpus_root():
     """The RAVDESS folder of the shared data; tests needing it skip when it is absent."""

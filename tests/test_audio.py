@@ -182,6 +182,14 @@ def test_room_reverb_adds_a_decaying_tail_at_the_same_length_and_level():
     assert not np.array_equal(wet, audio.room_reverb(click, SR, seed=4))
 
 
+def test_noise_is_added_at_the_requested_snr():
+    rng = np.random.default_rng(0)
+    y, noise = rng.standard_normal(16000).astype(np.float32), rng.standard_normal(16000)
+    z = audio.mix_at_snr(y, noise, 10)
+    snr = 10 * np.log10(np.mean(y.astype(np.float64) ** 2) / np.mean((z - y).astype(np.float64) ** 2))
+    assert snr == pytest.approx(10, abs=0.01)
+
+
 def test_background_noise_is_white_or_pink_within_the_snr_range():
     y = speechlike(1.0)
     power = lambda v: np.mean(np.square(v, dtype=np.float64))  # noqa: E731

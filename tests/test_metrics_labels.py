@@ -2,6 +2,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from ser_core.labels import EMOTIONS, VALENCE_AROUSAL, parse_ravdess_name, valence_arousal
 from ser_core.metrics import classification_metrics, summarize, unweighted_average_recall
@@ -53,14 +54,7 @@ def test_valence_arousal_mapping():
 
 
 def _ravdess_runs():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "benchmarks" / "ravdess_runs.py"
-    spec = importlib.util.spec_from_file_location("ravdess_runs", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ravdess_runs")
 
 
 def test_ensemble_averages_probabilities_of_runs_on_the_same_clips():
