@@ -22,17 +22,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from ser_core.audio import load_audio, mix_at_snr, resample, room_reverb, telephone_channel
-
-
-def _babble(n: int, others: list[np.ndarray], rng: np.random.Generator, talkers: int = 4) -> np.ndarray:
-    """`talkers` other speakers at equal level, each looped to `n` samples from a random start."""
-    out = np.zeros(n, np.float64)
-    for i in rng.choice(len(others), size=talkers, replace=False):
-        v = others[i] / max(np.sqrt(np.mean(np.square(others[i], dtype=np.float64))), 1e-12)
-        out += np.roll(np.resize(v, n), -int(rng.integers(v.size)))
-    return out
-
+from ser_core.audio import babble, load_audio, mix_at_snr, resample, room_reverb, telephone_channel
 
 # name -> (y, sr, rng, other talkers) -> (audio, file rate, soundfile format, subtype)
 Condition = Callable[[np.ndarray, int, np.random.Generator, list[np.ndarray]], tuple[np.ndarray, int, str, str]]
@@ -42,7 +32,7 @@ CONDITIONS: dict[str, Condition] = {
     "quiet_-20db_16bit": lambda y, sr, rng, o: (y * 10 ** (-20 / 20), sr, "WAV", "PCM_16"),
     "clipped_+20db": lambda y, sr, rng, o: (np.clip(y * 10, -1, 1), sr, "WAV", "PCM_16"),
     "white_10db": lambda y, sr, rng, o: (mix_at_snr(y, rng.standard_normal(y.size), 10), sr, "WAV", "PCM_16"),
-    "babble_10db": lambda y, sr, rng, o: (mix_at_snr(y, _babble(y.size, o, rng), 10), sr, "WAV", "PCM_16"),
+    "babble_10db": lambda y, sr, rng, o: (mix_at_snr(y, babble(y.size, o, rng, talkers=4), 10), sr, "WAV", "PCM_16"),
     "narrowband_8khz": lambda y, sr, rng, o: (resample(y, sr, 8000), 8000, "WAV", "PCM_16"),
     "mp3": lambda y, sr, rng, o: (y, sr, "MP3", "MPEG_LAYER_III"),
     "telephone": lambda y, sr, rng, o: (telephone_channel(y, sr, seed=int(rng.integers(2**31))), sr, "WAV", "PCM_16"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import librosa
@@ -291,13 +292,24 @@ def background_noise(y: np.ndarray, sr: int, seed: int = 0, snr_db: tuple[float,
     return mix_at_snr(y, np.fft.irfft(spectrum, n=y.size), rng.uniform(*snr_db))
 
 
+def babble(n: int, voices: Sequence[np.ndarray], rng: np.random.Generator, talkers: int | None = None) -> np.ndarray:
+    """Babble of `talkers` of `voices` (all by default), each at equal RMS and looped to
+    `n` samples from a random start: the overlapping speech of a busy room."""
+    out = np.zeros(n, np.float64)
+    for i in rng.choice(len(voices), size=len(voices) if talkers is None else talkers, replace=False):
+        v = voices[i] / max(np.sqrt(np.mean(np.square(voices[i], dtype=np.float64))), 1e-12)
+        out += np.roll(np.resize(v, n), -int(rng.integers(v.size)))
+    return out
+
+
 def load_preprocessed(
     path: str | Path, cfg: FeatureConfig, speed: float = 1.0, telephone: bool = False, room: bool = False,
-    noise: bool = False,
+    noise: bool = False, babble_of: Sequence[str | Path] = (),
 ) -> np.ndarray:
     """Load a file (down-mixed to mono), optionally speed-perturb it, put it in a
-    `room_reverb` room, add `background_noise` and pass it through `telephone_channel`
-    (each seeded by the file name), then `preprocess` it."""
+    `room_reverb` room, add `background_noise`, add the `babble` of the recordings
+    `babble_of` (other talkers, 0-20 dB SNR) and pass it through `telephone_channel` (each
+    seeded by the file name), then `preprocess` it."""
     y, sr = load_audio(path, sr=None, mono=True)
     y = speed_perturb(y, sr, speed)
     seed = zlib.crc32(Path(path).name.encode())
@@ -305,6 +317,10 @@ def load_preprocessed(
         y = room_reverb(y, sr, seed=seed)
     if noise:
         y = background_noise(y, sr, seed=seed)
+    if babble_of:
+        rng = np.random.default_rng(seed)
+        voices = [load_audio(p, sr=sr, mono=True)[0] for p in babble_of]
+        y = mix_at_snr(y, babble(y.size, voices, rng), rng.uniform(0.0, 20.0))
     if telephone:
         y = telephone_channel(y, sr, seed=seed)
     return preprocess(y, sr, cfg)

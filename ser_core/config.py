@@ -177,6 +177,7 @@ class TrainConfig(_JsonConfig):
     telephone_augment: bool = False  # a training view through the telephone channel
     room_augment: bool = False      # a training view in a simulated reverberant room
     noise_augment: bool = False     # a training view in white or pink background noise, 0-20 dB SNR
+    babble_augment: bool = False    # a training view in the babble of the other actors of the clip's fold, 0-20 dB SNR
     ema_momentum: float = 0.0       # >0: validate and keep an exponential moving average of the weights
     seed: int = 0
 

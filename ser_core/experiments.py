@@ -11,7 +11,7 @@ import pandas as pd
 
 from .bundle import save_bundle
 from .config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
-from .data import Split, all_split, fold_splits, ravdess_manifest, seed_split
+from .data import Split, all_split, babble_talkers, fold_splits, ravdess_manifest, seed_split
 from .features import INPUT_TIME_AXIS, extract_corpus, speaker_standardize
 from .labels import EMOTIONS, INTENSITIES
 from .metrics import classification_metrics, report_text, summarize
@@ -122,6 +122,8 @@ def run_protocol(
     With `resume`, held-out splits already finished in `out_dir` by a run with the same
     configuration are read back instead of trained again (a 6-fold run can span sessions).
     """
+    if train_cfg.babble_augment and protocol not in ("folds", "all"):
+        raise ValueError("babble_augment takes its talkers from each clip's fold: use --protocol folds or all")
     t0 = time.time()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -157,6 +159,7 @@ def run_protocol(
     x_augmented += [degraded(telephone=True)] if train_cfg.telephone_augment else []
     x_augmented += [degraded(room=True)] if train_cfg.room_augment else []
     x_augmented += [degraded(noise=True)] if train_cfg.noise_augment else []
+    x_augmented += [degraded(babble_of=babble_talkers(df, train_cfg.seed))] if train_cfg.babble_augment else []
     x_telephone = degraded(telephone=True) if test_telephone and protocol != "all" else None
     df = df.iloc[usable].reset_index(drop=True)
     y_all = targets(df)

@@ -167,9 +167,9 @@ def speaker_standardize(x: np.ndarray, speakers: np.ndarray, time_axis: int) -> 
 
 def extract_file(
     path: str | Path, cfg: FeatureConfig, speed: float = 1.0, telephone: bool = False, room: bool = False,
-    noise: bool = False,
+    noise: bool = False, babble_of: Sequence[str] = (),
 ) -> Features:
-    return extract(load_preprocessed(path, cfg, speed, telephone, room, noise), cfg)
+    return extract(load_preprocessed(path, cfg, speed, telephone, room, noise, babble_of), cfg)
 
 
 class CorpusFeatures(NamedTuple):
@@ -179,10 +179,10 @@ class CorpusFeatures(NamedTuple):
 
 
 def _extract_or_error(
-    path: str, cfg: FeatureConfig, speed: float, telephone: bool, room: bool, noise: bool,
+    path: str, cfg: FeatureConfig, speed: float, telephone: bool, room: bool, noise: bool, babble_of: Sequence[str],
 ) -> Features | str:
     try:
-        return extract_file(path, cfg, speed, telephone, room, noise)
+        return extract_file(path, cfg, speed, telephone, room, noise, babble_of)
     except AudioError as exc:
         return f"{exc.code}: {exc}"
 
@@ -201,14 +201,22 @@ def extract_corpus(
     telephone: bool = False,
     room: bool = False,
     noise: bool = False,
+    babble_of: Sequence[Sequence[str]] | None = None,
 ) -> CorpusFeatures:
     """Features for many files (optionally speed-perturbed, in a simulated room, in
-    background noise and/or through the telephone channel), in parallel, cached on disk by
-    config, degradation and file list. A file that cannot be used gets zero features and an entry in `errors`.
+    background noise, in the babble of other talkers — `babble_of[i]`, the recordings
+    mixed under `paths[i]` — and/or through the telephone channel), in parallel, cached on
+    disk by config, degradation and file list. A file that cannot be used gets zero
+    features and an entry in `errors`.
     """
     paths = [str(p) for p in paths]
-    # keys made before `room` and `noise` existed hold
+    babble_of = [tuple(str(v) for v in b) for b in babble_of] if babble_of is not None else [()] * len(paths)
+    if len(babble_of) != len(paths):
+        raise ValueError(f"babble_of has {len(babble_of)} entries for {len(paths)} paths")
+    # keys made before `room`, `noise` and `babble_of` existed hold
     degradation = f"speed={speed}telephone={telephone}" + ("room=True" if room else "") + ("noise=True" if noise else "")
+    if any(babble_of):
+        degradation += "babble=" + "\n".join("|".join(b) for b in babble_of)
     key = hashlib.sha256(
         (cfg.extraction_json() + degradation + "\n".join(f"{p}:{os.path.getsize(p)}" for p in paths)).encode()
     ).hexdigest()[:20]
@@ -218,7 +226,7 @@ def extract_corpus(
             errors = {int(i): str(r) for i, r in zip(z["error_index"], z["error_reason"])}
             return CorpusFeatures(z["mfcc"], z["cube"], errors)
     jobs = Parallel(n_jobs=n_jobs, batch_size=16, return_as="generator")(
-        delayed(_extract_or_error)(p, cfg, speed, telephone, room, noise) for p in paths
+        delayed(_extract_or_error)(p, cfg, speed, telephone, room, noise, b) for p, b in zip(paths, babble_of)
     )
     mfccs = np.zeros((len(paths), *cfg.mfcc_shape), np.float32)
     cubes = np.zeros((len(paths), *cfg.cube_shape), np.float32)

@@ -205,6 +205,31 @@ def test_background_noise_is_white_or_pink_within_the_snr_range():
     np.testing.assert_array_equal(audio.background_noise(y, SR, seed=3), audio.background_noise(y, SR, seed=3))
 
 
+def test_babble_sums_every_voice_at_equal_level_looped_to_length():
+    voices = [tone(0.3, freq=300.0, amp=0.01), tone(0.5, freq=700.0, amp=0.8), tone(0.2, freq=1100.0, amp=0.1)]
+    out = audio.babble(SR, voices, np.random.default_rng(0))
+    assert out.shape == (SR,)
+    spec = np.abs(np.fft.rfft(out)) ** 2
+    freqs = np.fft.rfftfreq(SR, 1 / SR)
+    share = [spec[np.abs(freqs - f) < 20].sum() / spec.sum() for f in (300, 700, 1100)]
+    assert min(share) > 0.3 and max(share) < 0.37  # each voice a third of the power, whatever its level
+    two = audio.babble(SR, voices, np.random.default_rng(0), talkers=2)
+    assert not np.allclose(two, out)
+
+
+def test_babble_view_mixes_other_recordings_under_the_file(tmp_path):
+    cfg = FeatureConfig(trim_noise_margin_db=0)
+    path, other = tmp_path / "03-01-05-01-01-01-01.wav", tmp_path / "other.wav"
+    sf.write(path, speechlike(1.0), SR)
+    sf.write(other, tone(2.0, freq=2500.0), SR)
+    clean = audio.load_preprocessed(path, cfg)
+    mixed = audio.load_preprocessed(path, cfg, babble_of=[str(other)])
+    np.testing.assert_array_equal(mixed, audio.load_preprocessed(path, cfg, babble_of=[str(other)]))
+    spectrum = lambda v: np.abs(np.fft.rfft(v)) ** 2  # noqa: E731
+    near = lambda v: spectrum(v)[np.abs(np.fft.rfftfreq(v.size, 1 / SR) - 2500) < 30].sum() / spectrum(v).sum()  # noqa: E731
+    assert near(mixed) > 10 * near(clean)  # the other recording is under the file
+
+
 def test_telephone_channel_band_limits_and_keeps_rate():
     rng = np.random.default_rng(0)
     y = (0.3 * rng.standard_normal(SR)).astype(np.float32)  # white noise: energy at all frequencies
