@@ -99,13 +99,19 @@ def main() -> None:
     uar = {}  # (run, condition) -> per-fold UARs
     for k in folds:
         clips = corpus[corpus["fold"] == k]
-        # babble talkers: 24 speech clips of actors outside the fold, fixed per fold
-        pool = speech[speech["fold"] != k].sample(24, random_state=k)
-        others = [load_audio(p, sr=16000, mono=True)[0] for p in pool["path"]]
+        # babble talkers of a clip: 24 speech clips of the fold's other held-out actors, fixed per fold and
+        # actor; voices no model of the fold has heard, not even as training babble (`babble_augment`)
+        held_out = speech[speech["fold"] == k]
+        others = {a: [load_audio(p, sr=16000, mono=True)[0]
+                      for p in held_out[held_out["actor"] != a].sample(24, random_state=k)["path"]]
+                  for a in clips["actor"].unique()}
         bundles = {run.name: load_bundle(run / f"fold_{k}" / "bundle") for run in args.runs}
         for c in conditions:  # each condition's files written once, scored by every run's model
             with tempfile.TemporaryDirectory() as tmp:
-                files = degrade_files(list(clips["path"]), c, others, Path(tmp))
+                written = {}
+                for a, group in clips.groupby("actor"):
+                    written.update(zip(group.index, degrade_files(list(group["path"]), c, others[a], Path(tmp))))
+                files = [written[i] for i in clips.index]
                 for name, bundle in bundles.items():
                     uar.setdefault((name, c), []).append(uar_on(bundle, files, clips["emotion"]))
                     print(f"fold {k} {name} {c}: UAR {uar[(name, c)][-1]:.3f}", flush=True)
