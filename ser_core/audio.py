@@ -272,14 +272,17 @@ def room_reverb(
     tail = rng.standard_normal(t.size) * np.exp(-6.9 * t / rt60)
     tail *= 10 ** (-rng.uniform(*drr_db) / 20) / np.linalg.norm(tail)
     wet = fftconvolve(y, np.concatenate([[1.0], tail]))[: y.size]
-    rms_in, rms_out = np.sqrt(np.mean(np.square(y, dtype=np.float64))), np.sqrt(np.mean(np.square(wet)))
+    rms_in, rms_out = _rms(y), _rms(wet)
     return (wet * (rms_in / rms_out if rms_out > 0 else 1.0)).astype(np.float32)
+
+
+def _rms(v: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(v, dtype=np.float64))))
 
 
 def mix_at_snr(y: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     """`y` plus `noise` scaled to `snr_db` below the signal's RMS."""
-    rms_y, rms_n = (np.sqrt(np.mean(np.square(v, dtype=np.float64))) for v in (y, noise))
-    return (y + noise * (rms_y / max(rms_n, 1e-12)) * 10 ** (-snr_db / 20)).astype(np.float32)
+    return (y + noise * (_rms(y) / max(_rms(noise), 1e-12)) * 10 ** (-snr_db / 20)).astype(np.float32)
 
 
 def background_noise(y: np.ndarray, sr: int, seed: int = 0, snr_db: tuple[float, float] = (0.0, 20.0)) -> np.ndarray:
@@ -297,9 +300,16 @@ def babble(n: int, voices: Sequence[np.ndarray], rng: np.random.Generator, talke
     `n` samples from a random start: the overlapping speech of a busy room."""
     out = np.zeros(n, np.float64)
     for i in rng.choice(len(voices), size=len(voices) if talkers is None else talkers, replace=False):
-        v = voices[i] / max(np.sqrt(np.mean(np.square(voices[i], dtype=np.float64))), 1e-12)
+        v = voices[i] / max(_rms(voices[i]), 1e-12)
         out += np.roll(np.resize(v, n), -int(rng.integers(v.size)))
     return out
+
+
+def babble_noise(y: np.ndarray, voices: Sequence[np.ndarray], seed: int = 0,
+                 snr_db: tuple[float, float] = (0.0, 20.0)) -> np.ndarray:
+    """`y` in the `babble` of all `voices`, at an SNR drawn from `snr_db` against the signal's RMS."""
+    rng = np.random.default_rng(seed)
+    return mix_at_snr(y, babble(y.size, voices, rng), rng.uniform(*snr_db))
 
 
 def load_preprocessed(
@@ -307,8 +317,8 @@ def load_preprocessed(
     noise: bool = False, babble_of: Sequence[str | Path] = (),
 ) -> np.ndarray:
     """Load a file (down-mixed to mono), optionally speed-perturb it, put it in a
-    `room_reverb` room, add `background_noise`, add the `babble` of the recordings
-    `babble_of` (other talkers, 0-20 dB SNR) and pass it through `telephone_channel` (each
+    `room_reverb` room, add `background_noise`, add the `babble_noise` of the recordings
+    `babble_of` (other talkers) and pass it through `telephone_channel` (each
     seeded by the file name), then `preprocess` it."""
     y, sr = load_audio(path, sr=None, mono=True)
     y = speed_perturb(y, sr, speed)
@@ -318,9 +328,7 @@ def load_preprocessed(
     if noise:
         y = background_noise(y, sr, seed=seed)
     if babble_of:
-        rng = np.random.default_rng(seed)
-        voices = [load_audio(p, sr=sr, mono=True)[0] for p in babble_of]
-        y = mix_at_snr(y, babble(y.size, voices, rng), rng.uniform(0.0, 20.0))
+        y = babble_noise(y, [load_audio(p, sr=sr, mono=True)[0] for p in babble_of], seed=seed)
     if telephone:
         y = telephone_channel(y, sr, seed=seed)
     return preprocess(y, sr, cfg)

@@ -93,7 +93,6 @@ def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
     # two training actors' clips, each seen as one of six views (original, 1.1x speed, telephone, room, noise, babble)
     fold = metrics["folds"]["fold_1"]
     assert fold["train_clips"] == 2 * 12 and fold["train_views"] == 6 and fold["test_clips"] == 4 * 12
-
     assert set(metrics["mean"]) == {"all", "telephone"}
     assert (out / "pooled_telephone" / "confusion_matrix.png").exists()
     assert (out / "fold_1" / "bundle" / "model.keras").exists()
