@@ -22,17 +22,30 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from ser_core.audio import babble, load_audio, mix_at_snr, resample, room_reverb, telephone_channel
+from ser_core.audio import babble, load_audio, mix_at_snr, resample, room_reverb, telephone_channel, trim_silence
 
 # name -> (y, sr, rng, other talkers) -> (audio, file rate, soundfile format, subtype)
 Condition = Callable[[np.ndarray, int, np.random.Generator, list[np.ndarray]], tuple[np.ndarray, int, str, str]]
+
+
+def _white(snr_db: float) -> Condition:
+    return lambda y, sr, rng, o: (mix_at_snr(y, rng.standard_normal(y.size), snr_db), sr, "WAV", "PCM_16")
+
+
+def _babble(snr_db: float) -> Condition:
+    """Four of the other talkers at once, `snr_db` below the speech."""
+    return lambda y, sr, rng, o: (mix_at_snr(y, babble(y.size, o, rng, talkers=4), snr_db), sr, "WAV", "PCM_16")
+
+
 CONDITIONS: dict[str, Condition] = {
     "clean": lambda y, sr, rng, o: (y, sr, "WAV", "PCM_16"),
     "quiet_-20db": lambda y, sr, rng, o: (y * 10 ** (-20 / 20), sr, "WAV", "FLOAT"),
     "quiet_-20db_16bit": lambda y, sr, rng, o: (y * 10 ** (-20 / 20), sr, "WAV", "PCM_16"),
     "clipped_+20db": lambda y, sr, rng, o: (np.clip(y * 10, -1, 1), sr, "WAV", "PCM_16"),
-    "white_10db": lambda y, sr, rng, o: (mix_at_snr(y, rng.standard_normal(y.size), 10), sr, "WAV", "PCM_16"),
-    "babble_10db": lambda y, sr, rng, o: (mix_at_snr(y, babble(y.size, o, rng, talkers=4), 10), sr, "WAV", "PCM_16"),
+    **{f"white_{snr}db": _white(snr) for snr in (10, 20)},
+    **{f"babble_{snr}db": _babble(snr) for snr in (10, 20)},
+    # the clip as a corpus or a VAD delivers it: cut to its own 30 dB trim, little silence left around it
+    "pre_trimmed": lambda y, sr, rng, o: (trim_silence(y, 30.0)[0], sr, "WAV", "PCM_16"),
     "narrowband_8khz": lambda y, sr, rng, o: (resample(y, sr, 8000), 8000, "WAV", "PCM_16"),
     "mp3": lambda y, sr, rng, o: (y, sr, "MP3", "MPEG_LAYER_III"),
     "telephone": lambda y, sr, rng, o: (telephone_channel(y, sr, seed=int(rng.integers(2**31))), sr, "WAV", "PCM_16"),

@@ -19,6 +19,7 @@ from scipy.signal import butter, fftconvolve, sosfilt
 from .config import FeatureConfig
 
 SILENCE_FLOOR_DBFS = -70.0  # peak below this is treated as no signal at all
+STEADY_FLOOR_DB = 3.0  # spread of a recording's quietest frames (5th to 20th percentile) that makes a noise floor
 
 
 class AudioError(ValueError):
@@ -88,10 +89,10 @@ def trim_silence(
     y: np.ndarray, top_db: float = 30.0, frame_length: int = 1024, hop_length: int = 256, noise_margin_db: float = 0.0,
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Cut leading and trailing audio quieter than `top_db` below the loudest frame and,
-    with `noise_margin_db` > 0, not that far above the recording's noise floor (its
-    5th-percentile frame, when that lies more than `noise_margin_db` + 6 dB below the
-    loudest), as `speech_regions` does for calls: on a noisy line the floor can sit within
-    `top_db` of the speech, and the plain trim then keeps the noise around an utterance.
+    with `noise_margin_db` > 0, not that far above the recording's steady noise floor, if
+    it has one (`speech_threshold_db`), as `speech_regions` does for calls: on a noisy line
+    the floor can sit within `top_db` of the speech, and the plain trim then keeps the
+    noise around an utterance.
 
     The levels are measured on the peak-normalised signal, so the interval does not depend
     on the recording level (librosa's fixed -100 dB amplitude floor would otherwise read
@@ -125,12 +126,19 @@ def frame_levels_db(y: np.ndarray, hop_length: int) -> np.ndarray:
 
 def speech_threshold_db(levels_db: np.ndarray, ref_db: float, top_db: float, noise_margin_db: float) -> float:
     """Frame level above which a frame is sound: within `top_db` of `ref_db` and, when the
-    recording has a measurable noise floor (its 5th-percentile frame lies more than
-    `noise_margin_db` + 6 dB below `ref_db`), at least `noise_margin_db` above that floor."""
+    recording has a noise floor, at least `noise_margin_db` above it.
+
+    The floor is the 5th-percentile frame, and only counts as one when it lies more than
+    `noise_margin_db` + 6 dB below `ref_db` and is steady: the 20th-percentile frame within
+    `STEADY_FLOOR_DB` of it, as when a fifth of the recording is line noise or hum. The
+    quietest frames of a recording cut tight around its speech are the speech's own weak
+    consonants and pauses, whose levels spread widely; taking them for noise would trim
+    the utterance again at every pass (a call segment, a clip some other tool already
+    trimmed), eating its onset and ending."""
     threshold = ref_db - top_db
-    floor = float(np.percentile(levels_db, 5))
-    if ref_db - floor > noise_margin_db + 6.0:
-        threshold = max(threshold, floor + noise_margin_db)
+    floor, steady = np.percentile(levels_db, [5, 20])
+    if ref_db - floor > noise_margin_db + 6.0 and steady - floor <= STEADY_FLOOR_DB:
+        threshold = max(threshold, float(floor) + noise_margin_db)
     return threshold
 
 

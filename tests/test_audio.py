@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -44,6 +46,18 @@ def test_noise_aware_trim_cuts_line_noise_the_plain_trim_keeps():
     assert abs(start - SR // 2) <= 4 * 256 and abs(end - int(1.5 * SR)) <= 4 * 256
     quiet = np.concatenate([noise(0.5, 1e-4), tone(1.0), noise(0.7, 0.003)])  # clean recording: floor far below
     assert audio.trim_silence(quiet, top_db=30, noise_margin_db=10)[1] == audio.trim_silence(quiet, top_db=30)[1]
+
+
+def test_noise_aware_trim_leaves_a_trimmed_utterance_alone():
+    # real speech (the committed RAVDESS clips) trimmed once, then again: its own weak
+    # consonants are not a noise floor, so the second pass must not eat onset or ending
+    clips = sorted((Path(__file__).parents[1] / "examples" / "clips").glob("*.flac"))
+    assert len(clips) >= 10
+    for clip in clips:
+        y, _ = audio.load_audio(clip, sr=SR)
+        once, _ = audio.trim_silence(y, top_db=30, noise_margin_db=10)
+        twice, _ = audio.trim_silence(once, top_db=30, noise_margin_db=10)
+        assert once.size - twice.size <= 2 * 256, (clip.name, once.size, twice.size)
 
 
 def test_trim_does_not_depend_on_the_recording_level():
