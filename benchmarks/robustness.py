@@ -37,6 +37,16 @@ def _babble(snr_db: float) -> Condition:
     return lambda y, sr, rng, o: (mix_at_snr(y, babble(y.size, o, rng, talkers=4), snr_db), sr, "WAV", "PCM_16")
 
 
+def _middle(seconds: float) -> Condition:
+    """The middle `seconds` of the clip's 30 dB trim."""
+    def cut(y: np.ndarray, sr: int, rng: np.random.Generator, o: list[np.ndarray]) -> tuple[np.ndarray, int, str, str]:
+        speech = trim_silence(y, 30.0)[0]
+        n = int(seconds * sr)
+        start = max(0, (speech.size - n) // 2)
+        return speech[start : start + n], sr, "WAV", "PCM_16"
+    return cut
+
+
 CONDITIONS: dict[str, Condition] = {
     "clean": lambda y, sr, rng, o: (y, sr, "WAV", "PCM_16"),
     "quiet_-20db": lambda y, sr, rng, o: (y * 10 ** (-20 / 20), sr, "WAV", "FLOAT"),
@@ -46,6 +56,8 @@ CONDITIONS: dict[str, Condition] = {
     **{f"babble_{snr}db": _babble(snr) for snr in (10, 20)},
     # the clip as a corpus or a VAD delivers it: cut to its own 30 dB trim, little silence left around it
     "pre_trimmed": lambda y, sr, rng, o: (trim_silence(y, 30.0)[0], sr, "WAV", "PCM_16"),
+    # a short call turn: the middle of the trimmed sentence
+    **{f"short_{s}s": _middle(s) for s in (1.0, 0.6)},
     "narrowband_8khz": lambda y, sr, rng, o: (resample(y, sr, 8000), 8000, "WAV", "PCM_16"),
     "mp3": lambda y, sr, rng, o: (y, sr, "MP3", "MPEG_LAYER_III"),
     "telephone": lambda y, sr, rng, o: (telephone_channel(y, sr, seed=int(rng.integers(2**31))), sr, "WAV", "PCM_16"),

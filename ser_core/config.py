@@ -171,6 +171,8 @@ class TrainConfig(_JsonConfig):
     max_mask_frac: float = 0.15
     freq_warp: float = 0.0          # deep model: each example's frequency axis stretched by a random
                                     # factor in [1 - freq_warp, 1 + freq_warp] (VTLP); 0 disables
+    crop_prob: float = 0.0          # deep model: share of examples replaced by a random stretch of the
+    crop_min_s: float = 0.5         # utterance at least this long (short call turns, partial sentences)
     val_actors: int = 2             # held out of the training actors for early stopping
     balance_classes: bool = False   # repeat clips of rarer classes in each pass (RAVDESS: neutral x2)
     speed_perturb: tuple[float, ...] = ()  # training views at these speeds, e.g. (0.9, 1.1)

@@ -63,6 +63,39 @@ def freq_warp(x: np.ndarray, rng: np.random.Generator, freq_axis: int, max_warp:
     return np.moveaxis(out, 1, freq_axis)
 
 
+def valid_frames(x: np.ndarray, time_axis: int) -> int:
+    """Frames of one edge-padded input (no batch axis) before its padding: the padding
+    repeats the last real frame exactly, so it is the trailing run of identical frames."""
+    frames = np.moveaxis(x, time_axis, 0).reshape(x.shape[time_axis], -1)
+    same = np.all(frames == frames[-1], axis=1)
+    return len(same) - int(np.argmin(same[::-1])) + 1 if not same.all() else 1
+
+
+def random_crop(
+    x: np.ndarray, rng: np.random.Generator, time_axis: int, min_frames: int, prob: float,
+) -> np.ndarray:
+    """Replace each deep-model input of a batch, with probability `prob`, by a random
+    stretch of its utterance at least `min_frames` long, standardised again per channel
+    and edge-padded back to the input's length: what the model gets from a short call
+    turn or a partial sentence. `x` is a batch of cubes; `time_axis` counts the batch axis."""
+    if prob <= 0:
+        return x
+    x = x.copy()
+    frames = x.shape[time_axis]
+    for i in np.flatnonzero(rng.random(len(x)) < prob):
+        n = valid_frames(x[i], time_axis - 1)
+        if n <= min_frames:
+            continue
+        length = int(rng.integers(min_frames, n + 1))
+        start = int(rng.integers(0, n - length + 1))
+        crop = np.take(x[i], np.arange(start, start + length), axis=time_axis - 1)
+        crop = (crop - crop.mean(axis=(0, 1))) / (crop.std(axis=(0, 1)) + 1e-5)  # per channel, as `_unfixed`
+        pad = [(0, 0)] * crop.ndim
+        pad[time_axis - 1] = (0, frames - length)
+        x[i] = np.pad(crop, pad, mode="edge")
+    return x
+
+
 def balanced_pool(labels: np.ndarray) -> np.ndarray:
     """Indices of one training pass in which each clip of a rarer class is repeated
     (round(largest class / its class) times), so every class is seen about equally often."""
@@ -72,8 +105,8 @@ def balanced_pool(labels: np.ndarray) -> np.ndarray:
 
 
 class AugmentedBatches:
-    """Shuffled mini-batches with a frequency warp (VTLP), SpecAugment and mixup; labels as
-    one-hot dicts.
+    """Shuffled mini-batches with random crops, a frequency warp (VTLP), SpecAugment and
+    mixup; labels as one-hot dicts.
 
     `views` are arrays aligned with `x` holding degraded versions of the same clips
     (speed-perturbed, telephone channel): each example of a batch is taken from `x` or
@@ -83,11 +116,11 @@ class AugmentedBatches:
 
     def __init__(
         self, x: np.ndarray, y: Targets, cfg: TrainConfig, time_axis: int, freq_axis: int,
-        views: Sequence[np.ndarray] = (),
+        views: Sequence[np.ndarray] = (), crop_min_frames: int = 0,
     ):
         if any(v.shape != x.shape for v in views):
             raise ValueError("every view must have the shape of x")
-        self.x, self.y, self.cfg, self.views = x, y, cfg, list(views)
+        self.x, self.y, self.cfg, self.views, self.crop_min_frames = x, y, cfg, list(views), crop_min_frames
         self.axes = (time_axis, freq_axis)
         self.rng = np.random.default_rng(cfg.seed)
         self.pool = balanced_pool(y.emotion) if cfg.balance_classes else np.arange(len(x))
@@ -110,6 +143,7 @@ class AugmentedBatches:
             for v, view in enumerate(self.views, start=1):
                 chosen = pick == v
                 x[chosen] = view[idx[chosen]]
+        x = random_crop(x, self.rng, self.axes[0], self.crop_min_frames, c.crop_prob)
         x = freq_warp(x, self.rng, self.axes[1], c.freq_warp)
         x = spec_augment(x, self.rng, *self.axes, c.time_masks, c.freq_masks, c.max_mask_frac)
         emo = np.eye(len(EMOTIONS), dtype=np.float32)[self.y.emotion[idx]]
@@ -182,10 +216,13 @@ def fit(
     """
     if cfg.freq_warp and model_cfg.kind != "deep":
         raise ValueError("freq_warp warps a frequency axis: the deep model's cube has one, MFCCs do not")
+    if cfg.crop_prob and model_cfg.kind != "deep":
+        raise ValueError("crop_prob re-standardises cube channels: the deep model's input only")
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(model_cfg, feature_cfg)
     axes = (1, 2) if model_cfg.kind == "baseline" else (2, 1)  # (time, freq) axes
-    batches = AugmentedBatches(x, y, cfg, *axes, views=views)
+    crop_min_frames = int(round(cfg.crop_min_s * feature_cfg.sample_rate / feature_cfg.hop_length))
+    batches = AugmentedBatches(x, y, cfg, *axes, views=views, crop_min_frames=crop_min_frames)
     compile_model(model, cfg, len(batches))
     callbacks: list[keras.callbacks.Callback] = []
     validation_data = None

@@ -123,6 +123,31 @@ def test_freq_warp_stretches_each_example_by_its_own_factor_within_bounds():
     np.testing.assert_allclose(warped[:, :, 0, 0], expected, atol=1e-4)
 
 
+def test_random_crop_takes_a_restandardised_stretch_of_the_real_frames():
+    from ser_core.training import random_crop, valid_frames
+
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((20, 16, 100, 3)).astype(np.float32)  # 100 real frames, edge-padded to 128
+    x = np.pad(real, [(0, 0), (0, 0), (0, 28), (0, 0)], mode="edge")
+    assert [valid_frames(e, 1) for e in x] == [100] * 20
+    assert random_crop(x, rng, 2, 31, 0.0) is x
+    out = random_crop(x, rng, 2, 31, 1.0)
+    assert out.shape == x.shape
+    for orig, crop in zip(real, out):
+        n = valid_frames(crop, 1)
+        assert 31 <= n <= 100
+        part = crop[:, :n]
+        np.testing.assert_allclose(part.mean(axis=(0, 1)), 0, atol=1e-4)
+        np.testing.assert_allclose(part.std(axis=(0, 1)), 1, atol=1e-3)
+        starts = [s for s in range(101 - n) if np.allclose(
+            part, (orig[:, s:s + n] - orig[:, s:s + n].mean(axis=(0, 1))) / (orig[:, s:s + n].std(axis=(0, 1)) + 1e-5),
+            atol=1e-4)]
+        assert len(starts) == 1  # a contiguous stretch of the utterance, nothing of its padding
+    assert len({valid_frames(c, 1) for c in out}) > 5  # lengths vary
+    short = x[:, :, 90:]  # 10 real frames: shorter than the minimum, left alone
+    np.testing.assert_array_equal(random_crop(short, rng, 2, 31, 1.0), short)
+
+
 def test_freq_warp_is_refused_for_the_mfcc_baseline():
     from ser_core.training import Targets, fit
 
