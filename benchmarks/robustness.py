@@ -13,6 +13,7 @@ real recordings of that kind.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import zlib
 from collections.abc import Callable
@@ -37,6 +38,13 @@ def _babble(snr_db: float) -> Condition:
     return lambda y, sr, rng, o: (mix_at_snr(y, babble(y.size, o, rng, talkers=4), snr_db), sr, "WAV", "PCM_16")
 
 
+def _click(y: np.ndarray, sr: int) -> np.ndarray:
+    """A 2 ms full-scale click 0.1 s into the recording (a handset knock, a key press)."""
+    z = y.copy()
+    z[int(0.1 * sr) : int(0.102 * sr)] = 1.0
+    return z
+
+
 def _middle(seconds: float) -> Condition:
     """The middle `seconds` of the clip's 30 dB trim."""
     def cut(y: np.ndarray, sr: int, rng: np.random.Generator, o: list[np.ndarray]) -> tuple[np.ndarray, int, str, str]:
@@ -58,6 +66,7 @@ CONDITIONS: dict[str, Condition] = {
     "pre_trimmed": lambda y, sr, rng, o: (trim_silence(y, 30.0)[0], sr, "WAV", "PCM_16"),
     # a short call turn: the middle of the trimmed sentence
     **{f"short_{s}s": _middle(s) for s in (1.0, 0.6)},
+    "click": lambda y, sr, rng, o: (_click(y, sr), sr, "WAV", "PCM_16"),
     "narrowband_8khz": lambda y, sr, rng, o: (resample(y, sr, 8000), 8000, "WAV", "PCM_16"),
     "mp3": lambda y, sr, rng, o: (y, sr, "MP3", "MPEG_LAYER_III"),
     "telephone": lambda y, sr, rng, o: (telephone_channel(y, sr, seed=int(rng.integers(2**31))), sr, "WAV", "PCM_16"),
@@ -100,6 +109,8 @@ def main() -> None:
     ap.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated, from: " + ", ".join(CONDITIONS))
     ap.add_argument("--channels", choices=("speech", "song", "both"), default="speech", help="held-out clips scored")
     ap.add_argument("--data", help="data folder (default: $SER_DATA_DIR or ../shared/data)")
+    ap.add_argument("--pad-mode", help="what-if: score with this numpy padding (e.g. constant, wrap) instead of "
+                                       "the padding each bundle was trained with, which the job always uses")
     args = ap.parse_args()
 
     from ser_core.bundle import load_bundle
@@ -131,6 +142,8 @@ def main() -> None:
                       for p in held_out[held_out["actor"] != a].sample(24, random_state=k)["path"]]
                   for a in clips["actor"].unique()}
         bundles = {run.name: load_bundle(run / f"fold_{k}" / "bundle") for run in args.runs}
+        for b in bundles.values() if args.pad_mode else ():
+            b.feature_config = dataclasses.replace(b.feature_config, pad_mode=args.pad_mode)
         for c in conditions:  # each condition's files written once, scored by every run's model
             with tempfile.TemporaryDirectory() as tmp:
                 written = {}

@@ -20,6 +20,7 @@ from .config import FeatureConfig
 
 SILENCE_FLOOR_DBFS = -70.0  # peak below this is treated as no signal at all
 STEADY_FLOOR_DB = 3.0  # spread of a recording's quietest frames (5th to 20th percentile) that makes a noise floor
+IMPULSE_S, IMPULSE_SHARE = 0.01, 0.6  # a frame with this share of its energy within this many seconds is a click
 
 
 class AudioError(ValueError):
@@ -87,6 +88,7 @@ def rms_dbfs(y: np.ndarray) -> float:
 
 def trim_silence(
     y: np.ndarray, top_db: float = 30.0, frame_length: int = 1024, hop_length: int = 256, noise_margin_db: float = 0.0,
+    sr: int = 16000,
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Cut leading and trailing audio quieter than `top_db` below the loudest frame and,
     with `noise_margin_db` > 0, not that far above the recording's steady noise floor, if
@@ -94,9 +96,15 @@ def trim_silence(
     the floor can sit within `top_db` of the speech, and the plain trim then keeps the
     noise around an utterance.
 
+    A click is not the loudest frame: while the loudest frame is an impulse (`_impulse`),
+    the frames around it are left out and the levels are read against the loudest of the
+    rest; otherwise one handset knock would set the threshold and keep the silence between
+    it and the speech.
+
     The levels are measured on the peak-normalised signal, so the interval does not depend
     on the recording level (librosa's fixed -100 dB amplitude floor would otherwise read
-    the digital silence around a quiet recording as sound, or as a noise floor).
+    the digital silence around a quiet recording as sound, or as a noise floor). Without a
+    click the interval is exactly `librosa.effects.trim`'s at the same threshold.
 
     Returns the trimmed signal and its (start, end) sample interval in `y`.
     """
@@ -104,12 +112,37 @@ def trim_silence(
         raise EmptyAudioError("no samples to trim")
     if peak_dbfs(y) < SILENCE_FLOOR_DBFS:
         raise SilentAudioError(f"signal peak below {SILENCE_FLOOR_DBFS} dBFS")
-    unit = y / np.max(np.abs(y))
-    if noise_margin_db > 0:  # the frame levels librosa's trim compares, in dB below the loudest
-        rms = librosa.feature.rms(y=unit, frame_length=frame_length, hop_length=hop_length)[0]
-        top_db = -speech_threshold_db(librosa.amplitude_to_db(rms, ref=np.max, top_db=None), 0.0, top_db, noise_margin_db)
-    _, (start, end) = librosa.effects.trim(unit, top_db=top_db, frame_length=frame_length, hop_length=hop_length)
-    return y[start:end], (int(start), int(end))
+    rms = librosa.feature.rms(y=y / np.max(np.abs(y)), frame_length=frame_length, hop_length=hop_length)[0]
+    levels = librosa.amplitude_to_db(rms, ref=np.max, top_db=None)  # what librosa's trim compares
+    kept = np.ones(levels.size, bool)
+    while (click := _impulse(y, int(np.argmax(np.where(kept, levels, -np.inf))), frame_length, hop_length, sr)) is not None:
+        rest = kept.copy()
+        rest[click] = False
+        if not rest.any():
+            break
+        kept = rest
+    ref = float(levels[kept].max())
+    threshold = speech_threshold_db(levels[kept], ref, top_db, noise_margin_db) if noise_margin_db > 0 else ref - top_db
+    frames = np.flatnonzero(kept & (levels > threshold))
+    start = int(librosa.frames_to_samples(frames[0], hop_length=hop_length))
+    end = min(y.size, int(librosa.frames_to_samples(frames[-1] + 1, hop_length=hop_length)))
+    return y[start:end], (start, end)
+
+
+def _impulse(y: np.ndarray, frame: int, frame_length: int, hop_length: int, sr: int) -> slice | None:
+    """The frames whose windows hold a click, if `frame`'s energy is one: at least
+    `IMPULSE_SHARE` of it within `IMPULSE_S` (a vowel spreads its energy over the frame)."""
+    lo = max(0, frame * hop_length - frame_length // 2)
+    energy = np.square(y[lo : frame * hop_length + frame_length // 2], dtype=np.float64)
+    width = max(1, int(IMPULSE_S * sr))
+    if energy.size <= width or energy.sum() == 0:
+        return None
+    windowed = np.convolve(energy, np.ones(width), mode="valid")
+    if windowed.max() < IMPULSE_SHARE * energy.sum():
+        return None
+    at = lo + int(np.argmax(windowed))  # the click spans samples [at, at + width)
+    first = max(0, -(-(at - frame_length // 2) // hop_length))
+    return slice(first, (at + width + frame_length // 2) // hop_length + 1)
 
 
 def frame_levels_db(y: np.ndarray, hop_length: int) -> np.ndarray:
@@ -237,7 +270,7 @@ def preprocess(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:
     if y.ndim != 1:
         raise ValueError("preprocess expects mono audio; select or mix channels first")
     y = resample(y, sr, cfg.sample_rate)
-    y, _ = trim_silence(y, cfg.trim_db, cfg.n_fft, cfg.hop_length, cfg.trim_noise_margin_db)
+    y, _ = trim_silence(y, cfg.trim_db, cfg.n_fft, cfg.hop_length, cfg.trim_noise_margin_db, cfg.sample_rate)
     if y.size < cfg.min_duration_s * cfg.sample_rate:
         raise TooShortError(
             f"{y.size / cfg.sample_rate:.3f} s of sound after trimming, need {cfg.min_duration_s} s"

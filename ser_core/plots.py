@@ -30,7 +30,7 @@ def plot_audio(path: str | Path, out_dir: str | Path, cfg: FeatureConfig) -> lis
     out_dir = Path(out_dir)
     raw, sr = load_audio(path, mono=True)
     raw = resample(raw, sr, cfg.sample_rate)
-    _, (start, end) = trim_silence(raw, cfg.trim_db, cfg.n_fft, cfg.hop_length, cfg.trim_noise_margin_db)
+    _, (start, end) = trim_silence(raw, cfg.trim_db, cfg.n_fft, cfg.hop_length, cfg.trim_noise_margin_db, cfg.sample_rate)
     t = np.arange(raw.size) / cfg.sample_rate
     fig, ax = plt.subplots(figsize=(10, 2.5))
     ax.plot(t, raw, lw=0.5)

@@ -60,6 +60,26 @@ def test_noise_aware_trim_leaves_a_trimmed_utterance_alone():
         assert once.size - twice.size <= 2 * 256, (clip.name, once.size, twice.size)
 
 
+def test_a_click_louder_than_the_speech_does_not_set_the_trim():
+    # a 2 ms full-scale click 0.1 s into each committed clip (its speech peaking at -12 dBFS)
+    # must not become the reference that keeps the silence between it and the sentence
+    for clip in sorted((Path(__file__).parents[1] / "examples" / "clips").glob("*.flac")):
+        y, _ = audio.load_audio(clip, sr=SR)
+        y = 0.25 * y / np.max(np.abs(y))
+        clicked = y.copy()
+        clicked[int(0.1 * SR) : int(0.102 * SR)] = 1.0
+        for margin in (0, 10):
+            clean = audio.trim_silence(y, top_db=30, noise_margin_db=margin)[1]
+            start, end = audio.trim_silence(clicked, top_db=30, noise_margin_db=margin)[1]
+            assert abs(start - clean[0]) <= 2 * 256 and abs(end - clean[1]) <= 2 * 256, (clip.name, margin)
+    # a short sound that is not an impulse is kept; a file of nothing but a click still trims
+    blip = np.concatenate([np.zeros(SR // 2), tone(0.05), np.zeros(SR // 2)]).astype(np.float32)
+    assert abs(audio.trim_silence(blip, top_db=30)[1][0] - SR // 2) <= 2 * 256
+    only_click = np.zeros(SR, np.float32)
+    only_click[SR // 2 : SR // 2 + 32] = 1.0
+    assert audio.trim_silence(only_click, top_db=30)[0].size > 0
+
+
 def test_trim_does_not_depend_on_the_recording_level():
     # digital silence around a quiet utterance with soft onsets: the interval kept must be the
     # same at any gain (a quiet line is the same utterance), not read zeros as a noise floor
