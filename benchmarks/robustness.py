@@ -67,6 +67,8 @@ CONDITIONS: dict[str, Condition] = {
     # a short call turn: the middle of the trimmed sentence
     **{f"short_{s}s": _middle(s) for s in (1.0, 0.6)},
     "click": lambda y, sr, rng, o: (_click(y, sr), sr, "WAV", "PCM_16"),
+    "dc_offset": lambda y, sr, rng, o: (y + 0.1 * np.max(np.abs(y)), sr, "WAV", "PCM_16"),
+    "wideband_44khz": lambda y, sr, rng, o: (resample(y, sr, 44100), 44100, "WAV", "PCM_16"),
     "narrowband_8khz": lambda y, sr, rng, o: (resample(y, sr, 8000), 8000, "WAV", "PCM_16"),
     "mp3": lambda y, sr, rng, o: (y, sr, "MP3", "MPEG_LAYER_III"),
     "telephone": lambda y, sr, rng, o: (telephone_channel(y, sr, seed=int(rng.integers(2**31))), sr, "WAV", "PCM_16"),

@@ -20,6 +20,7 @@ from .config import FeatureConfig
 
 SILENCE_FLOOR_DBFS = -70.0  # peak below this is treated as no signal at all
 STEADY_FLOOR_DB = 3.0  # spread of a recording's quietest frames (5th to 20th percentile) that makes a noise floor
+DC_OFFSET_SHARE = 3e-3  # of the peak (-50 dB): a larger DC offset is removed before levels are measured
 IMPULSE_S, IMPULSE_SHARE = 0.01, 0.6  # a frame with this share of its energy within this many seconds is a click
 
 
@@ -86,6 +87,25 @@ def rms_dbfs(y: np.ndarray) -> float:
     return 20.0 * np.log10(rms) if rms > 0 else -np.inf
 
 
+def dc_offset(y: np.ndarray, frame_length: int = 1024) -> float:
+    """A recording's DC offset: the mean of its quietest fifth of frames (by variance),
+    which neither a click nor the asymmetry of a loud voice biases."""
+    n = y.size // frame_length
+    if n < 5:
+        return float(np.mean(y, dtype=np.float64)) if y.size else 0.0
+    frames = y[: n * frame_length].reshape(n, frame_length)
+    return float(frames[np.argsort(frames.var(axis=1))[: n // 5]].mean(dtype=np.float64))
+
+
+def remove_offset(y: np.ndarray) -> np.ndarray:
+    """`y` less its `dc_offset` when that exceeds `DC_OFFSET_SHARE` of the peak: a larger
+    offset reads as a steady noise floor just under the speech, and a level-based trim or
+    segmenter then cuts the speech itself. A smaller one lies far below any threshold they
+    use, and `y` is returned as it is."""
+    offset = dc_offset(y)
+    return (y - np.float32(offset)).astype(y.dtype) if abs(offset) > DC_OFFSET_SHARE * float(np.max(np.abs(y))) else y
+
+
 def trim_silence(
     y: np.ndarray, top_db: float = 30.0, frame_length: int = 1024, hop_length: int = 256, noise_margin_db: float = 0.0,
     sr: int = 16000,
@@ -101,8 +121,8 @@ def trim_silence(
     rest; otherwise one handset knock would set the threshold and keep the silence between
     it and the speech.
 
-    The levels are measured on the peak-normalised signal, so the interval does not depend
-    on the recording level (librosa's fixed -100 dB amplitude floor would otherwise read
+    The levels are measured on the peak-normalised signal without its DC offset, so the
+    interval does not depend on the recording level or offset (librosa's fixed -100 dB amplitude floor would otherwise read
     the digital silence around a quiet recording as sound, or as a noise floor). Without a
     click the interval is exactly `librosa.effects.trim`'s at the same threshold.
 
@@ -110,12 +130,13 @@ def trim_silence(
     """
     if y.size == 0:
         raise EmptyAudioError("no samples to trim")
-    if peak_dbfs(y) < SILENCE_FLOOR_DBFS:
-        raise SilentAudioError(f"signal peak below {SILENCE_FLOOR_DBFS} dBFS")
-    rms = librosa.feature.rms(y=y / np.max(np.abs(y)), frame_length=frame_length, hop_length=hop_length)[0]
+    ac = remove_offset(y)
+    if peak_dbfs(ac) < SILENCE_FLOOR_DBFS:
+        raise SilentAudioError(f"signal peak (DC offset removed) below {SILENCE_FLOOR_DBFS} dBFS")
+    rms = librosa.feature.rms(y=ac / np.max(np.abs(ac)), frame_length=frame_length, hop_length=hop_length)[0]
     levels = librosa.amplitude_to_db(rms, ref=np.max, top_db=None)  # what librosa's trim compares
     kept = np.ones(levels.size, bool)
-    while (click := _impulse(y, int(np.argmax(np.where(kept, levels, -np.inf))), frame_length, hop_length, sr)) is not None:
+    while (click := _impulse(ac, int(np.argmax(np.where(kept, levels, -np.inf))), frame_length, hop_length, sr)) is not None:
         rest = kept.copy()
         rest[click] = False
         if not rest.any():

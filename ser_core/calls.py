@@ -11,7 +11,7 @@ from typing import Any, BinaryIO, NamedTuple
 import numpy as np
 import soundfile as sf
 
-from .audio import EmptyAudioError, UnreadableAudioError, frame_levels_db, resample, speech_regions, split_windows
+from .audio import EmptyAudioError, UnreadableAudioError, frame_levels_db, remove_offset, resample, speech_regions, split_windows
 from .config import SegmentConfig
 from .labels import EMOTIONS
 
@@ -49,12 +49,13 @@ def role_for(channel: int, channels: int, roles: Sequence[str]) -> str:
 
 
 def scan_levels(f: sf.SoundFile, hop_s: float, block_s: float) -> tuple[np.ndarray, int]:
-    """Frame levels (channels, frames) in dBFS over the whole file, one block at a time.
-    Returns the levels and the hop in native samples."""
+    """Frame levels (channels, frames) in dBFS over the whole file, one block at a time,
+    each block without its DC offset. Returns the levels and the hop in native samples."""
     hop = max(1, round(hop_s * f.samplerate))
     block = max(1, round(block_s * f.samplerate / hop)) * hop
     f.seek(0)
-    levels = [frame_levels_db(b.T, hop) for b in f.blocks(blocksize=block, dtype="float32", always_2d=True)]
+    levels = [frame_levels_db(np.stack([remove_offset(c) for c in b.T]), hop)
+              for b in f.blocks(blocksize=block, dtype="float32", always_2d=True)]
     return np.concatenate(levels, axis=-1), hop
 
 

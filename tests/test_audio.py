@@ -80,6 +80,19 @@ def test_a_click_louder_than_the_speech_does_not_set_the_trim():
     assert audio.trim_silence(only_click, top_db=30)[0].size > 0
 
 
+def test_a_dc_offset_does_not_move_the_trim():
+    for clip in sorted((Path(__file__).parents[1] / "examples" / "clips").glob("*.flac")):
+        y, _ = audio.load_audio(clip, sr=SR)
+        for margin in (0, 10):
+            clean = audio.trim_silence(y, top_db=30, noise_margin_db=margin)[1]
+            start, end = audio.trim_silence(y + 0.1 * np.max(np.abs(y)), top_db=30, noise_margin_db=margin)[1]
+            assert abs(start - clean[0]) <= 2 * 256 and abs(end - clean[1]) <= 2 * 256, (clip.name, margin)
+    y = tone(1.0, freq=250.0)  # whole periods in every 1024-sample frame: no offset of its own
+    small = y + 1e-4
+    assert audio.remove_offset(small) is small  # -74 dB re. the peak: left as it is
+    np.testing.assert_allclose(audio.remove_offset(y + 0.05), y, atol=1e-6)
+
+
 def test_trim_does_not_depend_on_the_recording_level():
     # digital silence around a quiet utterance with soft onsets: the interval kept must be the
     # same at any gain (a quiet line is the same utterance), not read zeros as a noise floor

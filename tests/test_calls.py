@@ -4,19 +4,47 @@ import soundfile as sf
 from conftest import speechlike
 
 from ser_core.audio import frame_levels_db
-from ser_core.calls import CallInfo, open_audio, overlap_length, role_for, scan_levels, summarize_call, total_length
+from ser_core.calls import (
+    CallInfo,
+    open_audio,
+    overlap_length,
+    role_for,
+    scan_levels,
+    segment_call,
+    summarize_call,
+    total_length,
+)
+from ser_core.config import SegmentConfig
 from ser_core.labels import EMOTIONS
 
 
 def test_block_wise_levels_equal_whole_signal_levels(tmp_path):
     sr = 8000
-    y = np.stack([speechlike(5.3, sr=sr), speechlike(5.3, sr=sr, seed=3) * 0.1], axis=1)
+    pauses = (np.arange(int(5.3 * sr)) % sr < 0.7 * sr)[:, None]  # a pause in every second, as in speech
+    y = np.stack([speechlike(5.3, sr=sr), speechlike(5.3, sr=sr, seed=3) * 0.1], axis=1) * pauses
     path = tmp_path / "x.wav"
     sf.write(path, y, sr, subtype="FLOAT")
     with open(path, "rb") as raw, open_audio(raw) as f:
         levels, hop = scan_levels(f, hop_s=0.016, block_s=1.0)
     assert hop == 128 and levels.shape == (2, -(-y.shape[0] // hop))
     np.testing.assert_allclose(levels, frame_levels_db(y.T, hop), atol=1e-4)
+
+
+def test_a_dc_offset_does_not_move_the_speech_regions(tmp_path):
+    # an offset of 10 % of the peak reads as a steady floor 10 dB under the speech: the
+    # noise margin would then cut the speech itself unless the offset is removed first
+    sr = 8000
+    rng = np.random.default_rng(0)
+    quiet = lambda s: 0.002 * rng.standard_normal(int(s * sr)).astype(np.float32)  # noqa: E731
+    y = np.concatenate([quiet(1.0), speechlike(1.5, sr=sr), quiet(1.0), speechlike(1.0, sr=sr, seed=2), quiet(1.0)])
+    regions = {}
+    for offset in (0.0, 0.05):
+        path = tmp_path / f"call_{offset}.wav"
+        sf.write(path, y + offset, sr, subtype="FLOAT")
+        with open(path, "rb") as raw, open_audio(raw) as f:
+            regions[offset] = segment_call(f, SegmentConfig(), 0.016, 4.0)[1][0]
+    assert regions[0.0].shape == (2, 2)
+    np.testing.assert_allclose(regions[0.05], regions[0.0], atol=0.05)
 
 
 def test_interval_arithmetic():
