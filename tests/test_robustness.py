@@ -24,12 +24,17 @@ def test_every_condition_writes_a_readable_file_of_the_clip(clip, tmp_path):
         out.mkdir()
         (written,) = rob.degrade_files([str(clip)], condition, others, out)
         y, sr = sf.read(written, dtype="float32")
-        assert sr == (8000 if condition == "narrowband_8khz" else SR), condition
-        assert abs(y.size / sr - 2.0) < 0.1, condition  # MP3 adds an encoder delay, nothing else changes length
+        assert sr == {"narrowband_8khz": 8000, "wideband_44khz": 44100}.get(condition, SR), condition
+        length = float(condition[6:-1]) if condition.startswith("short_") else 2.0
+        assert abs(y.size / sr - length) < 0.1, condition  # MP3 adds an encoder delay, nothing else changes length
         if condition == "clean":
             np.testing.assert_allclose(y, original, atol=1e-4)
         if condition.startswith("quiet_-20db"):
             assert np.max(np.abs(y)) == pytest.approx(np.max(np.abs(original)) * 10 ** (-1.0), rel=0.01)
+        if condition == "dc_offset":
+            assert np.mean(y - original) == pytest.approx(0.1 * np.max(np.abs(original)), rel=0.01)
+        if condition == "click":
+            assert np.max(y) > 0.99 and np.sum(y > 0.99) == 32
         if condition == "clipped_+20db":
             assert np.max(np.abs(y)) > 0.99 and np.mean(np.abs(y) > 0.99) > 0.1
 
