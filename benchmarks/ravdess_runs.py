@@ -145,6 +145,12 @@ RECIPES["deep_4block_band_noisetrim_bandspec_crop_folds_both"] = [
 # (on folds 1-2 at 100 epochs: +7.8 at 1 s, -6.1 on whole sentences; a milder share at 200 epochs next)
 RECIPES["deep_4block_band_noisetrim_bandspec_crop25_e200_folds_both"] = [
     *RECIPES["deep_4block_band_noisetrim_bandspec_e200_folds_both"], "--train", "crop_prob=0.25"]
+# ... [J]'s recipe pooling statistics over the utterance's real frames only, not its edge padding: a short
+# turn is then read from its own frames, not from a long run of its last frame repeated
+RECIPES["deep_4block_band_noisetrim_bandspec_realpool_folds_both"] = [
+    *RECIPES["deep_4block_band_noisetrim_bandspec_folds_both"], "--arch", "pool_real_frames=true"]
+RECIPES["deep_4block_band_noisetrim_bandspec_realpool_e200_folds_both"] = [
+    *RECIPES["deep_4block_band_noisetrim_bandspec_e200_folds_both"], "--arch", "pool_real_frames=true"]
 # ... and with a reverberant-room training view instead (speakerphones, headsets in rooms)
 RECIPES["deep_4block_band_noisetrim_room_folds_both"] = [*RECIPES["deep_4block_band_noisetrim_folds_both"],
                                                          "--train", "room_augment=true"]

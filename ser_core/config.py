@@ -134,6 +134,7 @@ class ModelConfig(_JsonConfig):
     pooling: str = "stats"                  # "flatten" (the study), "stats" (mean+max over time) or
                                             # "attention" (attention-weighted mean+sd over time)
     recurrent_units: int = 0                # >0: a bidirectional GRU over time before the pooling (a CRNN)
+    pool_real_frames: bool = False          # deep, stats pooling: over the utterance's frames, not its padding
     context: int = 2                        # baseline: frames of context on each side
     l2: float = 1e-4
 
@@ -144,6 +145,8 @@ class ModelConfig(_JsonConfig):
             raise ValueError(f"pooling must be flatten, stats or attention, not {self.pooling!r}")
         if self.recurrent_units and self.pooling == "flatten":
             raise ValueError("recurrent_units needs a pooling over time (stats or attention), not flatten")
+        if self.pool_real_frames and (self.kind, self.pooling, self.recurrent_units) != ("deep", "stats", 0):
+            raise ValueError("pool_real_frames masks the deep model's stats pooling (no recurrent layer)")
 
     @classmethod
     def for_model(cls, kind: str) -> ModelConfig:

@@ -63,6 +63,41 @@ class AttentiveStatsPooling(layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
+@keras.saving.register_keras_serializable(package="ser_core")
+class RealFrames(layers.Layer):
+    """(batch, freq, time, channels) edge-padded input -> (batch, time) 1.0 on the
+    utterance's real frames, 0.0 on its padding: the trailing run of frames equal to the
+    last one, less its first (the last real frame, which the padding repeats)."""
+
+    def call(self, x):
+        same = ops.cast(ops.all(ops.equal(x, x[:, :, -1:, :]), axis=(1, 3)), "float32")  # (batch, time)
+        padding = ops.flip(ops.cumprod(ops.flip(same, axis=1), axis=1), axis=1)
+        real = ops.shape(x)[2] - ops.sum(padding, axis=1, keepdims=True) + 1.0
+        return ops.cast(ops.arange(ops.shape(x)[2], dtype="float32")[None, :] < real, "float32")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+
+@keras.saving.register_keras_serializable(package="ser_core")
+class MaskedStatsPooling(layers.Layer):
+    """[(batch, time, feat), (batch, input_time) real-frame mask] -> (batch, 2 * feat): mean
+    and max over the time steps that see at least one real input frame."""
+
+    def call(self, inputs):
+        x, real = inputs
+        steps = x.shape[1]
+        per_step = ops.shape(real)[1] // steps
+        m = ops.max(ops.reshape(real, (-1, steps, per_step)), axis=2)[:, :, None]  # (batch, time, 1)
+        mean = ops.sum(x * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
+        peak = ops.max(x * m + (m - 1.0) * 1e9, axis=1)
+        return ops.concatenate([mean, peak], axis=-1)
+
+    def compute_output_shape(self, input_shapes):
+        x = input_shapes[0]
+        return (x[0], 2 * x[-1])
+
+
 def _heads(x, cfg: ModelConfig) -> dict:
     x = layers.Dense(cfg.dense_units, activation="relu", kernel_regularizer=_reg(cfg), name="dense")(x)
     x = layers.Dropout(cfg.dropout)(x)
@@ -116,6 +151,9 @@ def build_deep(cfg: ModelConfig, feature_cfg: FeatureConfig) -> keras.Model:
         freq, time, ch = x.shape[1:]
         x = layers.AveragePooling2D((freq, 1), name="freq_mean")(x)
         x = layers.Reshape((time, ch))(x)
+    if cfg.pool_real_frames:
+        pooled = MaskedStatsPooling(name="real_frame_pooling")([x, RealFrames(name="real_frames")(inputs)])
+        return keras.Model(inputs, _heads(pooled, cfg), name="deep")
     return keras.Model(inputs, _heads(_pool_time(x, cfg), cfg), name="deep")
 
 

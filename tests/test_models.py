@@ -70,6 +70,29 @@ def test_attentive_pooling_weights_frames_by_learned_scores(tmp_path):
     _assert_bundle_round_trip(build_model(mcfg, fcfg), fcfg, mcfg, tmp_path)
 
 
+def test_pooling_over_real_frames_ignores_the_edge_padding(tmp_path):
+    from ser_core.models import MaskedStatsPooling, RealFrames
+
+    rng = np.random.default_rng(0)
+    real = rng.standard_normal((3, 16, 48, 3)).astype("float32")
+    cubes = np.stack([np.pad(real[i, :, :n], [(0, 0), (0, 48 - n), (0, 0)], mode="edge")
+                      for i, n in enumerate((48, 30, 7))])
+    np.testing.assert_array_equal(np.asarray(RealFrames()(cubes)).sum(axis=1), [48, 30, 7])
+    # pooled steps (6 here, 8 input frames each) that see no real frame do not count
+    steps = rng.standard_normal((3, 6, 4)).astype("float32")
+    mask = np.asarray(RealFrames()(cubes))
+    out = np.asarray(MaskedStatsPooling()([steps, mask]))
+    for i, seen in enumerate((6, 4, 1)):  # ceil(48 / 8), ceil(30 / 8), ceil(7 / 8)
+        np.testing.assert_allclose(out[i, :4], steps[i, :seen].mean(axis=0), atol=1e-5)
+        np.testing.assert_allclose(out[i, 4:], steps[i, :seen].max(axis=0), atol=1e-5)
+    steps[:, 4:] = 1e6  # what the padding makes of the later steps changes nothing
+    np.testing.assert_allclose(np.asarray(MaskedStatsPooling()([steps, mask]))[1:], out[1:], atol=1e-5)
+    with pytest.raises(ValueError, match="pool_real_frames"):
+        ModelConfig(kind="baseline", pool_real_frames=True)
+    fcfg, mcfg = FeatureConfig(n_mels=16, frames=24), ModelConfig(filters=(4, 8), dense_units=8, pool_real_frames=True)
+    _assert_bundle_round_trip(build_model(mcfg, fcfg), fcfg, mcfg, tmp_path)
+
+
 def _assert_bundle_round_trip(model, fcfg, mcfg, tmp_path):
     """A saved and reloaded bundle gives the model's own emotion probabilities."""
     from ser_core.bundle import load_bundle, save_bundle
