@@ -121,10 +121,11 @@ def trim_silence(
     rest; otherwise one handset knock would set the threshold and keep the silence between
     it and the speech.
 
-    The levels are measured on the peak-normalised signal without its DC offset, so the
-    interval does not depend on the recording level or offset (librosa's fixed -100 dB amplitude floor would otherwise read
-    the digital silence around a quiet recording as sound, or as a noise floor). Without a
-    click the interval is exactly `librosa.effects.trim`'s at the same threshold.
+    The levels are measured on the peak-normalised signal without its DC offset
+    (`remove_offset`), so the interval does not depend on the recording level or offset
+    (librosa's fixed -100 dB amplitude floor would otherwise read the digital silence around
+    a quiet recording as sound, or as a noise floor). Without a click the interval is
+    exactly `librosa.effects.trim`'s at the same threshold.
 
     Returns the trimmed signal and its (start, end) sample interval in `y`.
     """
@@ -136,7 +137,10 @@ def trim_silence(
     rms = librosa.feature.rms(y=ac / np.max(np.abs(ac)), frame_length=frame_length, hop_length=hop_length)[0]
     levels = librosa.amplitude_to_db(rms, ref=np.max, top_db=None)  # what librosa's trim compares
     kept = np.ones(levels.size, bool)
-    while (click := _impulse(ac, int(np.argmax(np.where(kept, levels, -np.inf))), frame_length, hop_length, sr)) is not None:
+    while True:
+        click = _impulse(ac, int(np.argmax(np.where(kept, levels, -np.inf))), frame_length, hop_length, sr)
+        if click is None:
+            break
         rest = kept.copy()
         rest[click] = False
         if not rest.any():

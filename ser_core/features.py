@@ -50,7 +50,8 @@ def _mel_power(power: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     )
 
 
-def _standardize(x: np.ndarray) -> np.ndarray:
+def standardize(x: np.ndarray) -> np.ndarray:
+    """One feature channel of one utterance to zero mean and unit variance."""
     return (x - x.mean()) / (x.std() + 1e-5)
 
 
@@ -101,7 +102,7 @@ def _unfixed(y: np.ndarray, cfg: FeatureConfig) -> Features:
     ]
     m = mfcc(y, cfg)
     if cfg.standardize:
-        channels = [_standardize(c) for c in channels]
+        channels = [standardize(c) for c in channels]
         m = (m - m.mean(axis=1, keepdims=True)) / (m.std(axis=1, keepdims=True) + 1e-5)
     return Features(mfcc=m, cube=np.stack(channels, axis=-2))
 

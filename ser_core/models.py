@@ -67,7 +67,8 @@ class AttentiveStatsPooling(layers.Layer):
 class RealFrames(layers.Layer):
     """(batch, freq, time, channels) edge-padded input -> (batch, time) 1.0 on the
     utterance's real frames, 0.0 on its padding: the trailing run of frames equal to the
-    last one, less its first (the last real frame, which the padding repeats)."""
+    last one, less its first (the last real frame, which the padding repeats); the rule of
+    `training.valid_frames`, in the graph."""
 
     def call(self, x):
         same = ops.cast(ops.all(ops.equal(x, x[:, :, -1:, :]), axis=(1, 3)), "float32")  # (batch, time)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .config import FeatureConfig, ModelConfig, TrainConfig
+from .features import standardize
 from .labels import EMOTIONS, INTENSITIES
 from .metrics import unweighted_average_recall
 from .models import build_model
@@ -89,7 +90,7 @@ def random_crop(
         length = int(rng.integers(min_frames, n + 1))
         start = int(rng.integers(0, n - length + 1))
         crop = np.take(x[i], np.arange(start, start + length), axis=time_axis - 1)
-        crop = (crop - crop.mean(axis=(0, 1))) / (crop.std(axis=(0, 1)) + 1e-5)  # per channel, as `_unfixed`
+        crop = np.stack([standardize(crop[..., c]) for c in range(crop.shape[-1])], axis=-1)  # as `_unfixed`
         pad = [(0, 0)] * crop.ndim
         pad[time_axis - 1] = (0, frames - length)
         x[i] = np.pad(crop, pad, mode="edge")
