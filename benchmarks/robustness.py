@@ -33,9 +33,13 @@ def _white(snr_db: float) -> Condition:
     return lambda y, sr, rng, o: (mix_at_snr(y, rng.standard_normal(y.size), snr_db), sr, "WAV", "PCM_16")
 
 
-def _babble(snr_db: float) -> Condition:
-    """Four of the other talkers at once, `snr_db` below the speech."""
-    return lambda y, sr, rng, o: (mix_at_snr(y, babble(y.size, o, rng, talkers=4), snr_db), sr, "WAV", "PCM_16")
+def _babble(snr_db: float, cut: bool = False) -> Condition:
+    """Four of the other talkers at once, `snr_db` below the speech; with `cut`, only over
+    the clean clip's trim (a diagnosis: what the babble costs when the trim is not fooled)."""
+    def mix(y: np.ndarray, sr: int, rng: np.random.Generator, o: list[np.ndarray]) -> tuple[np.ndarray, int, str, str]:
+        y = trim_silence(y, 30.0, noise_margin_db=10.0)[0] if cut else y
+        return mix_at_snr(y, babble(y.size, o, rng, talkers=4), snr_db), sr, "WAV", "PCM_16"
+    return mix
 
 
 def _click(y: np.ndarray, sr: int) -> np.ndarray:
@@ -62,6 +66,7 @@ CONDITIONS: dict[str, Condition] = {
     "clipped_+20db": lambda y, sr, rng, o: (np.clip(y * 10, -1, 1), sr, "WAV", "PCM_16"),
     **{f"white_{snr}db": _white(snr) for snr in (10, 20)},
     **{f"babble_{snr}db": _babble(snr) for snr in (10, 20)},
+    "babble_20db_clean_trim": _babble(20, cut=True),
     # the clip as a corpus or a VAD delivers it: cut to its own 30 dB trim, little silence left around it
     "pre_trimmed": lambda y, sr, rng, o: (trim_silence(y, 30.0)[0], sr, "WAV", "PCM_16"),
     # a short call turn: the middle of the trimmed sentence
