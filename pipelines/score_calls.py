@@ -11,6 +11,7 @@ ends as exactly one `calls` row or one `errors` row.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import shutil
@@ -31,12 +32,11 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 
 from schemas import CALLS, ERRORS, SCHEMA_VERSION, SEGMENTS
 from ser_core.audio import AudioError, preprocess, rms_dbfs
-from ser_core.bundle import META_FILE, MODEL_FILE, Bundle, load_bundle, read_bundle_configs
+from ser_core.bundle import META_FILE, MODEL_FILE, WIDEBAND_DIR, Bundle, BundleInputs, Routed, load_bundle, read_bundle_inputs
 from ser_core.calls import CallInfo, open_audio, read_segment, segment_call, summarize_call
 from ser_core.config import FeatureConfig, SegmentConfig
-from ser_core.features import INPUT_TIME_AXIS, extract, standardize_bands
+from ser_core.features import INPUT_TIME_AXIS, standardize_bands
 from ser_core.labels import EMOTIONS, valence_arousal
-from ser_core.models import input_name
 
 NAMESPACE = "score_calls"
 LOG = logging.getLogger(NAMESPACE)
@@ -133,19 +133,29 @@ class SegmentAndTrimFn(beam.DoFn):
 
 def localize_bundle(spec: str) -> str:
     """A bundle on any Beam filesystem (gs://, s3://, ...) copied to a local temporary
-    folder; local paths and `default` are returned unchanged."""
+    folder, with its wideband companion; local paths and `default` are returned unchanged."""
     if spec == "default" or FileSystems.get_scheme(spec) in (None, "file"):
         return spec
     local = tempfile.mkdtemp(prefix="ser-bundle-")
-    for name in (MODEL_FILE, META_FILE):
-        with FileSystems.open(FileSystems.join(spec, name), compression_type=CompressionTypes.UNCOMPRESSED) as src, \
-                open(os.path.join(local, name), "wb") as dst:
-            shutil.copyfileobj(src, dst)
+
+    def copy(folder: str) -> dict[str, Any]:
+        os.makedirs(os.path.join(local, folder), exist_ok=True)
+        for name in (MODEL_FILE, META_FILE):
+            with FileSystems.open(FileSystems.join(spec, folder, name) if folder else FileSystems.join(spec, name),
+                                  compression_type=CompressionTypes.UNCOMPRESSED) as src, \
+                    open(os.path.join(local, folder, name), "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        with open(os.path.join(local, folder, META_FILE)) as f:
+            return json.load(f)
+
+    if WIDEBAND_DIR in copy(""):
+        copy(WIDEBAND_DIR)
     return local
 
 
-class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult, Bundle]):
-    """Loads the bundle once per worker (hash-checked, Keras safe mode) and scores batches."""
+class BundleModelHandler(ModelHandler[Routed, PredictionResult, Bundle]):
+    """Loads the bundle once per worker (hash-checked, Keras safe mode) and scores batches
+    of routed inputs (`ser_core.bundle.BundleInputs`)."""
 
     def __init__(self, model: str, batch_size: int = 64):
         super().__init__(min_batch_size=1, max_batch_size=batch_size)
@@ -154,8 +164,8 @@ class BundleModelHandler(ModelHandler[np.ndarray, PredictionResult, Bundle]):
     def load_model(self) -> Bundle:
         return load_bundle(localize_bundle(self.model_spec))
 
-    def run_inference(self, batch: Sequence[np.ndarray], model: Bundle, inference_args=None) -> Iterable[PredictionResult]:
-        emo, inten = model.predict_inputs(np.stack(batch))
+    def run_inference(self, batch: Sequence[Routed], model: Bundle, inference_args=None) -> Iterable[PredictionResult]:
+        emo, inten = model.predict_routed(batch)
         return [PredictionResult(x, (e, i), model.model_id) for x, e, i in zip(batch, emo, inten)]
 
 
@@ -183,15 +193,16 @@ class MatchRecordings(beam.PTransform):
 
 
 class ExtractFeatures(beam.PTransform):
-    """(key, waveform) -> (key, model input) using the bundle's own feature config."""
+    """(key, waveform) -> (key, routed model inputs: one per network of the bundle that
+    takes part, by the bundle's own feature configs)."""
 
-    def __init__(self, feature_cfg: FeatureConfig, model_input: str):
+    def __init__(self, inputs: BundleInputs):
         super().__init__()
-        self.feature_cfg, self.model_input = feature_cfg, model_input
+        self.inputs = inputs
 
     def expand(self, pcoll):
-        cfg, name = self.feature_cfg, self.model_input
-        return pcoll | beam.MapTuple(lambda key, wave: (key, getattr(extract(wave, cfg), name)))
+        inputs = self.inputs
+        return pcoll | beam.MapTuple(lambda key, wave: (key, inputs.segment(wave)))
 
 
 class BandStats(beam.CombineFn):
@@ -221,8 +232,9 @@ class BandStats(beam.CombineFn):
 
 
 class NormalizePerSpeaker(beam.PTransform):
-    """(key, input) -> (key, input standardised per band by the statistics of all inputs of
-    its call side): one speaker per channel, as the bundle was trained (`speaker_norm`)."""
+    """(key, (input,)) -> (key, (input standardised per band by the statistics of all inputs
+    of its call side,)): one speaker per channel, as the bundle was trained (`speaker_norm`;
+    such a bundle has one network)."""
 
     def __init__(self, time_axis: int):
         super().__init__()
@@ -232,12 +244,12 @@ class NormalizePerSpeaker(beam.PTransform):
         def side(key: SegmentKey) -> tuple[str, int]:
             return key.path, key.channel
 
-        def standardize(item: tuple[SegmentKey, np.ndarray], stats: dict) -> tuple[SegmentKey, np.ndarray]:
-            key, x = item
-            return key, standardize_bands(x, *stats[side(key)])
+        def standardize(item: tuple[SegmentKey, Routed], stats: dict) -> tuple[SegmentKey, Routed]:
+            key, (x,) = item
+            return key, (standardize_bands(x, *stats[side(key)]),)
 
         stats = (pcoll
-                 | "KeyBySide" >> beam.MapTuple(lambda key, x: (side(key), x))
+                 | "KeyBySide" >> beam.MapTuple(lambda key, x: (side(key), x[0]))
                  | "BandStats" >> beam.CombinePerKey(BandStats(self.time_axis)))
         return pcoll | "Standardize" >> beam.Map(standardize, stats=beam.pvalue.AsDict(stats))
 
@@ -317,7 +329,8 @@ class WriteTable(beam.PTransform):
 def build(p: beam.Pipeline, opts: ScoreCallsOptions, staging: str) -> None:
     """The job's graph: match -> segment + trim -> features [-> per-speaker standardisation]
     -> RunInference -> rows -> Parquet."""
-    feature_cfg, model_cfg, model_id = read_bundle_configs(localize_bundle(opts.model))
+    inputs, model_id = read_bundle_inputs(localize_bundle(opts.model))
+    feature_cfg = inputs.feature_config
     roles = tuple(r.strip() for r in opts.roles.split(","))
     seg_cfg = SegmentConfig(top_db=opts.top_db, noise_margin_db=opts.noise_margin_db,
                             min_speech_s=opts.min_speech_s, min_silence_s=opts.min_silence_s,
@@ -328,11 +341,11 @@ def build(p: beam.Pipeline, opts: ScoreCallsOptions, staging: str) -> None:
         | "SegmentAndTrim" >> beam.ParDo(SegmentAndTrimFn(seg_cfg, feature_cfg)).with_outputs(
             SegmentAndTrimFn.CALLS, SegmentAndTrimFn.ERRORS, main="segments")
     )
-    inputs = split.segments | "ExtractFeatures" >> ExtractFeatures(feature_cfg, input_name(model_cfg))
+    routed = split.segments | "ExtractFeatures" >> ExtractFeatures(inputs)
     if feature_cfg.speaker_norm:
-        inputs = inputs | "NormalizePerSpeaker" >> NormalizePerSpeaker(INPUT_TIME_AXIS[input_name(model_cfg)])
+        routed = routed | "NormalizePerSpeaker" >> NormalizePerSpeaker(INPUT_TIME_AXIS[inputs.networks[0][1]])
     segments = (
-        inputs
+        routed
         | "RunInference" >> RunInference(KeyedModelHandler(BundleModelHandler(opts.model, opts.inference_batch_size)))
         | "ToSegmentRows" >> beam.MapTuple(segment_row)
     )

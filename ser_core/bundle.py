@@ -3,11 +3,17 @@
 A bundle is a directory with `model.keras` and `bundle.json` (feature, model and
 training configs, label lists, the training command, cross-validation metrics and the
 sha256 of `model.keras`). Loading verifies the hash and uses Keras safe mode.
+
+A bundle may carry a wideband companion in `wideband/`, itself a bundle: a network on the
+full band, whose probabilities are averaged with the bundle's own wherever the audio
+holds speech above a phone line's band (`ser_core.audio.is_wideband`). Narrowband audio is
+scored by the bundle's own network alone.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,15 +24,19 @@ import numpy as np
 import pandas as pd
 
 from . import models  # noqa: F401  (registers custom layers for deserialisation)
-from .audio import AudioError, load_preprocessed
+from .audio import AudioError, is_wideband, load_preprocessed
 from .config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
-from .features import INPUT_TIME_AXIS, extract_windows, speaker_standardize
+from .features import INPUT_TIME_AXIS, extract, extract_windows, speaker_standardize
 from .labels import EMOTIONS, INTENSITIES, valence_arousal
 from .models import input_name
 
 MODEL_FILE = "model.keras"
 META_FILE = "bundle.json"
 DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_model"
+WIDEBAND_DIR = "wideband"
+# what a companion must share with its bundle: one preprocessed waveform, the same windows
+SHARED_FIELDS = ("sample_rate", "trim_db", "trim_noise_margin_db", "min_duration_s", "normalize", "preemphasis",
+                 "hop_length", "frames", "mfcc_frames")
 
 
 class BundleError(RuntimeError):
@@ -41,6 +51,43 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+# one model input per network of a bundle, None where that network takes no part
+Routed = tuple[np.ndarray | None, ...]
+
+
+@dataclass(frozen=True)
+class BundleInputs:
+    """How a bundle's networks read a preprocessed waveform, without loading Keras: each
+    network's feature config and input name. The first network reads every waveform; a
+    second (the wideband companion) only wideband ones (`is_wideband`)."""
+
+    networks: tuple[tuple[FeatureConfig, str], ...]
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        """The first network's: preprocessing and windows, which every network shares."""
+        return self.networks[0][0]
+
+    def routes(self, y: np.ndarray) -> tuple[bool, ...]:
+        wide = len(self.networks) > 1 and is_wideband(y, self.feature_config.sample_rate)
+        return (True,) + (wide,) * (len(self.networks) - 1)
+
+    def windows(self, y: np.ndarray) -> Routed:
+        """Each taking-part network's inputs for every window of a whole utterance (`extract_windows`)."""
+        return tuple(extract_windows(y, cfg, name) if used else None
+                     for (cfg, name), used in zip(self.networks, self.routes(y)))
+
+    def segment(self, y: np.ndarray) -> Routed:
+        """Each taking-part network's one input for a waveform that fits one window (`extract`)."""
+        return tuple(getattr(extract(y, cfg), name) if used else None
+                     for (cfg, name), used in zip(self.networks, self.routes(y)))
+
+
+def combined_id(*sha256s: str) -> str:
+    """Short, stable identifier of one or more networks' weights (sha256 prefix)."""
+    return sha256s[0][:12] if len(sha256s) == 1 else hashlib.sha256("".join(sha256s).encode()).hexdigest()[:12]
+
+
 @dataclass
 class Bundle:
     model: keras.Model
@@ -51,11 +98,35 @@ class Bundle:
     labels: tuple[str, ...] = EMOTIONS
     intensities: tuple[str, ...] = INTENSITIES
     info: dict[str, Any] = field(default_factory=dict)
+    wideband: Bundle | None = None          # full-band companion, averaged in on wideband audio
+
+    @property
+    def networks(self) -> tuple[Bundle, ...]:
+        return (self,) if self.wideband is None else (self, self.wideband)
 
     @property
     def model_id(self) -> str:
-        """Short, stable identifier of the weights (sha256 prefix)."""
-        return self.sha256[:12]
+        """Short, stable identifier of the weights (sha256 prefix; of both networks' with a companion)."""
+        return combined_id(*(n.sha256 for n in self.networks))
+
+    @property
+    def inputs(self) -> BundleInputs:
+        return BundleInputs(tuple((n.feature_config, input_name(n.model_config)) for n in self.networks))
+
+    def predict_routed(self, items: Sequence[Routed]) -> tuple[np.ndarray, np.ndarray]:
+        """Emotion and intensity probabilities of routed inputs (`BundleInputs`), averaged
+        over the networks that take part in each."""
+        emo = np.zeros((len(items), len(self.labels)), np.float32)
+        inten = np.zeros((len(items), len(self.intensities)), np.float32)
+        voters = np.zeros(len(items), np.float32)
+        for k, net in enumerate(self.networks):
+            rows = [i for i, item in enumerate(items) if item[k] is not None]
+            if rows:
+                e, t = net.predict_inputs(np.stack([items[i][k] for i in rows]))
+                emo[rows] += e
+                inten[rows] += t
+                voters[rows] += 1
+        return emo / voters[:, None], inten / voters[:, None]
 
     def predict_inputs(self, x: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Emotion (n, 8) and intensity (n, 2) probabilities for model inputs."""
@@ -100,18 +171,28 @@ def resolve_bundle_path(spec: str | Path) -> Path:
     return DEFAULT_BUNDLE if str(spec) == "default" else Path(spec)
 
 
-def load_bundle(spec: str | Path) -> Bundle:
-    path = resolve_bundle_path(spec)
+def _read_meta(path: Path) -> dict[str, Any]:
     meta_path, model_path = path / META_FILE, path / MODEL_FILE
     if not meta_path.exists() or not model_path.exists():
         raise BundleError(f"{path} is not a model bundle (needs {META_FILE} and {MODEL_FILE})")
-    meta = json.loads(meta_path.read_text())
+    return json.loads(meta_path.read_text())
+
+
+def load_bundle(spec: str | Path) -> Bundle:
+    path = resolve_bundle_path(spec)
+    meta = _read_meta(path)
+    model_path = path / MODEL_FILE
     digest = sha256_file(model_path)
     if digest != meta.get("sha256"):
         raise BundleError(f"{model_path} does not match the sha256 recorded in {META_FILE}")
     model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
-    info = {k: v for k, v in meta.items() if k not in ("labels", "intensities", "feature_config", "model_config", "sha256")}
+    info = {k: v for k, v in meta.items()
+            if k not in ("labels", "intensities", "feature_config", "model_config", "sha256", WIDEBAND_DIR)}
     feature_config, model_config = _saved_configs(meta)
+    wideband = None
+    if WIDEBAND_DIR in meta:
+        wideband = load_bundle(path / WIDEBAND_DIR)
+        _check_companion(meta, _read_meta(path / WIDEBAND_DIR))
     return Bundle(
         model=model,
         feature_config=feature_config,
@@ -121,7 +202,45 @@ def load_bundle(spec: str | Path) -> Bundle:
         labels=tuple(meta["labels"]),
         intensities=tuple(meta["intensities"]),
         info=info,
+        wideband=wideband,
     )
+
+
+def _check_companion(meta: dict[str, Any], companion: dict[str, Any]) -> None:
+    """A wideband companion must be the one recorded in the bundle, read the bundle's
+    preprocessed waveform in the same windows, with the same labels, on its own (no speaker
+    statistics), and have no companion itself."""
+    recorded = meta.get(WIDEBAND_DIR, {}).get("sha256", companion["sha256"])
+    if recorded != companion["sha256"]:
+        raise BundleError(f"the wideband companion is not the one recorded in the bundle's {META_FILE}")
+    (own, _), (other, _) = _saved_configs(meta), _saved_configs(companion)
+    differing = [f for f in SHARED_FIELDS if getattr(own, f) != getattr(other, f)]
+    if differing:
+        raise BundleError(f"the wideband companion differs from its bundle in {', '.join(differing)}")
+    if (meta["labels"], meta["intensities"]) != (companion["labels"], companion["intensities"]):
+        raise BundleError("the wideband companion has other labels than its bundle")
+    if own.speaker_norm or other.speaker_norm:
+        raise BundleError("a bundle with a wideband companion cannot standardise per speaker")
+    if WIDEBAND_DIR in companion:
+        raise BundleError("a wideband companion cannot carry a companion itself")
+    if own.sample_rate < 2 * 7000:
+        raise BundleError(f"a {own.sample_rate} Hz bundle cannot hear wideband audio")
+
+
+def attach_wideband(bundle_dir: str | Path, companion_dir: str | Path) -> str:
+    """Copy the bundle `companion_dir` into `bundle_dir` as its wideband companion; returns
+    the pair's model id."""
+    bundle_dir, companion_dir = Path(bundle_dir), Path(companion_dir)
+    meta, companion = _read_meta(bundle_dir), _read_meta(companion_dir)
+    meta.pop(WIDEBAND_DIR, None)
+    _check_companion(meta, companion)
+    target = bundle_dir / WIDEBAND_DIR
+    target.mkdir(exist_ok=True)
+    for name in (MODEL_FILE, META_FILE):
+        shutil.copyfile(companion_dir / name, target / name)
+    meta[WIDEBAND_DIR] = {"sha256": companion["sha256"]}
+    (bundle_dir / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return combined_id(meta["sha256"], companion["sha256"])
 
 
 def predict_files(
@@ -134,27 +253,30 @@ def predict_files(
 
     A whole utterance is scored, not cropped: the model's fixed-length input slides over
     it (`extract_windows`, half-overlapping windows) and the windows' probabilities are
-    averaged. With `telephone`, each file first goes through the simulated telephone
+    averaged (with a wideband companion, over both networks where the audio is wideband).
+    With `telephone`, each file first goes through the simulated telephone
     channel. `speakers` (one id per file) groups the files whose statistics a bundle
     trained with `speaker_norm` standardises together; without it each file is its own group."""
-    cfg, name = bundle.feature_config, input_name(bundle.model_config)
-    windows: list[np.ndarray] = []
+    cfg, inputs = bundle.feature_config, bundle.inputs
+    windows: list[Routed] = []
     owner: list[int] = []
     seconds: dict[int, float] = {}
     errors: dict[int, str] = {}
     for i, p in enumerate(paths):
         try:
             y = load_preprocessed(p, cfg, telephone=telephone)
-            windows.append(extract_windows(y, cfg, name))
-            owner += [i] * len(windows[-1])
+            routed = inputs.windows(y)
+            n = len(routed[0])
+            windows += [tuple(w[j] if w is not None else None for w in routed) for j in range(n)]
+            owner += [i] * n
             seconds[i] = y.size / cfg.sample_rate
         except AudioError as exc:
             errors[i] = f"{exc.code}: {exc}"
-    x = np.concatenate(windows) if windows else np.zeros((0,))
-    if windows and cfg.speaker_norm:
+    if windows and cfg.speaker_norm:  # never with a companion (`_check_companion`): one network
         groups = np.asarray(speakers if speakers is not None else range(len(paths)))[owner]
-        x = speaker_standardize(x, groups, 1 + INPUT_TIME_AXIS[name])
-    emo_w, inten_w = bundle.predict_inputs(x)
+        x = speaker_standardize(np.stack([w[0] for w in windows]), groups, 1 + INPUT_TIME_AXIS[inputs.networks[0][1]])
+        windows = [(v,) for v in x]
+    emo_w, inten_w = bundle.predict_routed(windows)
     ok, file_of_window, n = np.unique(np.asarray(owner, dtype=np.int64), return_inverse=True, return_counts=True)
     emo, inten = (np.zeros((len(ok), w.shape[1]), np.float32) for w in (emo_w, inten_w))
     np.add.at(emo, file_of_window, emo_w)
@@ -174,10 +296,17 @@ def predict_files(
     return df
 
 
-def read_bundle_configs(spec: str | Path) -> tuple[FeatureConfig, ModelConfig, str]:
-    """Feature and model configs and the model id from `bundle.json`, without loading Keras weights."""
-    meta = json.loads((resolve_bundle_path(spec) / META_FILE).read_text())
-    return *_saved_configs(meta), meta["sha256"][:12]
+def read_bundle_inputs(spec: str | Path) -> tuple[BundleInputs, str]:
+    """How the bundle's networks read a waveform, and its model id, from `bundle.json`
+    (and its companion's), without loading Keras weights."""
+    path = resolve_bundle_path(spec)
+    metas = [_read_meta(path)]
+    if WIDEBAND_DIR in metas[0]:
+        metas.append(_read_meta(path / WIDEBAND_DIR))
+        _check_companion(*metas)
+    configs = [_saved_configs(m) for m in metas]
+    inputs = BundleInputs(tuple((f, input_name(m)) for f, m in configs))
+    return inputs, combined_id(*(m["sha256"] for m in metas))
 
 
 def _saved_configs(meta: dict[str, Any]) -> tuple[FeatureConfig, ModelConfig]:

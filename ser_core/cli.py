@@ -121,6 +121,13 @@ def cmd_attach_cv(args) -> int:
     return 0
 
 
+def cmd_attach_wideband(args) -> int:
+    from .bundle import attach_wideband
+
+    print(f"model id of the pair: {attach_wideband(args.bundle, args.companion)}")
+    return 0
+
+
 def cmd_report(args) -> int:
     import pandas as pd
 
@@ -193,6 +200,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("bundle")
     p.add_argument("cv_run", help="run directory of `ser train --protocol folds`")
     p.set_defaults(func=cmd_attach_cv)
+
+    p = sub.add_parser("attach-wideband", help="copy a full-band bundle into a bundle as its wideband companion "
+                       "(averaged in on wideband audio)")
+    p.add_argument("bundle")
+    p.add_argument("companion", help="bundle directory of a full-band model with the same preprocessing")
+    p.set_defaults(func=cmd_attach_wideband)
 
     p = sub.add_parser("report", help="picture of one call's emotion timeline from the job's output")
     p.add_argument("--output", required=True, help="the Beam job's output folder")

@@ -96,7 +96,7 @@ def test_segment_and_trim_finds_speech_roles_and_errors(calls_dir):
 
 
 def test_features_and_inference_give_schema_rows(calls_dir, bundle):
-    fcfg, mcfg, model_id = sc.read_bundle_configs(bundle)
+    inputs, model_id = sc.read_bundle_inputs(bundle)
     key = sc.SegmentKey("c", "/x/c.wav", 1, "customer", 0, 0.0, 1.0, -20.0)
 
     def check(rows):
@@ -108,7 +108,7 @@ def test_features_and_inference_give_schema_rows(calls_dir, bundle):
 
     with TestPipeline() as p:
         rows = (p | beam.Create([(key, speechlike(1.0 + i / 2)) for i in range(3)])
-                | sc.ExtractFeatures(fcfg, "cube")
+                | sc.ExtractFeatures(inputs)
                 | sc.RunInference(sc.KeyedModelHandler(sc.BundleModelHandler(bundle, 2)))
                 | beam.MapTuple(sc.segment_row))
         assert_that(rows, check)
@@ -130,10 +130,10 @@ def test_normalize_per_speaker_matches_the_training_normalisation():
         got = dict(items)
         assert len(got) == len(keys)
         for k, e in zip(keys, expected):
-            np.testing.assert_allclose(got[k], e, atol=1e-4)
+            np.testing.assert_allclose(got[k][0], e, atol=1e-4)
 
     with TestPipeline() as p:
-        out = p | beam.Create(list(zip(keys, x))) | sc.NormalizePerSpeaker(time_axis=1)
+        out = p | beam.Create([(k, (v,)) for k, v in zip(keys, x)]) | sc.NormalizePerSpeaker(time_axis=1)
         assert_that(out, check)
 
 
