@@ -349,7 +349,8 @@ def ensemble(runs: Path, names: list[str], vocal_channel: str | None = None) -> 
     print(f"| ensemble: {' + '.join(names)} | {n} | {_ms(clean['accuracy'], n)} | **{_ms(clean['uar'], n)}** | "
           f"{_ms(clean['macro_f1'], n)} | {tel} | – | – | – | – | "
           f"`python benchmarks/ravdess_runs.py ensemble {' '.join(names)}"
-          f"{' --vocal-channel ' + vocal_channel if vocal_channel else ''}` |")
+          f"{' --vocal-channel ' + vocal_channel if vocal_channel else ''}"
+          f"{' --runs ' + str(runs) if runs != Path('runs') else ''}` |")
     print("per split UAR: " + ", ".join(f"{u:.3f}" for u in scores["clean"]["uar"]))
     if len(preds) == 1:
         own = preds[0][preds[0]["condition"] == "clean"]

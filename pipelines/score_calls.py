@@ -264,6 +264,7 @@ def segment_row(key: SegmentKey, result: PredictionResult) -> dict[str, Any]:
         "emotion": EMOTIONS[top], "confidence": float(emo[top]),
         "intensity": "strong" if inten[1] >= 0.5 else "normal", "p_strong": float(inten[1]),
         "valence": float(valence), "arousal": float(arousal), "loudness_dbfs": key.loudness_dbfs,
+        "wideband": any(x is not None for x in result.example[1:]),
         "model_id": result.model_id, "schema_version": SCHEMA_VERSION,
     }
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from ser_core.labels import EMOTIONS
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: segments.wideband
 ROLES: tuple[str, ...] = ("agent", "customer", "mixed")  # mixed: a mono recording, both parties
 
 
@@ -34,6 +34,7 @@ SEGMENTS = _schema(
         pa.field("valence", pa.float32(), nullable=False),
         pa.field("arousal", pa.float32(), nullable=False),
         pa.field("loudness_dbfs", pa.float32(), nullable=False),
+        pa.field("wideband", pa.bool_(), nullable=False),  # the bundle's wideband companion scored it too
         pa.field("model_id", pa.string(), nullable=False),
         pa.field("schema_version", pa.string(), nullable=False),
     ],

@@ -107,6 +107,7 @@ def test_job_routes_segments_as_predict_files_does(pair, narrowband_clips):
         got = {r["segment_index"]: [r[f"p_{e}"] for e in bundle.labels] for r in rows}
         for i in range(2):
             np.testing.assert_allclose(got[i], expected[i], atol=1e-5)
+        assert {r["segment_index"]: r["wideband"] for r in rows} == {0: True, 1: False}
         assert {r["model_id"] for r in rows} == {model_id}
 
     with TestPipeline() as p:
