@@ -178,6 +178,10 @@ RECIPES["deep_4block_noisetrim_e200_folds_speech"] = [*RECIPES["deep_4block_e200
                                                       "--feature", "trim_noise_margin_db=10"]
 RECIPES["deep_4block_wide_noisetrim_e200_folds_speech"] = [*RECIPES["deep_4block_wide_e200_folds_speech"],
                                                            "--feature", "trim_noise_margin_db=10"]
+# a full-band wideband companion that hears through noise: the companion recipe above with the white/pink noise
+# view (the plain one collapses in wideband white noise: fold 1 at 20 dB SNR 0.336, section 1 of RESULTS)
+RECIPES["deep_4block_noisetrim_noise_e200_folds_speech"] = [*RECIPES["deep_4block_noisetrim_e200_folds_speech"],
+                                                            "--train", "noise_augment=true"]
 RECIPES["deep_5block_e200_folds_speech"] = [*RECIPES["deep_5block_folds_speech"], "--train", "epochs=200"]
 RECIPES["deep_4block_e300_folds_speech"] = [*RECIPES["deep_4block_folds_speech"], "--train", "epochs=300"]
 RECIPES["deep_4block_e200_folds_both"] = [*RECIPES["deep_4block_folds_both"], "--train", "epochs=200"]
@@ -356,6 +360,25 @@ def ensemble(runs: Path, names: list[str], vocal_channel: str | None = None) -> 
         own = preds[0][preds[0]["condition"] == "clean"]
         per_split = (own["true_intensity"] == own["pred_intensity"]).groupby(own["split"]).mean()
         print(f"intensity accuracy: {per_split.mean():.3f} (mean over splits)")
+
+
+def pair(runs: Path, band: str, companion: str) -> Path:
+    """Fold bundles of `band` with `companion`'s fold bundles attached as wideband companions
+    (`ser attach-wideband`), in `runs/BAND_with_wideband/fold_K/bundle`, for
+    `benchmarks/robustness.py`; every fold with a bundle in both runs."""
+    import shutil
+
+    from ser_core.bundle import attach_wideband
+
+    out = runs / f"{Path(band).name}_with_wideband"
+    for k in range(1, 7):
+        src, extra = runs / band / f"fold_{k}" / "bundle", runs / companion / f"fold_{k}" / "bundle"
+        if src.is_dir() and extra.is_dir():
+            dest = out / f"fold_{k}" / "bundle"
+            shutil.rmtree(dest, ignore_errors=True)
+            shutil.copytree(src, dest)
+            print(f"fold {k}: model id {attach_wideband(dest, extra)}")
+    return out
 
 
 def breakdown_scores(pred: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -543,7 +566,7 @@ def archive(runs: Path, names: list[str], to: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("action", choices=("list", "run", "table", "ensemble", "breakdown", "tta", "speaker-groups", "compare",
-                                       "windows", "archive"))
+                                       "windows", "archive", "pair"))
     ap.add_argument("names", nargs="*", help="recipes to run (see `list`), or runs to tabulate (default: all)")
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--folds", help="only these folds, e.g. 1,2 (default: all six)")
@@ -586,6 +609,10 @@ def main() -> None:
         if not args.to:
             sys.exit("archive needs --to")
         archive(args.runs, args.names, args.to)
+    elif args.action == "pair":
+        if len(args.names) != 2:
+            sys.exit("pair needs two runs: the band-limited one and its full-band companion")
+        print(pair(args.runs, *args.names))
     elif args.action == "tta":
         for name in args.names:
             tta(args.runs, name, [float(f) for f in args.speeds.split(",")])

@@ -6,7 +6,8 @@ Every clip (or a seeded sample of N) is degraded as `benchmarks/robustness.py` d
 (written as an audio file in the condition's format, so 16-bit quantisation included),
 preprocessed with the default `FeatureConfig`, as `ser predict` and the nightly job do, and
 classified by `ser_core.audio.is_wideband`. Prints, per condition, the share routed to the
-wideband companion and the lowest and highest high-band level and range (`high_band_stats`).
+wideband companion, the share that lower range thresholds would route (what-ifs), and the
+lowest and highest high-band level and range (`high_band_stats`).
 """
 from __future__ import annotations
 
@@ -18,8 +19,17 @@ import numpy as np
 import pandas as pd
 from robustness import CONDITIONS, degrade_files
 
-from ser_core.audio import AudioError, high_band_stats, is_wideband, load_preprocessed
+from ser_core.audio import (
+    WIDEBAND_MIN_LEVEL_DB,
+    WIDEBAND_MIN_RANGE_DB,
+    AudioError,
+    high_band_stats,
+    is_wideband,
+    load_preprocessed,
+)
 from ser_core.config import FeatureConfig
+
+WHAT_IF_RANGES_DB = (10.0, 15.0)
 
 DEFAULT_CONDITIONS = ("clean", "pre_trimmed", "short_1.0s", "short_0.6s", "quiet_-20db_16bit", "white_20db", "white_10db",
                       "babble_20db", "mp3", "room", "wideband_44khz", "narrowband_8khz", "telephone", "room_telephone")
@@ -61,15 +71,18 @@ def main() -> None:
     others = [load_audio(p, sr=16000, mono=True)[0] for p in speech.sample(24, random_state=0)["path"]]
     cfg = FeatureConfig()
     print(f"{len(corpus)} {args.channels} clips; routed to the wideband companion by `is_wideband` "
-          f"(level >= -50 dB and range >= 10 dB)")
-    print("| condition | routed wideband | level, lowest / highest (dB) | range, lowest / highest (dB) |")
-    print("|---|---|---|---|")
+          f"(level >= {WIDEBAND_MIN_LEVEL_DB:g} dB and range >= {WIDEBAND_MIN_RANGE_DB:g} dB)")
+    what_ifs = " | ".join(f"at range >= {r:g} dB" for r in WHAT_IF_RANGES_DB)
+    print(f"| condition | routed wideband | {what_ifs} | level, lowest / highest (dB) | range, lowest / highest (dB) |")
+    print("|---|---|" + "---|" * len(WHAT_IF_RANGES_DB) + "---|---|")
     for c in args.conditions.split(","):
         with tempfile.TemporaryDirectory() as tmp:
             r = route(degrade_files(list(corpus["path"]), c, others, Path(tmp)), cfg)
         finite = r["level_db"][np.isfinite(r["level_db"])]
         levels = f"{finite.min():.1f} / {finite.max():.1f}" if len(finite) else "–"
-        print(f"| {c} | {r['wideband'].mean():.1%} ({r['wideband'].sum()} of {len(r)}) | {levels} | "
+        shares = " | ".join(f"{((r['level_db'] >= WIDEBAND_MIN_LEVEL_DB) & (r['range_db'] >= t)).mean():.1%}"
+                            for t in WHAT_IF_RANGES_DB)
+        print(f"| {c} | {r['wideband'].mean():.1%} ({r['wideband'].sum()} of {len(r)}) | {shares} | {levels} | "
               f"{r['range_db'].min():.1f} / {r['range_db'].max():.1f} |", flush=True)
 
 
