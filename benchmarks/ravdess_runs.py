@@ -318,8 +318,10 @@ def table(runs: Path, names: list[str]) -> None:
 
 def ensemble_scores(predictions: list[pd.DataFrame]) -> dict[str, dict[str, list[float]]]:
     """Average the emotion probabilities of several runs over the held-out clips they all
-    scored, and score the average per split: {condition: {metric: [one value per split]}}."""
-    tables = [p.set_index(["condition", "split", "path"]).sort_index() for p in predictions]
+    scored, and score the average per split: {condition: {metric: [one value per split]}}.
+    Clips are matched by their path within the corpus, so runs made on different machines match."""
+    tables = [p.assign(path=p["path"].str.split("/").str[-3:].str.join("/")).set_index(["condition", "split", "path"])
+              .sort_index() for p in predictions]
     conditions = set.intersection(*(set(t.index.get_level_values("condition")) for t in tables))
     tables = [t[t.index.get_level_values("condition").isin(conditions)] for t in tables]
     if any(not t.index.equals(tables[0].index) for t in tables):
@@ -342,10 +344,12 @@ def predictions(runs: Path, name: str, vocal_channel: str | None = None) -> pd.D
     return pred[pred["vocal_channel"] == vocal_channel] if vocal_channel else pred
 
 
-def ensemble(runs: Path, names: list[str], vocal_channel: str | None = None) -> None:
+def ensemble(runs: Path, names: list[str], vocal_channel: str | None = None, folds: str | None = None) -> None:
     """The averaged probabilities' scores as a RESULTS row (one name: that run's own scores,
-    with its intensity accuracy)."""
+    with its intensity accuracy); with `folds` (e.g. "1,2"), on those folds' clips only."""
     preds = [predictions(runs, n, vocal_channel) for n in names]
+    if folds:
+        preds = [p[p["split"].isin([f"fold_{k}" for k in folds.split(",")])] for p in preds]
     scores = ensemble_scores(preds)
     clean = {k: summarize(v) for k, v in scores["clean"].items()}
     n = len(scores["clean"]["uar"])
@@ -354,7 +358,7 @@ def ensemble(runs: Path, names: list[str], vocal_channel: str | None = None) -> 
           f"{_ms(clean['macro_f1'], n)} | {tel} | – | – | – | – | "
           f"`python benchmarks/ravdess_runs.py ensemble {' '.join(names)}"
           f"{' --vocal-channel ' + vocal_channel if vocal_channel else ''}"
-          f"{' --runs ' + str(runs) if runs != Path('runs') else ''}` |")
+          f"{' --runs ' + str(runs) if runs != Path('runs') else ''}{' --folds ' + folds if folds else ''}` |")
     print("per split UAR: " + ", ".join(f"{u:.3f}" for u in scores["clean"]["uar"]))
     if len(preds) == 1:
         own = preds[0][preds[0]["condition"] == "clean"]
@@ -594,7 +598,7 @@ def main() -> None:
         else:
             run(args.names, args.runs, args.folds, args.resume)
     elif args.action == "ensemble":
-        ensemble(args.runs, args.names, args.vocal_channel)
+        ensemble(args.runs, args.names, args.vocal_channel, args.folds)
     elif args.action == "breakdown":
         breakdown(args.runs, args.names, args.vocal_channel)
     elif args.action == "compare":

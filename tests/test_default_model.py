@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from ser_core.bundle import DEFAULT_BUNDLE, MODEL_FILE, load_bundle, predict_files
+from ser_core.bundle import DEFAULT_BUNDLE, MODEL_FILE, combined_id, load_bundle, predict_files
 from ser_core.labels import EMOTIONS, parse_ravdess_name
 
 EXAMPLES = DEFAULT_BUNDLE.parents[1] / "examples"
@@ -20,7 +20,20 @@ def test_default_bundle_is_complete_small_and_verified(bundle):
     assert (DEFAULT_BUNDLE / MODEL_FILE).stat().st_size < 20 * 2**20
     assert bundle.model_config.kind == "deep" and bundle.labels == EMOTIONS
     assert meta["training_command"].startswith("ser train") and "--protocol all" in meta["training_command"]
-    assert bundle.model_id == meta["sha256"][:12]
+    assert bundle.model_id == combined_id(meta["sha256"], meta["wideband"]["sha256"])
+
+
+def test_default_bundle_carries_a_full_band_companion_trained_on_all_actors(bundle):
+    """The telephone-band network scores every recording; the full-band companion joins it
+    on wideband audio (README, "The bundled model")."""
+    band, full = bundle.feature_config, bundle.wideband.feature_config
+    assert (band.fmin, band.fmax, band.spectrogram_fmax) == (300, 3400, 3400)
+    assert full.fmax is None and full.spectrogram_fmax is None and full.fmin < 300
+    assert (DEFAULT_BUNDLE / "wideband" / MODEL_FILE).stat().st_size < 20 * 2**20
+    trained = bundle.wideband.info["trained_on"]
+    assert trained["actors"] == list(range(1, 25)) and trained["channels"] == "speech"
+    cv = bundle.wideband.info["cross_validation"]
+    assert cv["protocol"] == "folds" and cv["channels"] == trained["channels"]
 
 
 def test_default_model_is_trained_on_all_of_ravdess_and_says_so(bundle):
