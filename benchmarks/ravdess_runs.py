@@ -370,8 +370,6 @@ def pair(runs: Path, band: str, companion: str) -> Path:
     """Fold bundles of `band` with `companion`'s fold bundles attached as wideband companions
     (`ser attach-wideband`), in `runs/BAND_with_wideband/fold_K/bundle`, for
     `benchmarks/robustness.py`; every fold with a bundle in both runs."""
-    import shutil
-
     from ser_core.bundle import attach_wideband
 
     out = runs / f"{Path(band).name}_with_wideband"

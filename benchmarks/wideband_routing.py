@@ -25,6 +25,7 @@ from ser_core.audio import (
     AudioError,
     high_band_stats,
     is_wideband,
+    load_audio,
     load_preprocessed,
 )
 from ser_core.config import FeatureConfig
@@ -56,7 +57,6 @@ def main() -> None:
     ap.add_argument("--data", help="data folder (default: $SER_DATA_DIR or ../shared/data)")
     args = ap.parse_args()
 
-    from ser_core.audio import load_audio
     from ser_core.data import data_dir
     from ser_core.experiments import load_corpus
 

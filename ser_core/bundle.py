@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 
 from . import models  # noqa: F401  (registers custom layers for deserialisation)
-from .audio import AudioError, is_wideband, load_preprocessed
+from .audio import HIGH_BAND_HZ, AudioError, is_wideband, load_preprocessed
 from .config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
-from .features import INPUT_TIME_AXIS, extract, extract_windows, speaker_standardize
+from .features import INPUT_TIME_AXIS, extract_windows, speaker_standardize
 from .labels import EMOTIONS, INTENSITIES, valence_arousal
 from .models import input_name
 
@@ -78,9 +78,9 @@ class BundleInputs:
                      for (cfg, name), used in zip(self.networks, self.routes(y)))
 
     def segment(self, y: np.ndarray) -> Routed:
-        """Each taking-part network's one input for a waveform that fits one window (`extract`)."""
-        return tuple(getattr(extract(y, cfg), name) if used else None
-                     for (cfg, name), used in zip(self.networks, self.routes(y)))
+        """Each taking-part network's input for a waveform's first window (all of a call
+        segment, which fits one window)."""
+        return tuple(w[0] if w is not None else None for w in self.windows(y))
 
 
 def combined_id(*sha256s: str) -> str:
@@ -223,7 +223,7 @@ def _check_companion(meta: dict[str, Any], companion: dict[str, Any]) -> None:
         raise BundleError("a bundle with a wideband companion cannot standardise per speaker")
     if WIDEBAND_DIR in companion:
         raise BundleError("a wideband companion cannot carry a companion itself")
-    if own.sample_rate < 2 * 7000:
+    if own.sample_rate < 2 * HIGH_BAND_HZ[1]:
         raise BundleError(f"a {own.sample_rate} Hz bundle cannot hear wideband audio")
 
 
