@@ -5,7 +5,7 @@
 For every fold model of each run (`RUN/fold_K/bundle`, as `ser train --protocol folds`
 leaves them), the clips of the fold's held-out actors are degraded (each condition seeded
 by the file name), written as audio files and scored by `predict_files`, exactly as `ser
-predict` scores a user's recordings. Prints UAR per condition and run (mean over the
+predict` scores a user's recordings. Prints UAR and intensity accuracy per condition and run (mean over the
 folds) and its difference to clean, side by side; a clip that cannot be scored counts as
 wrong. The conditions are simulated: they say how a model degrades, not what it scores on
 real recordings of that kind.
@@ -98,15 +98,17 @@ def degrade_files(paths: list[str], condition: str, others: list[np.ndarray], ou
     return written
 
 
-def uar_on(bundle, files: list[str], emotions: pd.Series) -> float:
-    """UAR of `bundle` on audio `files` whose true classes are `emotions`; unscored files are wrong."""
+def scores_on(bundle, files: list[str], clips: pd.DataFrame) -> tuple[float, float]:
+    """UAR of `bundle` on audio `files` of the manifest rows `clips`, and its intensity
+    accuracy (normal vs strong); an unscored file is wrong on both."""
     from ser_core.bundle import predict_files
     from ser_core.labels import EMOTIONS
     from ser_core.metrics import unweighted_average_recall
 
     scored = predict_files(bundle, files)
     pred = [EMOTIONS.index(label) if isinstance(label, str) else -1 for label in scored["label"]]
-    return unweighted_average_recall([EMOTIONS.index(e) for e in emotions], pred)
+    uar = unweighted_average_recall([EMOTIONS.index(e) for e in clips["emotion"]], pred)
+    return uar, float(np.mean(scored["intensity"].to_numpy() == clips["intensity"].to_numpy()))
 
 
 def main() -> None:
@@ -139,7 +141,7 @@ def main() -> None:
         raise SystemExit("no fold has a bundle in every run")
     corpus = load_corpus(root, args.channels)
     speech = load_corpus(root, "speech")
-    uar = {}  # (run, condition) -> per-fold UARs
+    uar, intensity = {}, {}  # (run, condition) -> per-fold UARs, intensity accuracies
     for k in folds:
         clips = corpus[corpus["fold"] == k]
         # babble talkers of a clip: 24 speech clips of the fold's other held-out actors, fixed per fold and
@@ -158,19 +160,22 @@ def main() -> None:
                     written.update(zip(group.index, degrade_files(list(group["path"]), c, others[a], Path(tmp))))
                 files = [written[i] for i in clips.index]
                 for name, bundle in bundles.items():
-                    uar.setdefault((name, c), []).append(uar_on(bundle, files, clips["emotion"]))
-                    print(f"fold {k} {name} {c}: UAR {uar[(name, c)][-1]:.3f}", flush=True)
+                    u, i = scores_on(bundle, files, clips)
+                    uar.setdefault((name, c), []).append(u)
+                    intensity.setdefault((name, c), []).append(i)
+                    print(f"fold {k} {name} {c}: UAR {u:.3f}, intensity accuracy {i:.3f}", flush=True)
     names = [r.name for r in args.runs]
-    print(f"\nheld-out {args.channels} UAR, mean over folds {', '.join(map(str, folds))} (difference to clean)")
-    print("| condition | " + " | ".join(names) + " |")
-    print("|---|" + "---|" * len(names))
-    for c in conditions:
-        cells = []
-        for n in names:
-            m = float(np.mean(uar[(n, c)]))
-            diff = "clean" in conditions and c != "clean"
-            cells.append(f"{m:.3f}" + (f" ({m - np.mean(uar[(n, 'clean')]):+.3f})" if diff else ""))
-        print(f"| {c} | " + " | ".join(cells) + " |")
+    for title, table in (("UAR", uar), ("intensity accuracy", intensity)):
+        print(f"\nheld-out {args.channels} {title}, mean over folds {', '.join(map(str, folds))} (difference to clean)")
+        print("| condition | " + " | ".join(names) + " |")
+        print("|---|" + "---|" * len(names))
+        for c in conditions:
+            cells = []
+            for n in names:
+                m = float(np.mean(table[(n, c)]))
+                diff = "clean" in conditions and c != "clean"
+                cells.append(f"{m:.3f}" + (f" ({m - np.mean(table[(n, 'clean')]):+.3f})" if diff else ""))
+            print(f"| {c} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
