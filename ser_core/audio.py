@@ -391,6 +391,18 @@ def background_noise(y: np.ndarray, sr: int, seed: int = 0, snr_db: tuple[float,
     return mix_at_snr(y, np.fft.irfft(spectrum, n=y.size), rng.uniform(*snr_db))
 
 
+def lossy_codec(y: np.ndarray, sr: int, seed: int = 0, levels: tuple[float, float] = (0.3, 1.0)) -> np.ndarray:
+    """`y` coded as MP3 (variable bit rate, at a compression level drawn from `levels`,
+    libsndfile's scale: 0 best, 1 smallest) and decoded back, cut or padded to its length."""
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(y, -1.0, 1.0), sr, format="MP3", subtype="MPEG_LAYER_III",
+             compression_level=float(rng.uniform(*levels)))
+    buf.seek(0)
+    z = sf.read(buf, dtype="float32", always_2d=True)[0][:, 0]
+    return np.pad(z[: y.size], (0, max(0, y.size - z.size)))
+
+
 def babble(n: int, voices: Sequence[np.ndarray], rng: np.random.Generator, talkers: int | None = None) -> np.ndarray:
     """Babble of `talkers` of `voices` (all by default), each at equal RMS and looped to
     `n` samples from a random start: the overlapping speech of a busy room."""
@@ -410,12 +422,12 @@ def babble_noise(y: np.ndarray, voices: Sequence[np.ndarray], seed: int = 0,
 
 def load_preprocessed(
     path: str | Path, cfg: FeatureConfig, speed: float = 1.0, telephone: bool = False, room: bool = False,
-    noise: bool = False, babble_of: Sequence[str | Path] = (),
+    noise: bool = False, babble_of: Sequence[str | Path] = (), codec: bool = False,
 ) -> np.ndarray:
     """Load a file (down-mixed to mono), optionally speed-perturb it, put it in a
     `room_reverb` room, add `background_noise`, add the `babble_noise` of the recordings
-    `babble_of` (other talkers) and pass it through `telephone_channel` (each
-    seeded by the file name), then `preprocess` it."""
+    `babble_of` (other talkers), pass it through `telephone_channel` and code it with
+    `lossy_codec` (each seeded by the file name), then `preprocess` it."""
     y, sr = load_audio(path, sr=None, mono=True)
     y = speed_perturb(y, sr, speed)
     seed = zlib.crc32(Path(path).name.encode())
@@ -427,4 +439,6 @@ def load_preprocessed(
         y = babble_noise(y, [load_audio(p, sr=sr, mono=True)[0] for p in babble_of], seed=seed)
     if telephone:
         y = telephone_channel(y, sr, seed=seed)
+    if codec:
+        y = lossy_codec(y, sr, seed=seed)
     return preprocess(y, sr, cfg)

@@ -183,6 +183,7 @@ class TrainConfig(_JsonConfig):
     room_augment: bool = False      # a training view in a simulated reverberant room
     noise_augment: bool = False     # a training view in white or pink background noise, 0-20 dB SNR
     babble_augment: bool = False    # a training view in the babble of the other actors of the clip's fold, 0-20 dB SNR
+    codec_augment: bool = False     # a training view coded as MP3 at a random compression level
     ema_momentum: float = 0.0       # >0: validate and keep an exponential moving average of the weights
     seed: int = 0
 

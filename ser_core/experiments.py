@@ -159,6 +159,7 @@ def run_protocol(
     x_augmented += [degraded(telephone=True)] if train_cfg.telephone_augment else []
     x_augmented += [degraded(room=True)] if train_cfg.room_augment else []
     x_augmented += [degraded(noise=True)] if train_cfg.noise_augment else []
+    x_augmented += [degraded(codec=True)] if train_cfg.codec_augment else []
     x_augmented += [degraded(babble_of=babble_talkers(df, train_cfg.seed))] if train_cfg.babble_augment else []
     x_telephone = degraded(telephone=True) if test_telephone and protocol != "all" else None
     df = df.iloc[usable].reset_index(drop=True)

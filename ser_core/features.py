@@ -168,9 +168,9 @@ def speaker_standardize(x: np.ndarray, speakers: np.ndarray, time_axis: int) -> 
 
 def extract_file(
     path: str | Path, cfg: FeatureConfig, speed: float = 1.0, telephone: bool = False, room: bool = False,
-    noise: bool = False, babble_of: Sequence[str] = (),
+    noise: bool = False, babble_of: Sequence[str] = (), codec: bool = False,
 ) -> Features:
-    return extract(load_preprocessed(path, cfg, speed, telephone, room, noise, babble_of), cfg)
+    return extract(load_preprocessed(path, cfg, speed, telephone, room, noise, babble_of, codec), cfg)
 
 
 class CorpusFeatures(NamedTuple):
@@ -181,9 +181,10 @@ class CorpusFeatures(NamedTuple):
 
 def _extract_or_error(
     path: str, cfg: FeatureConfig, speed: float, telephone: bool, room: bool, noise: bool, babble_of: Sequence[str],
+    codec: bool,
 ) -> Features | str:
     try:
-        return extract_file(path, cfg, speed, telephone, room, noise, babble_of)
+        return extract_file(path, cfg, speed, telephone, room, noise, babble_of, codec)
     except AudioError as exc:
         return f"{exc.code}: {exc}"
 
@@ -203,10 +204,11 @@ def extract_corpus(
     room: bool = False,
     noise: bool = False,
     babble_of: Sequence[Sequence[str]] | None = None,
+    codec: bool = False,
 ) -> CorpusFeatures:
     """Features for many files (optionally speed-perturbed, in a simulated room, in
     background noise, in the babble of other talkers — `babble_of[i]`, the recordings
-    mixed under `paths[i]` — and/or through the telephone channel), in parallel, cached on
+    mixed under `paths[i]` —, through the telephone channel and/or an MP3 codec), in parallel, cached on
     disk by config, degradation and file list. A file that cannot be used gets zero
     features and an entry in `errors`.
     """
@@ -214,8 +216,9 @@ def extract_corpus(
     babble_of = [tuple(str(v) for v in b) for b in babble_of] if babble_of is not None else [()] * len(paths)
     if len(babble_of) != len(paths):
         raise ValueError(f"babble_of has {len(babble_of)} entries for {len(paths)} paths")
-    # keys made before `room`, `noise` and `babble_of` existed hold
+    # keys made before `room`, `noise`, `babble_of` and `codec` existed hold
     degradation = f"speed={speed}telephone={telephone}" + ("room=True" if room else "") + ("noise=True" if noise else "")
+    degradation += "codec=True" if codec else ""
     if any(babble_of):
         degradation += "babble=" + "\n".join("|".join(b) for b in babble_of)
     key = hashlib.sha256(
@@ -227,7 +230,7 @@ def extract_corpus(
             errors = {int(i): str(r) for i, r in zip(z["error_index"], z["error_reason"])}
             return CorpusFeatures(z["mfcc"], z["cube"], errors)
     jobs = Parallel(n_jobs=n_jobs, batch_size=16, return_as="generator")(
-        delayed(_extract_or_error)(p, cfg, speed, telephone, room, noise, b) for p, b in zip(paths, babble_of)
+        delayed(_extract_or_error)(p, cfg, speed, telephone, room, noise, b, codec) for p, b in zip(paths, babble_of)
     )
     mfccs = np.zeros((len(paths), *cfg.mfcc_shape), np.float32)
     cubes = np.zeros((len(paths), *cfg.cube_shape), np.float32)

@@ -277,6 +277,15 @@ def test_babble_view_mixes_other_recordings_under_the_file(tmp_path):
     assert near(mixed) > 10 * near(clean)  # the other recording is under the file
 
 
+def test_codec_view_is_seeded_lossy_and_keeps_length():
+    y = speechlike(1.0)
+    coded = audio.lossy_codec(y, SR, seed=3)
+    assert coded.shape == y.shape and coded.dtype == np.float32
+    np.testing.assert_array_equal(coded, audio.lossy_codec(y, SR, seed=3))
+    # lossy, not a copy; but aligned with the original (no codec delay), its coding noise 10 dB or more below it
+    assert 1e-6 < np.mean((coded - y) ** 2) / np.mean(y**2) < 0.1
+
+
 def test_telephone_channel_band_limits_and_keeps_rate():
     rng = np.random.default_rng(0)
     y = (0.3 * rng.standard_normal(SR)).astype(np.float32)  # white noise: energy at all frequencies

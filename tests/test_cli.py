@@ -72,7 +72,7 @@ def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
     assert main(["train", "--data", str(root), "--model", "baseline", "--protocol", "folds", "--test-telephone",
                  "--out", str(out), "--verbose", "0", *TINY, "--train", "speed_perturb=[1.1]",
                  "--train", "telephone_augment=true", "--train", "room_augment=true",
-                 "--train", "noise_augment=true", "--train", "babble_augment=true"]) == 0
+                 "--train", "noise_augment=true", "--train", "babble_augment=true", "--train", "codec_augment=true"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["folds"]) == {"fold_1", "fold_2"}
     for key in ("accuracy", "uar", "macro_f1"):
@@ -90,9 +90,10 @@ def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
     config = json.loads((out / "config.json").read_text())
     assert config["model_config"]["kind"] == "baseline" and config["train_config"]["speed_perturb"] == [1.1]
     assert config["train_config"]["ema_momentum"] == TrainConfig().ema_momentum  # the baseline's recipe
-    # two training actors' clips, each seen as one of six views (original, 1.1x speed, telephone, room, noise, babble)
+    # two training actors' clips, each seen as one of seven views (original, 1.1x speed, telephone, room, noise,
+    # babble, MP3)
     fold = metrics["folds"]["fold_1"]
-    assert fold["train_clips"] == 2 * 12 and fold["train_views"] == 6 and fold["test_clips"] == 4 * 12
+    assert fold["train_clips"] == 2 * 12 and fold["train_views"] == 7 and fold["test_clips"] == 4 * 12
     assert set(metrics["mean"]) == {"all", "telephone"}
     assert (out / "pooled_telephone" / "confusion_matrix.png").exists()
     assert (out / "fold_1" / "bundle" / "model.keras").exists()
