@@ -5,9 +5,9 @@
 For every fold model of each run (`RUN/fold_K/bundle`, as `ser train --protocol folds`
 leaves them), the clips of the fold's held-out actors are degraded (each condition seeded
 by the file name), written as audio files and scored by `predict_files`, exactly as `ser
-predict` scores a user's recordings. Prints UAR and intensity accuracy per condition and run (mean over the
-folds) and its difference to clean, side by side; a clip that cannot be scored counts as
-wrong. The conditions are simulated: they say how a model degrades, not what it scores on
+predict` scores a user's recordings. Prints UAR and intensity accuracy per condition and
+run (mean over the folds) and their difference to clean, side by side; a clip that cannot
+be scored counts as wrong. The conditions are simulated: they say how a model degrades, not what it scores on
 real recordings of that kind.
 """
 from __future__ import annotations

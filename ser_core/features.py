@@ -15,7 +15,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import librosa
 import numpy as np
@@ -179,12 +179,10 @@ class CorpusFeatures(NamedTuple):
     errors: dict[int, str]  # index -> reason, for files that could not be used
 
 
-def _extract_or_error(
-    path: str, cfg: FeatureConfig, speed: float, telephone: bool, room: bool, noise: bool, babble_of: Sequence[str],
-    codec: bool,
-) -> Features | str:
+def _extract_or_error(path: str, cfg: FeatureConfig, **degradation: Any) -> Features | str:
+    """`extract_file` (`degradation`: its keyword arguments), or the reason the file cannot be used."""
     try:
-        return extract_file(path, cfg, speed, telephone, room, noise, babble_of, codec)
+        return extract_file(path, cfg, **degradation)
     except AudioError as exc:
         return f"{exc.code}: {exc}"
 
@@ -230,7 +228,9 @@ def extract_corpus(
             errors = {int(i): str(r) for i, r in zip(z["error_index"], z["error_reason"])}
             return CorpusFeatures(z["mfcc"], z["cube"], errors)
     jobs = Parallel(n_jobs=n_jobs, batch_size=16, return_as="generator")(
-        delayed(_extract_or_error)(p, cfg, speed, telephone, room, noise, b, codec) for p, b in zip(paths, babble_of)
+        delayed(_extract_or_error)(p, cfg, speed=speed, telephone=telephone, room=room, noise=noise, babble_of=b,
+                                   codec=codec)
+        for p, b in zip(paths, babble_of)
     )
     mfccs = np.zeros((len(paths), *cfg.mfcc_shape), np.float32)
     cubes = np.zeros((len(paths), *cfg.cube_shape), np.float32)
