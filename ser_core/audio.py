@@ -391,9 +391,10 @@ def background_noise(y: np.ndarray, sr: int, seed: int = 0, snr_db: tuple[float,
     return mix_at_snr(y, np.fft.irfft(spectrum, n=y.size), rng.uniform(*snr_db))
 
 
-def lossy_codec(y: np.ndarray, sr: int, seed: int = 0, levels: tuple[float, float] = (0.3, 1.0)) -> np.ndarray:
+def lossy_codec(y: np.ndarray, sr: int, seed: int = 0, levels: tuple[float, float] = (0.3, 0.99)) -> np.ndarray:
     """`y` coded as MP3 (variable bit rate, at a compression level drawn from `levels`,
-    libsndfile's scale: 0 best, 1 smallest) and decoded back, cut or padded to its length."""
+    libsndfile's scale: 0 best, 1 smallest; libsndfile 1.2 refuses levels above 0.9999)
+    and decoded back, cut or padded to its length."""
     rng = np.random.default_rng(seed)
     buf = io.BytesIO()
     sf.write(buf, np.clip(y, -1.0, 1.0), sr, format="MP3", subtype="MPEG_LAYER_III",

@@ -1,3 +1,4 @@
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -284,6 +285,9 @@ def test_codec_view_is_seeded_lossy_and_keeps_length():
     np.testing.assert_array_equal(coded, audio.lossy_codec(y, SR, seed=3))
     # lossy, not a copy; but aligned with the original (no codec delay), its coding noise 10 dB or more below it
     assert 1e-6 < np.mean((coded - y) ** 2) / np.mean(y**2) < 0.1
+    # the whole range of levels the training view draws from is accepted by libsndfile
+    for level in inspect.signature(audio.lossy_codec).parameters["levels"].default:
+        assert audio.lossy_codec(y, SR, levels=(level, level)).shape == y.shape
 
 
 def test_telephone_channel_band_limits_and_keeps_rate():
