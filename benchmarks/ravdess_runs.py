@@ -444,12 +444,13 @@ def _held_out(runs: Path, name: str) -> tuple[Any, str, pd.DataFrame, list[str]]
 def tta(runs: Path, name: str, speeds: list[float]) -> None:
     """Test-time augmentation of a finished run, no training: each split's saved model scores
     its held-out clips as recorded and at `speeds`, and the class probabilities are averaged."""
+    from ser_core.audio import View
     from ser_core.bundle import load_bundle
     from ser_core.features import extract_corpus
 
     feature_cfg, field, clean, paths = _held_out(runs, name)
     index = {p: i for i, p in enumerate(paths)}
-    views = [getattr(extract_corpus(paths, feature_cfg, speed=s), field) for s in [1.0, *speeds]]
+    views = [getattr(extract_corpus(paths, feature_cfg, view=View(speed=s)), field) for s in [1.0, *speeds]]
     plain, averaged = [], []
     for split, g in clean.groupby("split"):
         bundle = load_bundle(runs / name / split / "bundle")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import librosa
@@ -421,25 +422,39 @@ def babble_noise(y: np.ndarray, voices: Sequence[np.ndarray], seed: int = 0,
     return mix_at_snr(y, babble(y.size, voices, rng), rng.uniform(*snr_db))
 
 
-def load_preprocessed(
-    path: str | Path, cfg: FeatureConfig, speed: float = 1.0, telephone: bool = False, room: bool = False,
-    noise: bool = False, babble_of: Sequence[str | Path] = (), codec: bool = False,
-) -> np.ndarray:
-    """Load a file (down-mixed to mono), optionally speed-perturb it, put it in a
-    `room_reverb` room, add `background_noise`, add the `babble_noise` of the recordings
-    `babble_of` (other talkers), pass it through `telephone_channel` and code it with
-    `lossy_codec` (each seeded by the file name), then `preprocess` it."""
+@dataclass(frozen=True)
+class View:
+    """A degraded view of a recording, for training views and robustness tests. Its steps
+    run in this order: `speed_perturb`, a `room_reverb` room, `background_noise`, the
+    `babble_noise` of the recordings `babble_of` (other talkers), the `telephone_channel`,
+    an MP3 `lossy_codec`. Each is seeded by the file's name, so a file's view is the same
+    in every run. `View()` is the recording as it is."""
+
+    speed: float = 1.0
+    room: bool = False
+    noise: bool = False
+    babble_of: tuple[str, ...] = ()
+    telephone: bool = False
+    codec: bool = False
+
+    def apply(self, y: np.ndarray, sr: int, name: str) -> np.ndarray:
+        """This view of `y`, a mono recording at `sr` named `name` (its seed)."""
+        seed = zlib.crc32(name.encode())
+        y = speed_perturb(y, sr, self.speed)
+        if self.room:
+            y = room_reverb(y, sr, seed=seed)
+        if self.noise:
+            y = background_noise(y, sr, seed=seed)
+        if self.babble_of:
+            y = babble_noise(y, [load_audio(p, sr=sr, mono=True)[0] for p in self.babble_of], seed=seed)
+        if self.telephone:
+            y = telephone_channel(y, sr, seed=seed)
+        if self.codec:
+            y = lossy_codec(y, sr, seed=seed)
+        return y
+
+
+def load_preprocessed(path: str | Path, cfg: FeatureConfig, view: View = View()) -> np.ndarray:
+    """Load a file (down-mixed to mono), take its `view`, then `preprocess` it."""
     y, sr = load_audio(path, sr=None, mono=True)
-    y = speed_perturb(y, sr, speed)
-    seed = zlib.crc32(Path(path).name.encode())
-    if room:
-        y = room_reverb(y, sr, seed=seed)
-    if noise:
-        y = background_noise(y, sr, seed=seed)
-    if babble_of:
-        y = babble_noise(y, [load_audio(p, sr=sr, mono=True)[0] for p in babble_of], seed=seed)
-    if telephone:
-        y = telephone_channel(y, sr, seed=seed)
-    if codec:
-        y = lossy_codec(y, sr, seed=seed)
-    return preprocess(y, sr, cfg)
+    return preprocess(view.apply(y, sr, Path(path).name), sr, cfg)

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import models  # noqa: F401  (registers custom layers for deserialisation)
-from .audio import HIGH_BAND_HZ, AudioError, is_wideband, load_preprocessed
+from .audio import HIGH_BAND_HZ, AudioError, View, is_wideband, load_preprocessed
 from .config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
 from .features import INPUT_TIME_AXIS, extract_windows, speaker_standardize
 from .labels import EMOTIONS, INTENSITIES, valence_arousal
@@ -264,7 +264,7 @@ def predict_files(
     errors: dict[int, str] = {}
     for i, p in enumerate(paths):
         try:
-            y = load_preprocessed(p, cfg, telephone=telephone)
+            y = load_preprocessed(p, cfg, View(telephone=telephone))
             routed = inputs.windows(y)
             n = len(routed[0])
             windows += [tuple(w[j] if w is not None else None for w in routed) for j in range(n)]

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .audio import View
 from .bundle import save_bundle
 from .config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
 from .data import Split, all_split, babble_talkers, fold_splits, ravdess_manifest, seed_split
@@ -34,6 +35,17 @@ def targets(df: pd.DataFrame) -> Targets:
         emotion=df["emotion"].map(EMOTIONS.index).to_numpy(),
         intensity=df["intensity"].map(INTENSITIES.index).to_numpy(),
     )
+
+
+def training_views(train_cfg: TrainConfig, df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The `extract_corpus` keyword arguments of each degraded view `train_cfg` trains on,
+    for the clips of `df`."""
+    views = [View(speed=f) for f in train_cfg.speed_perturb]
+    flags = {"telephone": train_cfg.telephone_augment, "room": train_cfg.room_augment,
+             "noise": train_cfg.noise_augment, "codec": train_cfg.codec_augment}
+    views += [View(**{flag: True}) for flag, on in flags.items() if on]
+    babble = [{"babble_of": babble_talkers(df, train_cfg.seed)}] if train_cfg.babble_augment else []
+    return [{"view": v} for v in views] + babble
 
 
 def splits(df: pd.DataFrame, protocol: str, n_val: int, folds: list[int] | None = None) -> list[Split]:
@@ -155,13 +167,8 @@ def run_protocol(
     def degraded(**how: Any) -> np.ndarray:
         return per_speaker(getattr(extract_corpus(paths, feature_cfg, **how), name)[usable])
 
-    x_augmented = [degraded(speed=f) for f in train_cfg.speed_perturb]
-    x_augmented += [degraded(telephone=True)] if train_cfg.telephone_augment else []
-    x_augmented += [degraded(room=True)] if train_cfg.room_augment else []
-    x_augmented += [degraded(noise=True)] if train_cfg.noise_augment else []
-    x_augmented += [degraded(codec=True)] if train_cfg.codec_augment else []
-    x_augmented += [degraded(babble_of=babble_talkers(df, train_cfg.seed))] if train_cfg.babble_augment else []
-    x_telephone = degraded(telephone=True) if test_telephone and protocol != "all" else None
+    x_augmented = [degraded(**how) for how in training_views(train_cfg, df)]
+    x_telephone = degraded(view=View(telephone=True)) if test_telephone and protocol != "all" else None
     df = df.iloc[usable].reset_index(drop=True)
     y_all = targets(df)
     n_val = 0 if protocol == "all" else train_cfg.val_actors

@@ -14,15 +14,16 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import librosa
 import numpy as np
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from .audio import AudioError, load_preprocessed
+from .audio import AudioError, View, load_preprocessed
 from .config import FeatureConfig
 
 _EPS = 1e-10
@@ -166,11 +167,8 @@ def speaker_standardize(x: np.ndarray, speakers: np.ndarray, time_axis: int) -> 
     return out
 
 
-def extract_file(
-    path: str | Path, cfg: FeatureConfig, speed: float = 1.0, telephone: bool = False, room: bool = False,
-    noise: bool = False, babble_of: Sequence[str] = (), codec: bool = False,
-) -> Features:
-    return extract(load_preprocessed(path, cfg, speed, telephone, room, noise, babble_of, codec), cfg)
+def extract_file(path: str | Path, cfg: FeatureConfig, view: View = View()) -> Features:
+    return extract(load_preprocessed(path, cfg, view), cfg)
 
 
 class CorpusFeatures(NamedTuple):
@@ -179,10 +177,10 @@ class CorpusFeatures(NamedTuple):
     errors: dict[int, str]  # index -> reason, for files that could not be used
 
 
-def _extract_or_error(path: str, cfg: FeatureConfig, **degradation: Any) -> Features | str:
-    """`extract_file` (`degradation`: its keyword arguments), or the reason the file cannot be used."""
+def _extract_or_error(path: str, cfg: FeatureConfig, view: View) -> Features | str:
+    """`extract_file`, or the reason the file cannot be used."""
     try:
-        return extract_file(path, cfg, **degradation)
+        return extract_file(path, cfg, view)
     except AudioError as exc:
         return f"{exc.code}: {exc}"
 
@@ -197,26 +195,22 @@ def extract_corpus(
     cache_dir: str | Path | None = None,
     n_jobs: int = -1,
     progress: bool = True,
-    speed: float = 1.0,
-    telephone: bool = False,
-    room: bool = False,
-    noise: bool = False,
+    view: View = View(),
     babble_of: Sequence[Sequence[str]] | None = None,
-    codec: bool = False,
 ) -> CorpusFeatures:
-    """Features for many files (optionally speed-perturbed, in a simulated room, in
-    background noise, in the babble of other talkers — `babble_of[i]`, the recordings
-    mixed under `paths[i]` —, through the telephone channel and/or an MP3 codec), in parallel, cached on
-    disk by config, degradation and file list. A file that cannot be used gets zero
-    features and an entry in `errors`.
+    """Features for many files, each taken in `view` (with `babble_of[i]`, the recordings
+    mixed under `paths[i]`, as its babble), in parallel, cached on disk by config, view and
+    file list. A file that cannot be used gets zero features and an entry in `errors`.
     """
     paths = [str(p) for p in paths]
+    if view.babble_of:
+        raise ValueError("a corpus's babble talkers differ by file: pass them as babble_of")
     babble_of = [tuple(str(v) for v in b) for b in babble_of] if babble_of is not None else [()] * len(paths)
     if len(babble_of) != len(paths):
         raise ValueError(f"babble_of has {len(babble_of)} entries for {len(paths)} paths")
-    # keys made before `room`, `noise`, `babble_of` and `codec` existed hold
-    degradation = f"speed={speed}telephone={telephone}" + ("room=True" if room else "") + ("noise=True" if noise else "")
-    degradation += "codec=True" if codec else ""
+    # in the form of keys made before `room`, `noise`, `babble_of` and `codec` existed, so those hold
+    degradation = f"speed={view.speed}telephone={view.telephone}" + ("room=True" if view.room else "")
+    degradation += ("noise=True" if view.noise else "") + ("codec=True" if view.codec else "")
     if any(babble_of):
         degradation += "babble=" + "\n".join("|".join(b) for b in babble_of)
     key = hashlib.sha256(
@@ -228,9 +222,7 @@ def extract_corpus(
             errors = {int(i): str(r) for i, r in zip(z["error_index"], z["error_reason"])}
             return CorpusFeatures(z["mfcc"], z["cube"], errors)
     jobs = Parallel(n_jobs=n_jobs, batch_size=16, return_as="generator")(
-        delayed(_extract_or_error)(p, cfg, speed=speed, telephone=telephone, room=room, noise=noise, babble_of=b,
-                                   codec=codec)
-        for p, b in zip(paths, babble_of)
+        delayed(_extract_or_error)(p, cfg, replace(view, babble_of=b)) for p, b in zip(paths, babble_of)
     )
     mfccs = np.zeros((len(paths), *cfg.mfcc_shape), np.float32)
     cubes = np.zeros((len(paths), *cfg.cube_shape), np.float32)

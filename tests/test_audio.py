@@ -271,8 +271,8 @@ def test_babble_view_mixes_other_recordings_under_the_file(tmp_path):
     sf.write(path, speechlike(1.0), SR)
     sf.write(other, tone(2.0, freq=2500.0), SR)
     clean = audio.load_preprocessed(path, cfg)
-    mixed = audio.load_preprocessed(path, cfg, babble_of=[str(other)])
-    np.testing.assert_array_equal(mixed, audio.load_preprocessed(path, cfg, babble_of=[str(other)]))
+    mixed = audio.load_preprocessed(path, cfg, audio.View(babble_of=(str(other),)))
+    np.testing.assert_array_equal(mixed, audio.load_preprocessed(path, cfg, audio.View(babble_of=(str(other),))))
     spectrum = lambda v: np.abs(np.fft.rfft(v)) ** 2  # noqa: E731
     near = lambda v: spectrum(v)[np.abs(np.fft.rfftfreq(v.size, 1 / SR) - 2500) < 30].sum() / spectrum(v).sum()  # noqa: E731
     assert near(mixed) > 10 * near(clean)  # the other recording is under the file

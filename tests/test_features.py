@@ -122,6 +122,24 @@ def test_extract_corpus_caches_and_records_errors(tmp_path, cfg):
     assert len(list(cache.glob("features-*.npz"))) == 2  # another config, another cache entry
 
 
+def test_extract_corpus_caches_a_view_under_the_key_form_of_older_caches(tmp_path, cfg):
+    import hashlib
+
+    import soundfile as sf
+
+    from ser_core.audio import View
+
+    good = tmp_path / "good.wav"
+    sf.write(good, speechlike(1.0), SR)
+    view = View(speed=0.9, codec=True)
+    feats = F.extract_corpus([good], cfg, cache_dir=tmp_path, n_jobs=1, progress=False, view=view)
+    np.testing.assert_array_equal(feats.cube[0], F.extract_file(good, cfg, view).cube)
+    old_key = f"{cfg.extraction_json()}speed=0.9telephone=Falsecodec=True{good}:{good.stat().st_size}"
+    assert (tmp_path / f"features-{hashlib.sha256(old_key.encode()).hexdigest()[:20]}.npz").exists()
+    with pytest.raises(ValueError, match="babble_of"):  # a corpus's talkers are per file
+        F.extract_corpus([good], cfg, cache_dir=tmp_path, n_jobs=1, progress=False, view=View(babble_of=(str(good),)))
+
+
 def test_speaker_standardize_uses_each_speakers_own_statistics():
     from ser_core.features import speaker_standardize
 
