@@ -372,13 +372,13 @@ def ensemble(runs: Path, names: list[str], vocal_channel: str | None = None, fol
         print(f"intensity accuracy: {per_split.mean():.3f} (mean over splits)")
 
 
-def pair(runs: Path, band: str, companion: str) -> Path:
+def pair(runs: Path, band: str, companion: str, out: Path | None = None) -> Path:
     """Fold bundles of `band` with `companion`'s fold bundles attached as wideband companions
-    (`ser attach-wideband`), in `runs/BAND_with_wideband/fold_K/bundle`, for
+    (`ser attach-wideband`), in `OUT/fold_K/bundle` (default `runs/BAND_with_wideband`), for
     `benchmarks/robustness.py`; every fold with a bundle in both runs."""
     from ser_core.bundle import attach_wideband
 
-    out = runs / f"{Path(band).name}_with_wideband"
+    out = out or runs / f"{Path(band).name}_with_wideband"
     for k in range(1, 7):
         src, extra = runs / band / f"fold_{k}" / "bundle", runs / companion / f"fold_{k}" / "bundle"
         if src.is_dir() and extra.is_dir():
@@ -581,7 +581,8 @@ def main() -> None:
     ap.add_argument("--folds", help="only these folds, e.g. 1,2 (default: all six)")
     ap.add_argument("--speeds", default="0.9,1.1", help="tta: test-time speeds besides 1.0")
     ap.add_argument("--vocal-channel", choices=("speech", "song"), help="ensemble, breakdown, compare: only these held-out clips")
-    ap.add_argument("--to", type=Path, help="archive: the folder to copy runs into, e.g. docs/runs/gpu_jax_s11")
+    ap.add_argument("--to", type=Path, help="archive: the folder to copy runs into, e.g. docs/runs/gpu_jax_s11; "
+                    "pair: the folder for the paired bundles (default: runs/BAND_with_wideband)")
     ap.add_argument("--against", default="deep_ema_last_folds_speech", help="compare: the reference run")
     ap.add_argument("--telephone", action="store_true", help="compare: UAR through the telephone channel")
     ap.add_argument("--group-sizes", default="5,10,20", help="speaker-groups: clips per random group of one actor")
@@ -621,7 +622,7 @@ def main() -> None:
     elif args.action == "pair":
         if len(args.names) != 2:
             sys.exit("pair needs two runs: the band-limited one and its full-band companion")
-        print(pair(args.runs, *args.names))
+        print(pair(args.runs, *args.names, out=args.to))
     elif args.action == "tta":
         for name in args.names:
             tta(args.runs, name, [float(f) for f in args.speeds.split(",")])
