@@ -120,10 +120,16 @@ def main() -> None:
     ap.add_argument("--data", help="data folder (default: $SER_DATA_DIR or ../shared/data)")
     ap.add_argument("--pad-mode", help="what-if: score with this numpy padding (e.g. constant, wrap) instead of "
                                        "the padding each bundle was trained with, which the job always uses")
+    ap.add_argument("--wideband-min-range", type=float, help="what-if: route audio to a bundle's wideband companion "
+                    "from this high-band range (dB) instead of the shipped rule's")
     args = ap.parse_args()
 
+    import ser_core.audio
     from ser_core.bundle import load_bundle
     from ser_core.data import data_dir
+
+    if args.wideband_min_range is not None:
+        ser_core.audio.WIDEBAND_MIN_RANGE_DB = args.wideband_min_range
     from ser_core.experiments import load_corpus
 
     root = data_dir(args.data)
