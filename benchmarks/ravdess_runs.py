@@ -11,6 +11,7 @@
     python benchmarks/ravdess_runs.py compare NAME... [--against deep_ema_last_folds_speech] [--telephone] [--runs runs]
     python benchmarks/ravdess_runs.py windows NAME... [--runs runs]
     python benchmarks/ravdess_runs.py archive NAME... --to docs/runs/GROUP [--runs runs]
+    python benchmarks/ravdess_runs.py pair BAND COMPANION [--to DIR] [--runs runs]
 
 `run` calls `ser train` for each recipe, one after the other (each uses every core),
 into RUNS/NAME with the log in RUNS/NAME.log; with `--parallel`, all folds of a recipe
@@ -31,7 +32,9 @@ each speaker's audio (one clip, random groups of k clips). `windows` re-scores a
 saved split models on whole utterances, as `ser predict` does, instead of each clip's first window.
 `archive` copies a finished run's figures (config, commands, metrics, report and gzipped
 predictions; no models) into the repository, so `table`, `ensemble`, `breakdown` and
-`compare` work on a fresh checkout with `--runs docs/runs/GROUP`.
+`compare` work on a fresh checkout with `--runs docs/runs/GROUP`. `pair` attaches each fold
+model of a full-band run to the same fold's model of a telephone-band run, as the shipped
+bundle carries its wideband companion, for `benchmarks/robustness.py`.
 """
 from __future__ import annotations
 

@@ -162,3 +162,21 @@ def test_cli_attaches_a_companion_and_predicts_with_the_pair(tmp_path, capsys):
     assert main(["predict", "--model", str(band), str(CLIPS[0]), "--out", str(tmp_path / "p.csv")]) == 0
     out = pd.read_csv(tmp_path / "p.csv")
     assert len(out) == 1 and out["error"].isna().all()
+
+
+def test_ravdess_runs_pair_attaches_each_folds_companion(tmp_path):
+    """`benchmarks/ravdess_runs.py pair`: fold K of the full-band run rides with fold K of the
+    telephone-band run, in a folder of its own; a fold missing from either run is skipped."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ravdess_runs", Path(__file__).parents[1] / "benchmarks" / "ravdess_runs.py")
+    runs_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runs_module)
+    runs = tmp_path / "runs"
+    for k in (1, 2):
+        make_bundle(runs / "band" / f"fold_{k}" / "bundle", k, fmin=300, fmax=3400, spectrogram_fmax=3400)
+    make_bundle(runs / "wide" / "fold_2" / "bundle", 7)
+    out = runs_module.pair(runs, "band", "wide", out=tmp_path / "paired")
+    assert out == tmp_path / "paired" and not (out / "fold_1").exists()
+    paired = load_bundle(out / "fold_2" / "bundle")
+    assert len(paired.networks) == 2 and not (runs / "band" / "fold_2" / "bundle" / WIDEBAND_DIR).exists()
