@@ -127,10 +127,10 @@ def main() -> None:
     import ser_core.audio
     from ser_core.bundle import load_bundle
     from ser_core.data import data_dir
-
-    if args.wideband_min_range is not None:
-        ser_core.audio.WIDEBAND_MIN_RANGE_DB = args.wideband_min_range
     from ser_core.experiments import load_corpus
+
+    if args.wideband_min_range is not None:  # read by `is_wideband` at each call
+        ser_core.audio.WIDEBAND_MIN_RANGE_DB = args.wideband_min_range
 
     root = data_dir(args.data)
     if root is None:
