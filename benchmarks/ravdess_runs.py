@@ -191,6 +191,12 @@ RECIPES["deep_4block_noisetrim_codec_e200_folds_speech"] = [*RECIPES["deep_4bloc
                                                             "--train", "codec_augment=true"]
 RECIPES["deep_4block_noisetrim_noise_codec_e200_folds_speech"] = [
     *RECIPES["deep_4block_noisetrim_noise_e200_folds_speech"], "--train", "codec_augment=true"]
+# ... and that companion with the remaining training views (babble, room) or with random short crops (1 s turns)
+RECIPES["deep_4block_noisetrim_noise_codec_babble_room_e200_folds_speech"] = [
+    *RECIPES["deep_4block_noisetrim_noise_codec_e200_folds_speech"], "--train", "babble_augment=true",
+    "--train", "room_augment=true"]
+RECIPES["deep_4block_noisetrim_noise_codec_crop25_e200_folds_speech"] = [
+    *RECIPES["deep_4block_noisetrim_noise_codec_e200_folds_speech"], "--train", "crop_prob=0.25"]
 RECIPES["deep_5block_e200_folds_speech"] = [*RECIPES["deep_5block_folds_speech"], "--train", "epochs=200"]
 RECIPES["deep_4block_e300_folds_speech"] = [*RECIPES["deep_4block_folds_speech"], "--train", "epochs=300"]
 RECIPES["deep_4block_e200_folds_both"] = [*RECIPES["deep_4block_folds_both"], "--train", "epochs=200"]
