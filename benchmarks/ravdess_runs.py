@@ -197,6 +197,9 @@ RECIPES["deep_4block_noisetrim_noise_codec_babble_room_e200_folds_speech"] = [
     "--train", "room_augment=true"]
 RECIPES["deep_4block_noisetrim_noise_codec_crop25_e200_folds_speech"] = [
     *RECIPES["deep_4block_noisetrim_noise_codec_e200_folds_speech"], "--train", "crop_prob=0.25"]
+# residual blocks (two convolutions and a projected shortcut each) on the companion's recipe
+RECIPES["deep_4block_noisetrim_residual_e200_folds_speech"] = [*RECIPES["deep_4block_noisetrim_e200_folds_speech"],
+                                                               "--arch", "residual=true"]
 RECIPES["deep_5block_e200_folds_speech"] = [*RECIPES["deep_5block_folds_speech"], "--train", "epochs=200"]
 RECIPES["deep_4block_e300_folds_speech"] = [*RECIPES["deep_4block_folds_speech"], "--train", "epochs=300"]
 RECIPES["deep_4block_e200_folds_both"] = [*RECIPES["deep_4block_folds_both"], "--train", "epochs=200"]

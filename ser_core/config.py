@@ -135,6 +135,7 @@ class ModelConfig(_JsonConfig):
                                             # "attention" (attention-weighted mean+sd over time)
     recurrent_units: int = 0                # >0: a bidirectional GRU over time before the pooling (a CRNN)
     pool_real_frames: bool = False          # deep, stats pooling: over the utterance's frames, not its padding
+    residual: bool = False                  # each block two convolutions with a shortcut around them (ResNet)
     context: int = 2                        # baseline: frames of context on each side
     l2: float = 1e-4
 

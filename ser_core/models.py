@@ -126,11 +126,18 @@ def _pool_time(x, cfg: ModelConfig):
 
 
 def _conv_blocks(x, cfg: ModelConfig, conv, pool, kernel: int):
-    """Filtering blocks: convolution, batch norm, ReLU, max-pooling by 2, dropout."""
+    """Filtering blocks: convolution, batch norm, ReLU, max-pooling by 2, dropout. With
+    `residual`, two convolutions per block and a 1x1 projection shortcut added before the ReLU."""
     for i, f in enumerate(cfg.filters):
-        x = conv(f, kernel, padding="same", use_bias=False, kernel_regularizer=_reg(cfg), name=f"conv{i}")(x)
-        x = layers.BatchNormalization()(x)
-        x = layers.ReLU()(x)
+        y = conv(f, kernel, padding="same", use_bias=False, kernel_regularizer=_reg(cfg), name=f"conv{i}")(x)
+        y = layers.BatchNormalization()(y)
+        if cfg.residual:
+            y = layers.ReLU()(y)
+            y = conv(f, kernel, padding="same", use_bias=False, kernel_regularizer=_reg(cfg), name=f"conv{i}b")(y)
+            y = layers.BatchNormalization()(y)
+            shortcut = conv(f, 1, use_bias=False, kernel_regularizer=_reg(cfg), name=f"shortcut{i}")(x)
+            y = layers.Add()([y, layers.BatchNormalization()(shortcut)])
+        x = layers.ReLU()(y)
         x = pool(2)(x)
         x = layers.Dropout(cfg.dropout / 2)(x)
     return x

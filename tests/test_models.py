@@ -28,6 +28,18 @@ def test_recurrent_layer_reads_the_time_sequence(kind, tmp_path):
         ModelConfig(pooling="flatten", recurrent_units=6)
 
 
+@pytest.mark.parametrize("kind", ["baseline", "deep"])
+def test_residual_blocks_add_a_projected_shortcut_around_two_convolutions(kind, tmp_path):
+    fcfg = FeatureConfig(n_mels=16, frames=32, mfcc_frames=32)
+    mcfg = ModelConfig(kind=kind, filters=(4, 8), dense_units=8, residual=True)
+    model = build_model(mcfg, fcfg)
+    convs = {layer.name: layer for layer in model.layers if layer.name.startswith(("conv", "shortcut"))}
+    assert sorted(convs) == ["conv0", "conv0b", "conv1", "conv1b", "shortcut0", "shortcut1"]
+    assert convs["shortcut1"].kernel_size == (1,) * len(convs["conv1"].kernel_size)
+    assert sum(layer.__class__.__name__ == "Add" for layer in model.layers) == 2
+    _assert_bundle_round_trip(model, fcfg, mcfg, tmp_path)
+
+
 def test_study_deep_model_has_three_blocks_and_dense_1024():
     model = build_model(ModelConfig(kind="deep", pooling="flatten"), FeatureConfig(n_mels=128, frames=90))
     convs = [layer for layer in model.layers if layer.name.startswith("conv")]
