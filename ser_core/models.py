@@ -128,15 +128,15 @@ def _pool_time(x, cfg: ModelConfig):
 def _conv_blocks(x, cfg: ModelConfig, conv, pool, kernel: int):
     """Filtering blocks: convolution, batch norm, ReLU, max-pooling by 2, dropout. With
     `residual`, two convolutions per block and a 1x1 projection shortcut added before the ReLU."""
+    def conv_bn(x, filters: int, size: int, name: str):
+        x = conv(filters, size, padding="same", use_bias=False, kernel_regularizer=_reg(cfg), name=name)(x)
+        return layers.BatchNormalization()(x)
+
     for i, f in enumerate(cfg.filters):
-        y = conv(f, kernel, padding="same", use_bias=False, kernel_regularizer=_reg(cfg), name=f"conv{i}")(x)
-        y = layers.BatchNormalization()(y)
+        y = conv_bn(x, f, kernel, f"conv{i}")
         if cfg.residual:
-            y = layers.ReLU()(y)
-            y = conv(f, kernel, padding="same", use_bias=False, kernel_regularizer=_reg(cfg), name=f"conv{i}b")(y)
-            y = layers.BatchNormalization()(y)
-            shortcut = conv(f, 1, use_bias=False, kernel_regularizer=_reg(cfg), name=f"shortcut{i}")(x)
-            y = layers.Add()([y, layers.BatchNormalization()(shortcut)])
+            y = conv_bn(layers.ReLU()(y), f, kernel, f"conv{i}b")
+            y = layers.Add()([y, conv_bn(x, f, 1, f"shortcut{i}")])
         x = layers.ReLU()(y)
         x = pool(2)(x)
         x = layers.Dropout(cfg.dropout / 2)(x)
