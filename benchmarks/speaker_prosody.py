@@ -1,0 +1,145 @@
+"""Held-out accuracy of the speaker-normalised prosody model, alone and averaged with a CNN run.
+
+    python benchmarks/speaker_prosody.py docs/runs/gpu_jax_s13/NAME [docs/runs/OTHER ...]
+        [--group-size 30] [--reps 5] [--weight 0.5] [--folds 1,2]
+
+6-fold speaker-independent protocol of the RAVDESS manifest. For each fold, a `ProsodyModel`
+is fitted on the training actors' speech and song, clean and through the telephone channel
+(`View(telephone=True)`, as the CNN recipe [J] trains), each actor's clips standardised over
+that actor, vocal channel and view. Held-out speech is scored clean and through the
+telephone channel with the statistics of a group of clips, as the nightly job has them
+for one side of a call:
+
+- `actor`: all 60 clips of the actor (balanced over the emotions: optimistic);
+- `random`: random groups of `--group-size` clips of one actor;
+- `skewed`: such a group, its statistics taken with as many extra neutral and calm clips of
+  the same actor (a call side that is mostly calm speech);
+- `two`: such a group, its statistics taken with as many clips of another held-out actor
+  (a mono recording, two talkers on one channel).
+
+The runs named are CNN cross-validation runs (`ser train --protocol folds`) whose
+`predictions.csv[.gz]` holds the held-out probabilities (first windows); several are
+averaged first (a bundle with its wideband companion). Prints UAR per condition, grouping
+and fold for the run, the prosody model and the two averaged with `--weight` on prosody.
+Functionals are cached in $SER_CACHE_DIR.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ser_core.audio import View
+from ser_core.config import FeatureConfig
+from ser_core.data import data_dir, ravdess_manifest
+from ser_core.features import default_cache_dir
+from ser_core.labels import EMOTIONS
+from ser_core.metrics import unweighted_average_recall
+from ser_core.prosody import FUNCTIONALS_VERSION, corpus_functionals, fit_prosody, fuse, group_standardize
+
+VIEWS = {"clean": View(), "telephone": View(telephone=True)}
+MODES = ("actor", "random", "skewed", "two")
+PROBS = [f"p_{e}" for e in EMOTIONS]
+
+
+def cached_functionals(df: pd.DataFrame, cfg: FeatureConfig, condition: str) -> pd.DataFrame:
+    """Functionals of every manifest clip under one condition, indexed by file name."""
+    cache = default_cache_dir() / f"prosody_{cfg.digest()}_{condition}_v{FUNCTIONALS_VERSION}.parquet"
+    if cache.exists():
+        return pd.read_parquet(cache)
+    f = corpus_functionals(list(df["path"]), cfg, VIEWS[condition])
+    if f.attrs["errors"]:
+        raise SystemExit(f"cannot compute functionals: {f.attrs['errors']}")
+    f.index = [Path(p).name for p in f.index]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    f.to_parquet(cache)
+    return f
+
+
+def run_probabilities(runs: list[str]) -> tuple[pd.DataFrame, FeatureConfig]:
+    """Held-out speech probabilities of the runs (averaged), keyed by fold, condition and
+    file name; and the first run's feature config."""
+    tables = []
+    for run in runs:
+        path = next(p for p in (Path(run) / "predictions.csv.gz", Path(run) / "predictions.csv") if p.exists())
+        t = pd.read_csv(path)
+        t = t[t["vocal_channel"] == "speech"].assign(name=lambda d: [Path(p).name for p in d["path"]],
+                                                     fold=lambda d: d["split"].str.removeprefix("fold_").astype(int))
+        tables.append(t.set_index(["fold", "condition", "name"]).sort_index())
+    common = tables[0].index
+    for t in tables[1:]:
+        common = common.intersection(t.index)
+    probs = sum(t.loc[common, PROBS].to_numpy() for t in tables) / len(tables)
+    out = pd.DataFrame(probs, index=common, columns=PROBS)
+    cfg = FeatureConfig.from_saved(json.loads((Path(runs[0]) / "config.json").read_text())["feature_config"])
+    return out, cfg
+
+
+def stats_groups(te: pd.DataFrame, mode: str, k: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(clips scored, extra clips in the statistics only) for every group of a fold's held-out speech."""
+    if mode == "actor":
+        return [(g.index.to_numpy(), np.array([], dtype=object)) for _, g in te.groupby("actor")]
+    groups = []
+    for actor, g in te.groupby("actor"):
+        names = rng.permutation(g.index.to_numpy())
+        for chunk in (names[i : i + k] for i in range(0, len(names), k)):
+            if mode == "skewed":
+                pool = g.index[g["emotion"].isin(["neutral", "calm"])].to_numpy()
+            elif mode == "two":
+                other = rng.choice(sorted(set(te["actor"]) - {actor}))
+                pool = te.index[te["actor"] == other].to_numpy()
+            else:
+                pool = np.array([], dtype=object)
+            groups.append((chunk, rng.choice(pool, size=min(len(chunk), len(pool)), replace=False)))
+    return groups
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--group-size", type=int, default=30)
+    ap.add_argument("--reps", type=int, default=5, help="random groupings per fold")
+    ap.add_argument("--weight", type=float, default=0.5)
+    ap.add_argument("--folds", default="1,2,3,4,5,6")
+    args = ap.parse_args()
+
+    probs, cfg = run_probabilities(args.runs)
+    conditions = sorted(set(probs.index.get_level_values("condition")) & set(VIEWS))
+    df = ravdess_manifest(data_dir())
+    df.index = [Path(p).name for p in df["path"]]
+    feats = {c: cached_functionals(df, cfg, c) for c in sorted({"clean", "telephone"} | set(conditions))}
+    rows = []
+    for fold in (int(f) for f in args.folds.split(",")):
+        train = df[df["fold"] != fold]
+        z = np.concatenate([group_standardize(feats[c].loc[g.index].to_numpy())
+                            for c in ("clean", "telephone") for _, g in train.groupby(["actor", "vocal_channel"])])
+        meta = pd.concat([g for _ in ("clean", "telephone") for _, g in train.groupby(["actor", "vocal_channel"])])
+        model = fit_prosody(z, meta["emotion"], meta["actor"])
+        test = df[(df["fold"] == fold) & (df["vocal_channel"] == "speech")]
+        for cond in conditions:
+            cnn = probs.loc[(fold, cond)].loc[test.index].to_numpy()
+            y = [EMOTIONS.index(e) for e in test["emotion"]]
+            for mode in MODES:
+                rng = np.random.default_rng(fold)
+                for rep in range(1 if mode == "actor" else args.reps):
+                    pro = pd.DataFrame(0.0, index=test.index, columns=EMOTIONS)
+                    for scored, extra in stats_groups(test, mode, args.group_size, rng):
+                        x = feats[cond].loc[np.concatenate([scored, extra])].to_numpy()
+                        pro.loc[scored] = model.predict_proba(group_standardize(x)[: len(scored)])
+                    for name, p in (("run", cnn), ("prosody", pro.to_numpy()), ("fused", fuse(cnn, pro.to_numpy(), args.weight))):
+                        rows.append({"fold": fold, "condition": cond, "grouping": mode, "rep": rep, "scorer": name,
+                                     "uar": unweighted_average_recall(y, p.argmax(axis=1))})
+        print(f"fold {fold}: prosody model C={model.c:g}", flush=True)
+    res = pd.DataFrame(rows).groupby(["condition", "grouping", "scorer", "fold"])["uar"].mean()
+    print(f"\nheld-out speech UAR, {' + '.join(args.runs)}; prosody weight {args.weight}, groups of {args.group_size}")
+    for (cond, mode, scorer), per_fold in res.groupby(level=[0, 1, 2]):
+        v = per_fold.to_numpy()
+        print(f"{cond:9s} {mode:6s} {scorer:7s} {v.mean():.3f} ± {v.std(ddof=1) if v.size > 1 else 0:.3f}  "
+              + " / ".join(f"{x:.3f}" for x in v))
+
+
+if __name__ == "__main__":
+    main()
