@@ -15,7 +15,16 @@ for one side of a call:
 - `skewed`: such a group, its statistics taken with as many extra neutral and calm clips of
   the same actor (a call side that is mostly calm speech);
 - `two`: such a group, its statistics taken with as many clips of another held-out actor
-  (a mono recording, two talkers on one channel).
+  (a mono recording, two talkers on one channel);
+- `uniform`: all clips of one actor in one emotion (a call side in one mood throughout);
+- `mostly`: such a group, its statistics taken with as many clips of the actor in one
+  emotion drawn at random (a call side mostly in that mood), drawn with replacement.
+
+With `--call-like-training`, the model is instead fitted on the training actors' clips
+grouped in every way a call side may group them (whole actor, random groups of 30 and 8,
+mostly one mood, one mood throughout), each group standardised over itself, with the
+functionals themselves beside their standardised form, so that it can fall back on
+absolute levels where standardisation erased them (regularisation fixed at C = 0.01).
 
 The runs named are CNN cross-validation runs (`ser train --protocol folds`) whose
 `predictions.csv[.gz]` holds the held-out probabilities (first windows); several are
@@ -38,10 +47,17 @@ from ser_core.data import data_dir, ravdess_manifest
 from ser_core.features import default_cache_dir
 from ser_core.labels import EMOTIONS
 from ser_core.metrics import unweighted_average_recall
-from ser_core.prosody import FUNCTIONALS_VERSION, corpus_functionals, fit_prosody, fuse, group_standardize
+from ser_core.prosody import (
+    FUNCTIONALS_VERSION,
+    corpus_functionals,
+    fit_prosody,
+    fuse,
+    group_standardize,
+    standardize_per_speaker,
+)
 
 VIEWS = {"clean": View(), "telephone": View(telephone=True)}
-MODES = ("actor", "random", "skewed", "two")
+MODES = ("actor", "random", "skewed", "two", "uniform", "mostly")
 PROBS = [f"p_{e}" for e in EMOTIONS]
 
 
@@ -80,8 +96,9 @@ def run_probabilities(runs: list[str]) -> tuple[pd.DataFrame, FeatureConfig]:
 
 def stats_groups(te: pd.DataFrame, mode: str, k: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
     """(clips scored, extra clips in the statistics only) for every group of a fold's held-out speech."""
-    if mode == "actor":
-        return [(g.index.to_numpy(), np.array([], dtype=object)) for _, g in te.groupby("actor")]
+    if mode in ("actor", "uniform"):
+        keys = ["actor"] + (["emotion"] if mode == "uniform" else [])
+        return [(g.index.to_numpy(), np.array([], dtype=object)) for _, g in te.groupby(keys)]
     groups = []
     for actor, g in te.groupby("actor"):
         names = rng.permutation(g.index.to_numpy())
@@ -91,10 +108,39 @@ def stats_groups(te: pd.DataFrame, mode: str, k: int, rng: np.random.Generator) 
             elif mode == "two":
                 other = rng.choice(sorted(set(te["actor"]) - {actor}))
                 pool = te.index[te["actor"] == other].to_numpy()
+            elif mode == "mostly":
+                mood = g.index[g["emotion"] == rng.choice(sorted(set(g["emotion"])))].to_numpy()
+                groups.append((chunk, rng.choice(mood, size=len(chunk), replace=True)))
+                continue
             else:
                 pool = np.array([], dtype=object)
             groups.append((chunk, rng.choice(pool, size=min(len(chunk), len(pool)), replace=False)))
     return groups
+
+
+def model_inputs(x: np.ndarray, scored: int, raw: bool) -> np.ndarray:
+    """The model's inputs for the first `scored` rows of a group's functionals `x`:
+    standardised over the group, and with `raw` the functionals themselves beside them."""
+    z = group_standardize(x)[:scored]
+    return np.hstack([z, x[:scored]]) if raw else z
+
+
+TRAINING_GROUPINGS = (("actor", 0), ("random", 30), ("random", 8), ("mostly", 30), ("uniform", 0))
+
+
+def call_like_examples(feats: dict[str, pd.DataFrame], train: pd.DataFrame,
+                       rng: np.random.Generator) -> tuple[np.ndarray, list[str], list[int]]:
+    """Training inputs of every clip under every `TRAINING_GROUPINGS` of its actor, vocal
+    channel and view, with their emotions and actors."""
+    xs, labels, actors = [], [], []
+    for view in ("clean", "telephone"):
+        for _, g in train.groupby(["actor", "vocal_channel"]):
+            for mode, k in TRAINING_GROUPINGS:
+                for scored, extra in stats_groups(g, mode, k, rng):
+                    xs.append(model_inputs(feats[view].loc[np.concatenate([scored, extra])].to_numpy(), len(scored), True))
+                    labels += list(g.loc[scored, "emotion"])
+                    actors += list(g.loc[scored, "actor"])
+    return np.concatenate(xs), labels, actors
 
 
 def main() -> None:
@@ -104,6 +150,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5, help="random groupings per fold")
     ap.add_argument("--weight", type=float, default=0.5)
     ap.add_argument("--folds", default="1,2,3,4,5,6")
+    ap.add_argument("--call-like-training", action="store_true")
     args = ap.parse_args()
 
     probs, cfg = run_probabilities(args.runs)
@@ -114,27 +161,29 @@ def main() -> None:
     rows = []
     for fold in (int(f) for f in args.folds.split(",")):
         train = df[df["fold"] != fold]
-        z = np.concatenate([group_standardize(feats[c].loc[g.index].to_numpy())
-                            for c in ("clean", "telephone") for _, g in train.groupby(["actor", "vocal_channel"])])
-        meta = pd.concat([g for _ in ("clean", "telephone") for _, g in train.groupby(["actor", "vocal_channel"])])
-        model = fit_prosody(z, meta["emotion"], meta["actor"])
+        if args.call_like_training:
+            model = fit_prosody(*call_like_examples(feats, train, np.random.default_rng(100 + fold)), c_grid=(0.01,))
+        else:
+            z, meta = standardize_per_speaker({v: feats[v] for v in ("clean", "telephone")}, train)
+            model = fit_prosody(z, meta["emotion"], meta["actor"])
         test = df[(df["fold"] == fold) & (df["vocal_channel"] == "speech")]
         for cond in conditions:
             cnn = probs.loc[(fold, cond)].loc[test.index].to_numpy()
             y = [EMOTIONS.index(e) for e in test["emotion"]]
             for mode in MODES:
                 rng = np.random.default_rng(fold)
-                for rep in range(1 if mode == "actor" else args.reps):
+                for rep in range(1 if mode in ("actor", "uniform") else args.reps):
                     pro = pd.DataFrame(0.0, index=test.index, columns=EMOTIONS)
                     for scored, extra in stats_groups(test, mode, args.group_size, rng):
                         x = feats[cond].loc[np.concatenate([scored, extra])].to_numpy()
-                        pro.loc[scored] = model.predict_proba(group_standardize(x)[: len(scored)])
+                        pro.loc[scored] = model.predict_proba(model_inputs(x, len(scored), args.call_like_training))
                     for name, p in (("run", cnn), ("prosody", pro.to_numpy()), ("fused", fuse(cnn, pro.to_numpy(), args.weight))):
                         rows.append({"fold": fold, "condition": cond, "grouping": mode, "rep": rep, "scorer": name,
                                      "uar": unweighted_average_recall(y, p.argmax(axis=1))})
         print(f"fold {fold}: prosody model C={model.c:g}", flush=True)
     res = pd.DataFrame(rows).groupby(["condition", "grouping", "scorer", "fold"])["uar"].mean()
-    print(f"\nheld-out speech UAR, {' + '.join(args.runs)}; prosody weight {args.weight}, groups of {args.group_size}")
+    print(f"\nheld-out speech UAR, {' + '.join(args.runs)}; prosody weight {args.weight}, groups of {args.group_size}"
+          + ("; call-like training" if args.call_like_training else ""))
     for (cond, mode, scorer), per_fold in res.groupby(level=[0, 1, 2]):
         v = per_fold.to_numpy()
         print(f"{cond:9s} {mode:6s} {scorer:7s} {v.mean():.3f} ± {v.std(ddof=1) if v.size > 1 else 0:.3f}  "

@@ -2,17 +2,17 @@
 
 A segment's `functionals` (statistics over its frames of pitch, level, spectral shape and
 cepstrum, within the feature band) say little on their own: a high pitch is a high voice
-as often as an excited one. Standardised over all segments of the same speaker
-(`group_standardize`; in the nightly job, one channel of one call), they say how this
-segment departs from that speaker's own range, which is what carries emotion across
-voices and recording chains. A `ProsodyModel` (multinomial logistic regression, stored
-as plain arrays) scores them; its probabilities are averaged with the CNN's (`fuse`).
+as often as an excited one. Standardised over other segments of the same speaker
+(`group_standardize`), they say how this segment departs from that speaker's range. A
+`ProsodyModel` (multinomial logistic regression) scores them, and `fuse` averages its
+probabilities with a CNN's. `benchmarks/speaker_prosody.py` measures this on held-out
+speakers; it is not part of the shipped scoring, because a speaker whose segments are all
+in one mood has that mood standardised away (docs/RESULTS.md, "Speaker-normalised prosody").
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import librosa
 import numpy as np
@@ -23,8 +23,7 @@ from .audio import AudioError, View, load_preprocessed
 from .config import FeatureConfig
 from .labels import EMOTIONS
 
-PROSODY_FILE = "prosody.npz"
-FUNCTIONALS_VERSION = 1  # raise whenever `functionals` computes anything differently
+FUNCTIONALS_VERSION = 1  # raise whenever `functionals` computes anything differently (cache key)
 N_MFCC = 20
 F0_RANGE_HZ = (70.0, 450.0)
 LOUD_DB = -25.0          # frames within this of the segment's loudest count as speaking
@@ -72,10 +71,23 @@ def functionals(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return np.array([v for t in tracks for v in _stats(np.asarray(t))] + [slope, float(loud.mean())], np.float32)
 
 
+def standardize_with(x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """Functionals standardised by one speaker's mean and (population) sd of each."""
+    return ((np.asarray(x, np.float64) - mean) / (sd + 1e-6)).astype(np.float32)
+
+
 def group_standardize(x: np.ndarray) -> np.ndarray:
     """Rows of one speaker's functionals -> each column standardised over those rows."""
     x = np.asarray(x, np.float64)
-    return ((x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)).astype(np.float32)
+    return standardize_with(x, x.mean(axis=0), x.std(axis=0))
+
+
+def standardize_per_speaker(feats: dict[str, pd.DataFrame], df: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """Functionals of the manifest rows `df` under each view (`feats`: view -> frame indexed
+    like `df`), standardised over each actor, vocal channel and view; with the rows' manifest
+    entries in the same order."""
+    parts = [(feats[v].loc[g.index].to_numpy(), g) for v in feats for _, g in df.groupby(["actor", "vocal_channel"])]
+    return np.concatenate([group_standardize(x) for x, _ in parts]), pd.concat([g for _, g in parts])
 
 
 def _functionals_or_error(path: str, cfg: FeatureConfig, view: View) -> np.ndarray | str:
@@ -87,7 +99,7 @@ def _functionals_or_error(path: str, cfg: FeatureConfig, view: View) -> np.ndarr
 
 def corpus_functionals(paths: Sequence[str], cfg: FeatureConfig, view: View = View(), n_jobs: int = -1) -> pd.DataFrame:
     """Functionals of many files (one row each, indexed by path); unreadable or too-short
-    files are left out and named in a warning-free `attrs['errors']`."""
+    files are left out and named in `attrs['errors']`."""
     out = Parallel(n_jobs=n_jobs, batch_size=16)(delayed(_functionals_or_error)(str(p), cfg, view) for p in paths)
     good = [(str(p), v) for p, v in zip(paths, out) if not isinstance(v, str)]
     df = pd.DataFrame(np.stack([v for _, v in good]) if good else np.zeros((0, len(FUNCTIONAL_NAMES))),
@@ -98,12 +110,12 @@ def corpus_functionals(paths: Sequence[str], cfg: FeatureConfig, view: View = Vi
 
 @dataclass(frozen=True)
 class ProsodyModel:
-    """Multinomial logistic regression on speaker-standardised functionals, as arrays:
-    input scaling (`mean`, `sd`), then softmax(z @ coef.T + intercept) over `EMOTIONS`."""
+    """Multinomial logistic regression on speaker-standardised functionals: input scaling
+    (`mean`, `sd`), then softmax(z @ coef.T + intercept) over `EMOTIONS`."""
 
     mean: np.ndarray
     sd: np.ndarray
-    coef: np.ndarray        # (len(EMOTIONS), len(FUNCTIONAL_NAMES))
+    coef: np.ndarray        # (len(EMOTIONS), inputs)
     intercept: np.ndarray   # (len(EMOTIONS),)
     c: float                # the regularisation it was fitted with (inverse strength)
 
@@ -114,34 +126,24 @@ class ProsodyModel:
         p = np.exp(logits)
         return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
-    def save(self, path: str | Path) -> None:
-        np.savez(path, mean=self.mean, sd=self.sd, coef=self.coef, intercept=self.intercept, c=self.c,
-                 version=FUNCTIONALS_VERSION, names=np.array(FUNCTIONAL_NAMES), labels=np.array(EMOTIONS))
-
-    @classmethod
-    def load(cls, path: str | Path) -> ProsodyModel:
-        """Read a saved model (no pickle), refusing one made for other features or labels."""
-        with np.load(path, allow_pickle=False) as f:
-            if (int(f["version"]) != FUNCTIONALS_VERSION or tuple(f["names"]) != FUNCTIONAL_NAMES
-                    or tuple(f["labels"]) != EMOTIONS):
-                raise ValueError(f"{path}: made for other functionals or labels than this version computes")
-            return cls(f["mean"], f["sd"], f["coef"], f["intercept"], float(f["c"]))
-
 
 def fit_prosody(z: np.ndarray, labels: Sequence[str], speakers: Sequence[int], c_grid: Sequence[float] = (0.003, 0.01, 0.03, 0.1),
                 folds: int = 5) -> ProsodyModel:
     """Fit on speaker-standardised functionals `z` with emotion `labels`, the regularisation
-    chosen from `c_grid` by unweighted average recall over `folds` groups of `speakers`."""
+    chosen from `c_grid` by unweighted average recall over `folds` groups of `speakers`
+    (a single value is taken as it is)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold, cross_val_score
 
     z, y = np.asarray(z, np.float64), np.array([EMOTIONS.index(e) for e in labels])
     mean, sd = z.mean(axis=0), z.std(axis=0) + 1e-6
     x = (z - mean) / sd
-    cv = list(GroupKFold(folds).split(x, y, np.asarray(speakers)))
-    scores = [cross_val_score(LogisticRegression(C=c, max_iter=3000), x, y, cv=cv, scoring="balanced_accuracy").mean()
-              for c in c_grid]
-    best = float(c_grid[int(np.argmax(scores))])
+    best = float(c_grid[0])
+    if len(c_grid) > 1:
+        cv = list(GroupKFold(folds).split(x, y, np.asarray(speakers)))
+        scores = [cross_val_score(LogisticRegression(C=c, max_iter=3000), x, y, cv=cv, scoring="balanced_accuracy").mean()
+                  for c in c_grid]
+        best = float(c_grid[int(np.argmax(scores))])
     lr = LogisticRegression(C=best, max_iter=3000).fit(x, y)
     coef, intercept = np.zeros((len(EMOTIONS), x.shape[1])), np.full(len(EMOTIONS), -1e9)
     binary = len(lr.classes_) == 2  # one row of logits: the second class's against the first's 0

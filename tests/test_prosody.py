@@ -5,7 +5,7 @@ from conftest import speechlike, tone
 from ser_core.audio import preemphasis
 from ser_core.config import FeatureConfig
 from ser_core.labels import EMOTIONS
-from ser_core.prosody import FUNCTIONAL_NAMES, ProsodyModel, fit_prosody, functionals, fuse, group_standardize
+from ser_core.prosody import FUNCTIONAL_NAMES, fit_prosody, functionals, fuse, group_standardize
 
 BAND = FeatureConfig(fmin=300, fmax=3400, spectrogram_fmax=3400)
 
@@ -53,15 +53,13 @@ def toy():
     return z, y, np.repeat(np.arange(6), n // 6)
 
 
-def test_fit_predicts_held_out_rows_and_round_trips(toy, tmp_path):
+def test_fit_predicts_held_out_rows(toy):
     z, y, speakers = toy
     model = fit_prosody(z[:180], y[:180], speakers[:180], folds=3)
     p = model.predict_proba(z[180:])
     assert p.shape == (60, len(EMOTIONS)) and np.allclose(p.sum(axis=1), 1.0, atol=1e-5)
     assert (np.array(EMOTIONS)[p.argmax(axis=1)] == y[180:]).mean() > 0.9
     assert p[:, EMOTIONS.index("happy")].max() < 1e-6  # never trained on: never predicted
-    model.save(tmp_path / "m.npz")
-    np.testing.assert_allclose(ProsodyModel.load(tmp_path / "m.npz").predict_proba(z[180:]), p, rtol=1e-6)
 
 
 def test_arrays_reproduce_sklearn_on_eight_classes():
@@ -75,15 +73,6 @@ def test_arrays_reproduce_sklearn_on_eight_classes():
     x = (z - model.mean) / model.sd
     ref = LogisticRegression(C=model.c, max_iter=3000).fit(x, [EMOTIONS.index(e) for e in y])
     np.testing.assert_allclose(model.predict_proba(z), ref.predict_proba(x), atol=1e-5)
-
-
-def test_load_refuses_a_model_of_other_functionals(toy, tmp_path):
-    z, y, speakers = toy
-    fit_prosody(z, y, speakers, folds=3).save(tmp_path / "m.npz")
-    saved = dict(np.load(tmp_path / "m.npz"))
-    np.savez(tmp_path / "old.npz", **{**saved, "version": np.array(0)})
-    with pytest.raises(ValueError, match="other functionals"):
-        ProsodyModel.load(tmp_path / "old.npz")
 
 
 def test_fuse_weights_the_prosody_share():
