@@ -212,15 +212,6 @@ class SegmentConfig(_JsonConfig):
     roles: tuple[str, ...] = ("agent", "customer")  # by channel index; mono recordings are "mixed"
 
 
-@dataclass(frozen=True)
-class ProsodyConfig(_JsonConfig):
-    """How the speaker-normalised prosody model (`ser_core.prosody`) joins the CNN."""
-
-    weight: float = 0.5             # its share of the averaged emotion probabilities
-    min_segments: int = 8           # a speaker with fewer segments is scored by the CNN alone
-    narrowband_only: bool = True    # leave segments the wideband companion scores to the CNN pair
-
-
 def differing_configs(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """Which of the feature/model/train configs saved in two JSON records differ, compared
     as saved config objects (so fields added later, at their earlier values, still match)."""
