@@ -78,3 +78,30 @@ def test_arrays_reproduce_sklearn_on_eight_classes():
 def test_fuse_weights_the_prosody_share():
     a, b = np.eye(8, dtype=np.float32)[:1], np.eye(8, dtype=np.float32)[1:2]
     np.testing.assert_allclose(fuse(a, b, 0.25), 0.75 * a + 0.25 * b)
+
+
+def test_benchmark_groupings_score_every_clip_once_with_the_statistics_they_name():
+    """`benchmarks/speaker_prosody.py`: each grouping scores each held-out clip exactly once
+    and takes its statistics from the clips it says (same actor, one mood, another actor)."""
+    import pandas as pd
+    from conftest import load_benchmark
+
+    bench = load_benchmark("speaker_prosody")
+    te = pd.DataFrame([(a, e) for a in (1, 2) for e in EMOTIONS for _ in range(4)], columns=["actor", "emotion"])
+    te.index = [f"{a}-{e}-{i}" for i, (a, e) in enumerate(zip(te["actor"], te["emotion"]))]
+    for mode in bench.MODES:
+        groups = bench.stats_groups(te, mode, 10, np.random.default_rng(0))
+        scored = np.concatenate([s for s, _ in groups])
+        assert sorted(scored) == sorted(te.index), mode
+        for s, extra in groups:
+            assert te.loc[s, "actor"].nunique() == 1
+            mates = te.loc[extra]
+            if mode in ("actor", "random", "uniform"):
+                assert extra.size == 0
+            if mode == "uniform":
+                assert te.loc[s, "emotion"].nunique() == 1
+            if mode in ("skewed", "mostly"):
+                assert set(mates["actor"]) == set(te.loc[s, "actor"]) and len(mates) > 0
+                assert mates["emotion"].nunique() == 1 if mode == "mostly" else set(mates["emotion"]) <= {"neutral", "calm"}
+            if mode == "two":
+                assert set(mates["actor"]).isdisjoint(te.loc[s, "actor"]) and len(mates) == len(s)
