@@ -26,6 +26,9 @@ mostly one mood, one mood throughout), each group standardised over itself, with
 functionals themselves beside their standardised form, so that it can fall back on
 absolute levels where standardisation erased them (regularisation fixed at C = 0.01).
 
+With `--no-speaker-statistics`, the control: the model is fitted on the functionals as
+they are, and scores each clip alone (printed as the `actor` grouping).
+
 The runs named are CNN cross-validation runs (`ser train --protocol folds`) whose
 `predictions.csv[.gz]` holds the held-out probabilities (first windows); several are
 averaged first (a bundle with its wideband companion). Prints UAR per condition, grouping
@@ -151,6 +154,7 @@ def main() -> None:
     ap.add_argument("--weight", type=float, default=0.5)
     ap.add_argument("--folds", default="1,2,3,4,5,6")
     ap.add_argument("--call-like-training", action="store_true")
+    ap.add_argument("--no-speaker-statistics", action="store_true")
     args = ap.parse_args()
 
     probs, cfg = run_probabilities(args.runs)
@@ -161,7 +165,10 @@ def main() -> None:
     rows = []
     for fold in (int(f) for f in args.folds.split(",")):
         train = df[df["fold"] != fold]
-        if args.call_like_training:
+        if args.no_speaker_statistics:
+            views = [feats[v].loc[train.index].to_numpy() for v in ("clean", "telephone")]
+            model = fit_prosody(np.concatenate(views), list(train["emotion"]) * 2, list(train["actor"]) * 2)
+        elif args.call_like_training:
             model = fit_prosody(*call_like_examples(feats, train, np.random.default_rng(100 + fold)), c_grid=(0.01,))
         else:
             z, meta = standardize_per_speaker({v: feats[v] for v in ("clean", "telephone")}, train)
@@ -170,20 +177,23 @@ def main() -> None:
         for cond in conditions:
             cnn = probs.loc[(fold, cond)].loc[test.index].to_numpy()
             y = [EMOTIONS.index(e) for e in test["emotion"]]
-            for mode in MODES:
+            for mode in ("actor",) if args.no_speaker_statistics else MODES:
                 rng = np.random.default_rng(fold)
                 for rep in range(1 if mode in ("actor", "uniform") else args.reps):
                     pro = pd.DataFrame(0.0, index=test.index, columns=EMOTIONS)
                     for scored, extra in stats_groups(test, mode, args.group_size, rng):
                         x = feats[cond].loc[np.concatenate([scored, extra])].to_numpy()
-                        pro.loc[scored] = model.predict_proba(model_inputs(x, len(scored), args.call_like_training))
+                        inputs = x[: len(scored)] if args.no_speaker_statistics else model_inputs(
+                            x, len(scored), args.call_like_training)
+                        pro.loc[scored] = model.predict_proba(inputs)
                     for name, p in (("run", cnn), ("prosody", pro.to_numpy()), ("fused", fuse(cnn, pro.to_numpy(), args.weight))):
                         rows.append({"fold": fold, "condition": cond, "grouping": mode, "rep": rep, "scorer": name,
                                      "uar": unweighted_average_recall(y, p.argmax(axis=1))})
         print(f"fold {fold}: prosody model C={model.c:g}", flush=True)
     res = pd.DataFrame(rows).groupby(["condition", "grouping", "scorer", "fold"])["uar"].mean()
     print(f"\nheld-out speech UAR, {' + '.join(args.runs)}; prosody weight {args.weight}, groups of {args.group_size}"
-          + ("; call-like training" if args.call_like_training else ""))
+          + ("; call-like training" if args.call_like_training else "")
+          + ("; no speaker statistics" if args.no_speaker_statistics else ""))
     for (cond, mode, scorer), per_fold in res.groupby(level=[0, 1, 2]):
         v = per_fold.to_numpy()
         print(f"{cond:9s} {mode:6s} {scorer:7s} {v.mean():.3f} ± {v.std(ddof=1) if v.size > 1 else 0:.3f}  "
