@@ -161,7 +161,7 @@ def main() -> None:
     conditions = sorted(set(probs.index.get_level_values("condition")) & set(VIEWS))
     df = ravdess_manifest(data_dir())
     df.index = [Path(p).name for p in df["path"]]
-    feats = {c: cached_functionals(df, cfg, c) for c in sorted({"clean", "telephone"} | set(conditions))}
+    feats = {c: cached_functionals(df, cfg, c) for c in VIEWS}
     rows = []
     for fold in (int(f) for f in args.folds.split(",")):
         train = df[df["fold"] != fold]
@@ -174,9 +174,9 @@ def main() -> None:
             z, meta = standardize_per_speaker({v: feats[v] for v in ("clean", "telephone")}, train)
             model = fit_prosody(z, meta["emotion"], meta["actor"])
         test = df[(df["fold"] == fold) & (df["vocal_channel"] == "speech")]
+        y = [EMOTIONS.index(e) for e in test["emotion"]]
         for cond in conditions:
             cnn = probs.loc[(fold, cond)].loc[test.index].to_numpy()
-            y = [EMOTIONS.index(e) for e in test["emotion"]]
             for mode in ("actor",) if args.no_speaker_statistics else MODES:
                 rng = np.random.default_rng(fold)
                 for rep in range(1 if mode in ("actor", "uniform") else args.reps):

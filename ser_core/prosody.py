@@ -71,15 +71,10 @@ def functionals(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return np.array([v for t in tracks for v in _stats(np.asarray(t))] + [slope, float(loud.mean())], np.float32)
 
 
-def standardize_with(x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    """Functionals standardised by one speaker's mean and (population) sd of each."""
-    return ((np.asarray(x, np.float64) - mean) / (sd + 1e-6)).astype(np.float32)
-
-
 def group_standardize(x: np.ndarray) -> np.ndarray:
     """Rows of one speaker's functionals -> each column standardised over those rows."""
     x = np.asarray(x, np.float64)
-    return standardize_with(x, x.mean(axis=0), x.std(axis=0))
+    return ((x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)).astype(np.float32)
 
 
 def standardize_per_speaker(feats: dict[str, pd.DataFrame], df: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
