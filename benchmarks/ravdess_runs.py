@@ -108,6 +108,10 @@ RECIPES["deep_4block_band_noisetrim_e200_folds_speech"] = [*_SPEECH_FOLDS, *BEST
                                                            "--feature", "trim_noise_margin_db=10", "--train", "epochs=200"]
 RECIPES["deep_4block_band_noisetrim_wide_e200_folds_speech"] = [*RECIPES["deep_4block_band_noisetrim_e200_folds_speech"],
                                                                 "--arch", "filters=[64,128,256,512]"]
+# [J]'s recipe on speech, trained on one of RAVDESS's two sentences: the held-out actors' other sentence is one
+# the model never heard, the first step towards other words and languages (`statements` scores both)
+RECIPES["deep_4block_band_noisetrim_bandspec_e200_statement1_folds_speech"] = [
+    *RECIPES["deep_4block_band_noisetrim_e200_folds_speech"], "--feature", "spectrogram_fmax=3400", "--train-statements", "1"]
 # the shipped recipe twice as wide, and both with a mild (±5 %) vocal-tract-length warp (GPU screen 4)
 RECIPES["deep_4block_band_noisetrim_wide_e200_folds_both"] = [*RECIPES["deep_4block_band_noisetrim_e200_folds_both"],
                                                               "--arch", "filters=[64,128,256,512]"]
@@ -570,6 +574,31 @@ def compare(runs: Path, names: list[str], against: str, telephone: bool = False,
               f"{a.mean():.3f} | {r.mean():.3f} | {a.mean() - r.mean():+.3f} ({(a > r).sum()} of {len(a)} folds better) |")
 
 
+def statement_scores(pred: pd.DataFrame) -> dict[str, dict[int, list[float]]]:
+    """UAR per held-out split on each RAVDESS sentence (the file name's fifth field):
+    {condition: {statement: [one UAR per split]}}."""
+    pred = pred.assign(statement=pred["path"].str.split("/").str[-1].str.split("-").str[4].astype(int))
+    out: dict[str, dict[int, list[float]]] = {}
+    for (condition, statement, _), g in pred.groupby(["condition", "statement", "split"]):
+        m = classification_metrics(g["true"].map(EMOTIONS.index), g["pred"].map(EMOTIONS.index))
+        out.setdefault(condition, {}).setdefault(int(statement), []).append(m["uar"])
+    return out
+
+
+def statements(runs: Path, names: list[str], vocal_channel: str = "speech") -> None:
+    """Held-out UAR on each of RAVDESS's two sentences, per run and condition: for a run
+    trained on one sentence (`--train-statements`), the other is a sentence it never heard."""
+    print("| run | trained on sentences | condition | UAR, sentence 1 | UAR, sentence 2 | 2 − 1 | 2 − 1 per fold |")
+    print("|---|---|---|---|---|---|---|")
+    for name in names:
+        heard = json.loads((runs / name / "config.json").read_text()).get("train_statements", [1, 2])
+        for condition, by_statement in statement_scores(predictions(runs, name, vocal_channel)).items():
+            one, two = np.array(by_statement[1]), np.array(by_statement[2])
+            print(f"| {name} | {', '.join(map(str, heard))} | {condition} | {_ms(summarize(one), len(one))} | "
+                  f"{_ms(summarize(two), len(two))} | {two.mean() - one.mean():+.3f} | "
+                  f"{' / '.join(f'{d:+.3f}' for d in two - one)} |")
+
+
 ARCHIVED = ("config.json", "command.txt", "metrics.json", "report.md")
 
 
@@ -587,12 +616,13 @@ def archive(runs: Path, names: list[str], to: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("action", choices=("list", "run", "table", "ensemble", "breakdown", "tta", "speaker-groups", "compare",
-                                       "windows", "archive", "pair"))
+                                       "windows", "archive", "pair", "statements"))
     ap.add_argument("names", nargs="*", help="recipes to run (see `list`), or runs to tabulate (default: all)")
     ap.add_argument("--runs", type=Path, default=Path("runs"))
     ap.add_argument("--folds", help="only these folds, e.g. 1,2 (default: all six)")
     ap.add_argument("--speeds", default="0.9,1.1", help="tta: test-time speeds besides 1.0")
-    ap.add_argument("--vocal-channel", choices=("speech", "song"), help="ensemble, breakdown, compare: only these held-out clips")
+    ap.add_argument("--vocal-channel", choices=("speech", "song"),
+                    help="ensemble, breakdown, compare, statements: only these held-out clips")
     ap.add_argument("--to", type=Path, help="archive: the folder to copy runs into, e.g. docs/runs/gpu_jax_s11; "
                     "pair: the folder for the paired bundles (default: runs/BAND_with_wideband)")
     ap.add_argument("--against", default="deep_ema_last_folds_speech", help="compare: the reference run")
@@ -619,6 +649,8 @@ def main() -> None:
         ensemble(args.runs, args.names, args.vocal_channel, args.folds)
     elif args.action == "breakdown":
         breakdown(args.runs, args.names, args.vocal_channel)
+    elif args.action == "statements":
+        statements(args.runs, args.names, args.vocal_channel or "speech")
     elif args.action == "compare":
         compare(args.runs, args.names, args.against, args.telephone, args.vocal_channel or "speech")
     elif args.action == "speaker-groups":

@@ -120,6 +120,7 @@ def run_protocol(
     verbose: int = 2,
     test_telephone: bool = False,
     resume: bool = False,
+    train_statements: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """Train and evaluate under `protocol`; write every report into `out_dir`.
 
@@ -133,6 +134,10 @@ def run_protocol(
 
     With `resume`, held-out splits already finished in `out_dir` by a run with the same
     configuration are read back instead of trained again (a 6-fold run can span sessions).
+
+    With `train_statements` (RAVDESS statement numbers), training and validation use only
+    the clips of those sentences while the held-out clips keep every sentence: the test
+    then holds sentences the model never heard (`ravdess_runs.py statements`).
     """
     if train_cfg.babble_augment and protocol not in ("folds", "all"):
         raise ValueError("babble_augment takes its talkers from each clip's fold: use --protocol folds or all")
@@ -142,7 +147,7 @@ def run_protocol(
     config = {
         "feature_config": feature_cfg.to_dict(), "model_config": model_cfg.to_dict(),
         "train_config": train_cfg.to_dict(), "protocol": protocol, "channels": channels,
-        "test_telephone": test_telephone,
+        "test_telephone": test_telephone, **({"train_statements": list(train_statements)} if train_statements else {}),
     }
     config_file = out / "config.json"
     if resume and config_file.exists() and _config_differs(json.loads(config_file.read_text()), config):
@@ -175,7 +180,9 @@ def run_protocol(
     results: dict[str, Any] = {"protocol": protocol, "channels": channels, "model": model_cfg.kind,
                                "n_clips": len(df), "unusable_clips": len(feats.errors), "folds": {}}
     predictions = []
+    heard = df["statement"].isin(train_statements).to_numpy() if train_statements else np.ones(len(df), bool)
     for split in splits(df, protocol, n_val, folds):
+        split = split._replace(train=split.train[heard[split.train]], val=split.val[heard[split.val]])
         fold_dir = out / split.name
         if resume and (fold_dir / "fold.json").exists() and (fold_dir / "predictions.csv").exists():
             pred = pd.read_csv(fold_dir / "predictions.csv")

@@ -16,6 +16,7 @@ from ser_core.bundle import BundleError, load_bundle, predict_files
 from ser_core.cli import main, parser, train_configs
 from ser_core.config import ModelConfig, TrainConfig
 from ser_core.labels import EMOTIONS
+from ser_core.metrics import classification_metrics
 
 TINY = ["--feature", "n_mels=24", "--feature", "frames=40", "--feature", "mfcc_frames=40",
         "--arch", "filters=[8, 16]", "--arch", "dense_units=16",
@@ -244,6 +245,29 @@ def test_resume_keeps_finished_splits_and_refuses_another_config(tiny_data, tmp_
     assert "resumed run" in (out / "report.md").read_text()
     with pytest.raises(ValueError, match="another configuration"):
         main([*args, "--resume", "--train", "epochs=3"])
+
+
+def test_training_on_one_sentence_tests_on_both(corpus_root, tmp_path, monkeypatch_module):
+    df = pd.read_csv(corpus_root / "manifest.csv")
+    df = df[(df["vocal_channel"] == "speech") & df["fold"].isin([1, 2])].groupby(["actor", "statement"]).head(6).copy()
+    df["path"] = [str(corpus_root / p) for p in df["path"]]
+    root = tmp_path / "ravdess"
+    root.mkdir()
+    df.to_csv(root / "manifest.csv", index=False)
+    out = tmp_path / "runs" / "run"
+    assert main(["train", "--data", str(root), "--model", "baseline", "--folds", "1", "--train-statements", "1",
+                 "--out", str(out), "--verbose", "0", *TINY]) == 0
+    fold = json.loads((out / "metrics.json").read_text())["folds"]["fold_1"]
+    # 2 training actors' sentence-1 clips (6 each); the 4 held-out actors' clips of both sentences
+    assert fold["train_clips"] == 2 * 6 and fold["test_clips"] == 4 * 12
+    assert json.loads((out / "config.json").read_text())["train_statements"] == [1]
+    pred = pd.read_csv(out / "predictions.csv")
+    unheard = pred[pred["path"].str.split("/").str[-1].str.split("-").str[4] == "02"]
+    uar = classification_metrics(unheard["true"].map(EMOTIONS.index), unheard["pred"].map(EMOTIONS.index))["uar"]
+    script = Path(__file__).parents[1] / "benchmarks" / "ravdess_runs.py"
+    rows = subprocess.run([sys.executable, str(script), "statements", "run", "--runs", str(out.parent)],
+                          capture_output=True, text=True, check=True).stdout.splitlines()
+    assert rows[2].startswith("| run | 1 | clean | ") and f" | {uar:.3f} | " in rows[2]
 
 
 def test_predict_standardises_per_speaker_for_speaker_normalised_bundles(labelled_csv, tmp_path):
