@@ -110,8 +110,11 @@ RECIPES["deep_4block_band_noisetrim_wide_e200_folds_speech"] = [*RECIPES["deep_4
                                                                 "--arch", "filters=[64,128,256,512]"]
 # [J]'s recipe on speech, trained on one of RAVDESS's two sentences: the held-out actors' other sentence is one
 # the model never heard, the first step towards other words and languages (`statements` scores both)
-RECIPES["deep_4block_band_noisetrim_bandspec_e200_statement1_folds_speech"] = [
-    *RECIPES["deep_4block_band_noisetrim_e200_folds_speech"], "--feature", "spectrogram_fmax=3400", "--train-statements", "1"]
+# (and on the other sentence, so that each sentence is scored heard by one model and unheard by the other)
+for _s in (1, 2):
+    RECIPES[f"deep_4block_band_noisetrim_bandspec_e200_statement{_s}_folds_speech"] = [
+        *RECIPES["deep_4block_band_noisetrim_e200_folds_speech"], "--feature", "spectrogram_fmax=3400",
+        "--train-statements", str(_s)]
 # the shipped recipe twice as wide, and both with a mild (±5 %) vocal-tract-length warp (GPU screen 4)
 RECIPES["deep_4block_band_noisetrim_wide_e200_folds_both"] = [*RECIPES["deep_4block_band_noisetrim_e200_folds_both"],
                                                               "--arch", "filters=[64,128,256,512]"]
@@ -574,29 +577,40 @@ def compare(runs: Path, names: list[str], against: str, telephone: bool = False,
               f"{a.mean():.3f} | {r.mean():.3f} | {a.mean() - r.mean():+.3f} ({(a > r).sum()} of {len(a)} folds better) |")
 
 
-def statement_scores(pred: pd.DataFrame) -> dict[str, dict[int, list[float]]]:
+def statement_scores(pred: pd.DataFrame) -> dict[str, dict[int, dict[str, float]]]:
     """UAR per held-out split on each RAVDESS sentence (the file name's fifth field):
-    {condition: {statement: [one UAR per split]}}."""
+    {condition: {statement: {split: UAR}}}."""
     pred = pred.assign(statement=pred["path"].str.split("/").str[-1].str.split("-").str[4].astype(int))
-    out: dict[str, dict[int, list[float]]] = {}
-    for (condition, statement, _), g in pred.groupby(["condition", "statement", "split"]):
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    for (condition, statement, split), g in pred.groupby(["condition", "statement", "split"]):
         m = classification_metrics(g["true"].map(EMOTIONS.index), g["pred"].map(EMOTIONS.index))
-        out.setdefault(condition, {}).setdefault(int(statement), []).append(m["uar"])
+        out.setdefault(condition, {}).setdefault(int(statement), {})[split] = m["uar"]
     return out
 
 
 def statements(runs: Path, names: list[str], vocal_channel: str = "speech") -> None:
-    """Held-out UAR on each of RAVDESS's two sentences, per run and condition: for a run
-    trained on one sentence (`--train-statements`), the other is a sentence it never heard."""
+    """Held-out UAR on each of RAVDESS's two sentences, per run and condition. A run trained
+    on one sentence (`--train-statements`) never heard the other; over such runs, the last
+    rows pair each fold's heard and unheard sentence (with one run per sentence, each
+    sentence counts once as heard and once as unheard, so their difficulty cancels)."""
     print("| run | trained on sentences | condition | UAR, sentence 1 | UAR, sentence 2 | 2 − 1 | 2 − 1 per fold |")
     print("|---|---|---|---|---|---|---|")
+    pairs: dict[str, list[tuple[float, float]]] = {}
     for name in names:
         heard = json.loads((runs / name / "config.json").read_text()).get("train_statements", [1, 2])
         for condition, by_statement in statement_scores(predictions(runs, name, vocal_channel)).items():
-            one, two = np.array(by_statement[1]), np.array(by_statement[2])
+            folds = sorted(by_statement[1])
+            one, two = np.array([by_statement[1][f] for f in folds]), np.array([by_statement[2][f] for f in folds])
             print(f"| {name} | {', '.join(map(str, heard))} | {condition} | {_ms(summarize(one), len(one))} | "
                   f"{_ms(summarize(two), len(two))} | {two.mean() - one.mean():+.3f} | "
                   f"{' / '.join(f'{d:+.3f}' for d in two - one)} |")
+            if len(heard) == 1:
+                pairs.setdefault(condition, []).extend(
+                    (by_statement[heard[0]][f], by_statement[3 - heard[0]][f]) for f in folds)
+    for condition, scores in pairs.items():
+        h, u = np.array(scores).T
+        print(f"| single-sentence runs, heard against unheard sentence | | {condition} | heard {h.mean():.3f} | "
+              f"unheard {u.mean():.3f} | {u.mean() - h.mean():+.3f} | {(u < h).sum()} of {len(h)} fold runs lower |")
 
 
 ARCHIVED = ("config.json", "command.txt", "metrics.json", "report.md")

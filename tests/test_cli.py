@@ -268,6 +268,8 @@ def test_training_on_one_sentence_tests_on_both(corpus_root, tmp_path, monkeypat
     rows = subprocess.run([sys.executable, str(script), "statements", "run", "--runs", str(out.parent)],
                           capture_output=True, text=True, check=True).stdout.splitlines()
     assert rows[2].startswith("| run | 1 | clean | ") and f" | {uar:.3f} | " in rows[2]
+    assert rows[-1].startswith("| single-sentence runs, heard against unheard sentence | | clean | ")
+    assert f" | unheard {uar:.3f} | " in rows[-1]
 
 
 def test_predict_standardises_per_speaker_for_speaker_normalised_bundles(labelled_csv, tmp_path):
