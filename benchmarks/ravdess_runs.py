@@ -12,6 +12,7 @@
     python benchmarks/ravdess_runs.py windows NAME... [--runs runs]
     python benchmarks/ravdess_runs.py archive NAME... --to docs/runs/GROUP [--runs runs]
     python benchmarks/ravdess_runs.py pair BAND COMPANION [--to DIR] [--runs runs]
+    python benchmarks/ravdess_runs.py statements NAME... [--runs runs]
 
 `run` calls `ser train` for each recipe, one after the other (each uses every core),
 into RUNS/NAME with the log in RUNS/NAME.log; with `--parallel`, all folds of a recipe
@@ -34,7 +35,9 @@ saved split models on whole utterances, as `ser predict` does, instead of each c
 predictions; no models) into the repository, so `table`, `ensemble`, `breakdown` and
 `compare` work on a fresh checkout with `--runs docs/runs/GROUP`. `pair` attaches each fold
 model of a full-band run to the same fold's model of a telephone-band run, as the shipped
-bundle carries its wideband companion, for `benchmarks/robustness.py`.
+bundle carries its wideband companion, for `benchmarks/robustness.py`. `statements` scores
+each of RAVDESS's two sentences apart; for runs trained on one of them (`ser train
+--train-statements`), it sets each fold's heard sentence against the unheard one.
 """
 from __future__ import annotations
 
