@@ -111,9 +111,8 @@ RECIPES["deep_4block_band_noisetrim_e200_folds_speech"] = [*_SPEECH_FOLDS, *BEST
                                                            "--feature", "trim_noise_margin_db=10", "--train", "epochs=200"]
 RECIPES["deep_4block_band_noisetrim_wide_e200_folds_speech"] = [*RECIPES["deep_4block_band_noisetrim_e200_folds_speech"],
                                                                 "--arch", "filters=[64,128,256,512]"]
-# [J]'s recipe on speech, trained on one of RAVDESS's two sentences: the held-out actors' other sentence is one
-# the model never heard, the first step towards other words and languages (`statements` scores both)
-# (and on the other sentence, so that each sentence is scored heard by one model and unheard by the other)
+# [J]'s recipe on speech trained on one of RAVDESS's two sentences, a run for each: every held-out sentence is
+# scored heard by one model and unheard by the other, a first step towards other words (`statements`)
 for _s in (1, 2):
     RECIPES[f"deep_4block_band_noisetrim_bandspec_e200_statement{_s}_folds_speech"] = [
         *RECIPES["deep_4block_band_noisetrim_e200_folds_speech"], "--feature", "spectrogram_fmax=3400",

@@ -180,6 +180,9 @@ def run_protocol(
     results: dict[str, Any] = {"protocol": protocol, "channels": channels, "model": model_cfg.kind,
                                "n_clips": len(df), "unusable_clips": len(feats.errors), "folds": {}}
     predictions = []
+    unknown = set(train_statements) - set(df["statement"])
+    if unknown:
+        raise ValueError(f"no clips of statements {sorted(unknown)} to train on")
     heard = df["statement"].isin(train_statements).to_numpy() if train_statements else np.ones(len(df), bool)
     for split in splits(df, protocol, n_val, folds):
         split = split._replace(train=split.train[heard[split.train]], val=split.val[heard[split.val]])

@@ -270,6 +270,9 @@ def test_training_on_one_sentence_tests_on_both(corpus_root, tmp_path, monkeypat
     assert rows[2].startswith("| run | 1 | clean | ") and f" | {uar:.3f} | " in rows[2]
     assert rows[-1].startswith("| single-sentence runs, heard against unheard sentence | | clean | ")
     assert f" | unheard {uar:.3f} | " in rows[-1]
+    with pytest.raises(ValueError, match=r"statements \[3\]"):
+        main(["train", "--data", str(root), "--model", "baseline", "--train-statements", "3", "--out",
+              str(tmp_path / "none"), "--verbose", "0", *TINY])
 
 
 def test_predict_standardises_per_speaker_for_speaker_normalised_bundles(labelled_csv, tmp_path):
