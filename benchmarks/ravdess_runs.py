@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ser_core.labels import EMOTIONS
+from ser_core.labels import EMOTIONS, parse_ravdess_name
 from ser_core.metrics import classification_metrics, summarize
 
 # the deep model learns slowly under its augmentation: a longer schedule (docs/RESULTS.md, levers)
@@ -580,9 +580,9 @@ def compare(runs: Path, names: list[str], against: str, telephone: bool = False,
 
 
 def statement_scores(pred: pd.DataFrame) -> dict[str, dict[int, dict[str, float]]]:
-    """UAR per held-out split on each RAVDESS sentence (the file name's fifth field):
+    """UAR per held-out split on each RAVDESS sentence (named in the file name):
     {condition: {statement: {split: UAR}}}."""
-    pred = pred.assign(statement=pred["path"].str.split("/").str[-1].str.split("-").str[4].astype(int))
+    pred = pred.assign(statement=[parse_ravdess_name(p).statement for p in pred["path"]])
     out: dict[str, dict[int, dict[str, float]]] = {}
     for (condition, statement, split), g in pred.groupby(["condition", "statement", "split"]):
         m = classification_metrics(g["true"].map(EMOTIONS.index), g["pred"].map(EMOTIONS.index))

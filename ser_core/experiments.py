@@ -142,6 +142,10 @@ def run_protocol(
     if train_cfg.babble_augment and protocol not in ("folds", "all"):
         raise ValueError("babble_augment takes its talkers from each clip's fold: use --protocol folds or all")
     t0 = time.time()
+    df = load_corpus(data_root, channels)
+    unknown = set(train_statements) - set(df["statement"])
+    if unknown:  # before anything is written or extracted
+        raise ValueError(f"no clips of statements {sorted(unknown)} to train on")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = {
@@ -155,7 +159,6 @@ def run_protocol(
     config_file.write_text(json.dumps(config, indent=2))
     with open(out / "command.txt", "a" if resume else "w") as f:
         f.write(command + "\n")
-    df = load_corpus(data_root, channels)
     feats = extract_corpus(df["path"], feature_cfg)
     usable = np.setdiff1d(np.arange(len(df)), list(feats.errors))
     name = input_name(model_cfg)
@@ -180,9 +183,6 @@ def run_protocol(
     results: dict[str, Any] = {"protocol": protocol, "channels": channels, "model": model_cfg.kind,
                                "n_clips": len(df), "unusable_clips": len(feats.errors), "folds": {}}
     predictions = []
-    unknown = set(train_statements) - set(df["statement"])
-    if unknown:
-        raise ValueError(f"no clips of statements {sorted(unknown)} to train on")
     heard = df["statement"].isin(train_statements).to_numpy() if train_statements else np.ones(len(df), bool)
     for split in splits(df, protocol, n_val, folds):
         split = split._replace(train=split.train[heard[split.train]], val=split.val[heard[split.val]])
