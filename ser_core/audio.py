@@ -38,7 +38,18 @@ class UnreadableAudioError(AudioError):
 
 
 class EmptyAudioError(AudioError):
+    """A recording with a header but no samples."""
+
     code = "empty"
+
+
+class EmptyFileError(EmptyAudioError):
+    """A file of 0 bytes."""
+
+    code = "empty_file"
+
+    def __init__(self, message: str = "empty file (0 bytes)"):
+        super().__init__(message)
 
 
 class SilentAudioError(AudioError):
@@ -238,17 +249,29 @@ def speech_regions(
     return np.asarray(kept, dtype=np.int64).reshape(-1, 2)
 
 
-def split_windows(regions: np.ndarray, sr: int, max_segment_s: float = 4.0, overlap_s: float = 0.5) -> np.ndarray:
-    """Cut regions longer than `max_segment_s` into full windows overlapping by `overlap_s`
-    (the last window ends exactly at the region's end)."""
-    win, step = int(max_segment_s * sr), int((max_segment_s - overlap_s) * sr)
+def split_windows(regions: np.ndarray, sr: int, max_segment_s: float = 4.0, overlap_s: float = 0.0) -> np.ndarray:
+    """Cut each region longer than `max_segment_s` into ceil(length / max) equal pieces that
+    tile it: contiguous, not overlapping, none longer than the maximum. A turn slightly
+    longer than a window becomes two halves, not two nearly identical windows, so no speech
+    is scored (or counted in a duration) twice.
+
+    `overlap_s` > 0 keeps the former full-length windows overlapping by `overlap_s` (the
+    last one ends at the region's end), for `speech_intervals`' callers; the nightly job
+    never asks for it."""
+    win = int(max_segment_s * sr)
     out: list[tuple[int, int]] = []
     for s, e in regions:
-        if e - s <= win:
+        s, e = int(s), int(e)
+        length = e - s
+        if length <= win:
             out.append((s, e))
+        elif overlap_s > 0:
+            step = int((max_segment_s - overlap_s) * sr)
+            out.extend((st, st + win) for st in list(range(s, e - win, step)) + [e - win])
         else:
-            starts = list(range(s, e - win, step)) + [e - win]
-            out.extend((st, st + win) for st in starts)
+            n = -(-length // win)
+            edges = [s + k * length // n for k in range(n + 1)]
+            out.extend(zip(edges[:-1], edges[1:]))
     return np.asarray(out, dtype=np.int64).reshape(-1, 2)
 
 
