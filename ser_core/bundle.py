@@ -26,6 +26,7 @@ import pandas as pd
 from . import models  # noqa: F401  (registers custom layers for deserialisation)
 from .audio import HIGH_BAND_HZ, AudioError, View, is_wideband, load_preprocessed
 from .config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
+from .encoder_bundle import EncoderBundle, is_encoder_bundle, load_encoder_bundle
 from .features import INPUT_TIME_AXIS, extract_windows, speaker_standardize
 from .labels import EMOTIONS, INTENSITIES, valence_arousal
 from .models import input_name
@@ -178,8 +179,11 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return json.loads(meta_path.read_text())
 
 
-def load_bundle(spec: str | Path) -> Bundle:
+def load_bundle(spec: str | Path) -> Bundle | EncoderBundle:
+    """Load and verify a bundle folder (or `default`): an encoder bundle or a CNN bundle."""
     path = resolve_bundle_path(spec)
+    if is_encoder_bundle(path):
+        return load_encoder_bundle(path)
     meta = _read_meta(path)
     model_path = path / MODEL_FILE
     digest = sha256_file(model_path)
@@ -243,20 +247,58 @@ def attach_wideband(bundle_dir: str | Path, companion_dir: str | Path) -> str:
     return combined_id(meta["sha256"], companion["sha256"])
 
 
+def _score_files_encoder(bundle: EncoderBundle, paths: Sequence[str | Path], telephone: bool):
+    """Per file: emotion and intensity of the whole (trimmed) utterance, its seconds, and 1 window."""
+    states, seconds, errors = {}, {}, {}
+    for i, p in enumerate(paths):
+        try:
+            y = load_preprocessed(p, bundle.prep_config, View(telephone=telephone))
+        except AudioError as exc:
+            errors[i] = f"{exc.code}: {exc}"
+            continue
+        states[i], seconds[i] = bundle.states(y), y.size / bundle.prep_config.sample_rate
+    ok = np.array(sorted(states), dtype=np.int64)
+    emo, inten = bundle.score_states([states[i] for i in ok]) if len(ok) else (np.zeros((0, 8)), np.zeros((0, 2)))
+    return ok, emo, inten, np.ones(len(ok), np.int64), seconds, errors
+
+
 def predict_files(
-    bundle: Bundle, paths: Sequence[str | Path], telephone: bool = False, speakers: Sequence[Any] | None = None,
+    bundle: Bundle | EncoderBundle, paths: Sequence[str | Path], telephone: bool = False,
+    speakers: Sequence[Any] | None = None,
 ) -> pd.DataFrame:
     """One row per file: class probabilities (columns named by class), top label,
     confidence, intensity, valence, arousal, the seconds of sound scored after trimming
     (`speech_s`) and the number of model `windows` averaged over them; unusable files get
     an `error` and no scores.
 
-    A whole utterance is scored, not cropped: the model's fixed-length input slides over
-    it (`extract_windows`, half-overlapping windows) and the windows' probabilities are
-    averaged (with a wideband companion, over both networks where the audio is wideband).
+    A whole utterance is scored, not cropped. An encoder bundle encodes the trimmed
+    utterance once and its head pools over all its frames (`windows` is 1). A CNN bundle's
+    fixed-length input slides over it (`extract_windows`, half-overlapping windows) and the
+    windows' probabilities are averaged (with a wideband companion, over both networks
+    where the audio is wideband).
     With `telephone`, each file first goes through the simulated telephone
     channel. `speakers` (one id per file) groups the files whose statistics a bundle
     trained with `speaker_norm` standardises together; without it each file is its own group."""
+    if isinstance(bundle, EncoderBundle):
+        ok, emo, inten, n, seconds, errors = _score_files_encoder(bundle, paths, telephone)
+    else:
+        ok, emo, inten, n, seconds, errors = _score_files_cnn(bundle, paths, telephone, speakers)
+    df = pd.DataFrame({"path": [str(p) for p in paths]})
+    df = df.join(pd.DataFrame(emo, columns=list(bundle.labels), index=ok))
+    df["label"] = pd.Series([bundle.labels[j] for j in emo.argmax(axis=1)], index=ok, dtype=object)
+    df["confidence"] = pd.Series(emo.max(axis=1), index=ok, dtype=float)
+    df["intensity"] = pd.Series([bundle.intensities[j] for j in inten.argmax(axis=1)], index=ok, dtype=object)
+    va = valence_arousal(emo)
+    df["valence"] = pd.Series(va[:, 0], index=ok, dtype=float)
+    df["arousal"] = pd.Series(va[:, 1], index=ok, dtype=float)
+    df["speech_s"] = pd.Series(seconds, dtype=float).reindex(df.index)
+    df["windows"] = pd.Series(n, index=ok, dtype="Int64")
+    df["error"] = pd.Series(errors, dtype=object).reindex(df.index)
+    return df
+
+
+def _score_files_cnn(bundle: Bundle, paths: Sequence[str | Path], telephone: bool, speakers: Sequence[Any] | None):
+    """Per file: emotion and intensity averaged over the CNN's windows (`extract_windows`)."""
     cfg, inputs = bundle.feature_config, bundle.inputs
     windows: list[Routed] = []
     owner: list[int] = []
@@ -281,19 +323,7 @@ def predict_files(
     emo, inten = (np.zeros((len(ok), w.shape[1]), np.float32) for w in (emo_w, inten_w))
     np.add.at(emo, file_of_window, emo_w)
     np.add.at(inten, file_of_window, inten_w)
-    emo, inten = emo / n[:, None], inten / n[:, None]
-    df = pd.DataFrame({"path": [str(p) for p in paths]})
-    df = df.join(pd.DataFrame(emo, columns=list(bundle.labels), index=ok))
-    df["label"] = pd.Series([bundle.labels[j] for j in emo.argmax(axis=1)], index=ok, dtype=object)
-    df["confidence"] = pd.Series(emo.max(axis=1), index=ok, dtype=float)
-    df["intensity"] = pd.Series([bundle.intensities[j] for j in inten.argmax(axis=1)], index=ok, dtype=object)
-    va = valence_arousal(emo)
-    df["valence"] = pd.Series(va[:, 0], index=ok, dtype=float)
-    df["arousal"] = pd.Series(va[:, 1], index=ok, dtype=float)
-    df["speech_s"] = pd.Series(seconds, dtype=float).reindex(df.index)
-    df["windows"] = pd.Series(n, index=ok, dtype="Int64")
-    df["error"] = pd.Series(errors, dtype=object).reindex(df.index)
-    return df
+    return ok, emo / n[:, None], inten / n[:, None], n, seconds, errors
 
 
 def read_bundle_inputs(spec: str | Path) -> tuple[BundleInputs, str]:

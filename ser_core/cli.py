@@ -42,6 +42,22 @@ def train_configs(args) -> tuple[FeatureConfig, ModelConfig, TrainConfig]:
             _config(TrainConfig, args.train_config, args.train, base=TrainConfig.for_model(args.model)))
 
 
+def cmd_train_encoder(args, root: Path) -> int:
+    """`ser train --model encoder`: the emotion head on the frozen encoder."""
+    from .head import HeadConfig
+    from .head_training import HeadTrainConfig, run_head_protocol
+
+    if args.protocol == "seed-split":
+        sys.exit("--model encoder takes --protocol folds, cross or all")
+    results = run_head_protocol(
+        root, args.out, _config(HeadConfig, args.model_config, args.arch), _config(HeadTrainConfig, args.train_config, args.train),
+        corpora=tuple(args.corpora.split(",")), protocol=args.protocol, test_corpus=args.test_corpus,
+        test_telephone=args.test_telephone, command=args.command_line, verbose=args.verbose)
+    print(json.dumps(results.get("mean", results["folds"]), indent=2))
+    print(f"reports in {args.out}")
+    return 0
+
+
 def cmd_train(args) -> int:
     from .data import data_dir
     from .experiments import run_protocol
@@ -49,6 +65,10 @@ def cmd_train(args) -> int:
     root = data_dir(args.data)
     if root is None:
         sys.exit("no data: pass --data or set SER_DATA_DIR")
+    if args.model == "encoder":
+        return cmd_train_encoder(args, root)
+    if args.protocol == "cross":
+        sys.exit("--protocol cross is for --model encoder")
     results = run_protocol(
         root, args.out, *train_configs(args),
         protocol=args.protocol, channels=args.channels,
@@ -160,12 +180,16 @@ def parser() -> argparse.ArgumentParser:
     _add_config_args(p, "feature")
     p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser("train", help="train and evaluate on RAVDESS under a protocol")
-    p.add_argument("--data", help="data folder holding ravdess/manifest.csv (default: $SER_DATA_DIR or ../shared/data)")
-    p.add_argument("--model", choices=("baseline", "deep"), default="deep",
-                   help="network; each starts from its own architecture and training recipe "
+    p = sub.add_parser("train", help="train and evaluate under a speaker-independent protocol")
+    p.add_argument("--data", help="data folder holding ravdess/ and crema_d/ (default: $SER_DATA_DIR or ../shared/data)")
+    p.add_argument("--model", choices=("encoder", "baseline", "deep"), default="encoder",
+                   help="encoder: an emotion head on the frozen pretrained encoder (RAVDESS and CREMA-D); "
+                        "baseline, deep: the study's CNNs on RAVDESS, each with its own architecture and recipe "
                         "(ModelConfig.for_model, TrainConfig.for_model)")
-    p.add_argument("--protocol", choices=("folds", "seed-split", "all"), default="folds")
+    p.add_argument("--protocol", choices=("folds", "cross", "seed-split", "all"), default="folds",
+                   help="encoder: folds (of --test-corpus), cross (train on --corpora, test on --test-corpus), all")
+    p.add_argument("--corpora", default="ravdess,crema_d", help="encoder: training corpora, comma-separated")
+    p.add_argument("--test-corpus", choices=("ravdess", "crema_d"), help="encoder: corpus held out (folds, cross)")
     p.add_argument("--channels", choices=("speech", "song", "both"), default="speech",
                    help="which RAVDESS clips to train and test on")
     p.add_argument("--folds", help="comma-separated folds: which to run (folds), or whose actors to train on (all)")

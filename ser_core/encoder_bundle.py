@@ -1,0 +1,123 @@
+"""Encoder bundles: a frozen pretrained encoder plus a trained emotion head, served as one.
+
+A bundle is a folder with `head.keras` (the head, `ser_core.head`) and `bundle.json`:
+``kind: "encoder"``, the labels, the preprocessing, head and training configs, the
+encoder it was trained on (name, sha256 of its weights, licence) and each training corpus
+with its licence. The encoder weights themselves ship inside the package
+(`ser_core/encoders/<name>/`); loading checks that the installed weights are the ones the
+head was trained on, and the head's own sha256, and loads the head in Keras safe mode.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from . import head as _head  # noqa: F401  (registers the head's layers for deserialisation)
+from .config import FeatureConfig
+from .encoder import encode, encoder_spec, load_encoder
+from .head import HeadConfig
+from .labels import EMOTIONS, INTENSITIES
+from .scoring import predict_states
+
+HEAD_FILE = "head.keras"
+META_FILE = "bundle.json"
+KIND = "encoder"
+
+
+class EncoderBundleError(RuntimeError):
+    pass
+
+
+def _sha256(path: Path) -> str:
+    from .bundle import sha256_file
+
+    return sha256_file(path)
+
+
+@dataclass
+class EncoderBundle:
+    """A loaded encoder bundle: `score_waves` turns preprocessed waveforms into scores."""
+
+    head: keras.Model
+    encoder: keras.Model
+    prep_config: FeatureConfig
+    head_config: HeadConfig
+    path: Path
+    sha256: str
+    labels: tuple[str, ...] = EMOTIONS
+    intensities: tuple[str, ...] = INTENSITIES
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_id(self) -> str:
+        """Short, stable identifier of the head's weights (sha256 prefix)."""
+        return self.sha256[:12]
+
+    def states(self, wave: np.ndarray) -> np.ndarray:
+        """The encoder's hidden states of one preprocessed 16 kHz waveform."""
+        return encode(self.encoder, wave)
+
+    def score_states(self, states: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Emotion (n, 8) and intensity (n, 2) probabilities of encoder states."""
+        return predict_states(self.head, states)
+
+    def score_waves(self, waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Emotion and intensity probabilities of preprocessed waveforms (one each)."""
+        return self.score_states([self.states(w) for w in waves])
+
+
+def save_encoder_bundle(out_dir: str | Path, head: keras.Model, head_cfg: HeadConfig, train_cfg: Any,
+                        prep: FeatureConfig, info: dict[str, Any]) -> Path:
+    """Write `head.keras` (weights and architecture, no optimizer state) and `bundle.json`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    inference = keras.Model.from_config(head.get_config())
+    inference.set_weights(head.get_weights())
+    inference.save(out / HEAD_FILE)
+    spec = encoder_spec(head_cfg.encoder)
+    enc_meta = json.loads((spec.directory / "encoder.json").read_text())
+    meta = {
+        "format": 2, "kind": KIND,
+        "labels": list(EMOTIONS), "intensities": list(INTENSITIES),
+        "prep_config": prep.to_dict(), "head_config": head_cfg.to_dict(), "train_config": train_cfg.to_dict(),
+        "encoder": {"name": spec.name, "sha256": spec.npz_sha256, "licence": enc_meta["licence"],
+                    "copyright": enc_meta["copyright"], "source": enc_meta["source"]},
+        "sha256": _sha256(out / HEAD_FILE),
+        **info,
+    }
+    (out / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return out
+
+
+def is_encoder_bundle(path: str | Path) -> bool:
+    meta = Path(path) / META_FILE
+    return meta.exists() and json.loads(meta.read_text()).get("kind") == KIND
+
+
+def load_encoder_bundle(path: str | Path) -> EncoderBundle:
+    """Load and verify an encoder bundle folder."""
+    path = Path(path)
+    meta = json.loads((path / META_FILE).read_text())
+    head_path = path / HEAD_FILE
+    if not head_path.exists():
+        raise EncoderBundleError(f"{path} is not an encoder bundle (needs {HEAD_FILE})")
+    digest = _sha256(head_path)
+    if digest != meta.get("sha256"):
+        raise EncoderBundleError(f"{head_path} does not match the sha256 recorded in {META_FILE}")
+    head_cfg = HeadConfig.from_saved(meta["head_config"])
+    spec = encoder_spec(head_cfg.encoder)
+    if spec.npz_sha256 != meta["encoder"]["sha256"]:
+        raise EncoderBundleError(f"the installed {spec.name} weights (sha256 {spec.npz_sha256[:12]}…) are not the "
+                                 f"ones this head was trained on ({meta['encoder']['sha256'][:12]}…)")
+    head = keras.saving.load_model(head_path, safe_mode=True, compile=False)
+    info = {k: v for k, v in meta.items() if k not in ("labels", "intensities", "prep_config", "head_config", "sha256")}
+    return EncoderBundle(head=head, encoder=load_encoder(head_cfg.encoder),
+                         prep_config=FeatureConfig.from_saved(meta["prep_config"]), head_config=head_cfg,
+                         path=path, sha256=digest, labels=tuple(meta["labels"]),
+                         intensities=tuple(meta["intensities"]), info=info)

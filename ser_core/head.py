@@ -1,0 +1,141 @@
+"""The emotion head on a frozen encoder: a learned mix of the encoder's layers, a 1-D CNN
+over the frames and attentive statistics pooling, with the emotion and intensity outputs.
+
+Inputs: ``states`` (batch, layers, frames, width), the hidden states of every encoder
+layer (`ser_core.encoder.encode`), and ``mask`` (batch, frames), 1 on real frames and 0 on
+padding. Outputs: ``emotion`` (batch, 8) and ``intensity`` (batch, 2) probabilities.
+
+The losses take the classes each clip's corpus has (`ser_core.corpora.class_mask`): the
+emotion loss is the cross-entropy of the softmax renormalised over those classes, so a
+corpus without calm or surprised never pushes those classes down.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import layers, ops
+
+from .config import _JsonConfig
+from .labels import EMOTIONS, INTENSITIES
+
+
+@dataclass(frozen=True)
+class HeadConfig(_JsonConfig):
+    """Architecture of the head."""
+
+    encoder: str = "whisper-base"   # ser_core/encoders/<name>
+    conv_channels: int = 256        # the 1-D CNN over frames
+    conv_kernel: int = 5
+    conv_layers: int = 1
+    attention_units: int = 128      # attentive statistics pooling
+    dense_units: int = 256
+    dropout: float = 0.3
+
+
+@keras.saving.register_keras_serializable(package="ser_core")
+class LayerMix(layers.Layer):
+    """Softmax-weighted sum over the layer axis: (batch, layers, frames, width) -> (batch, frames, width)."""
+
+    def build(self, input_shape):
+        self.logits = self.add_weight(name="logits", shape=(input_shape[1],), initializer="zeros")
+
+    def call(self, x):
+        w = ops.softmax(self.logits)
+        return ops.einsum("bltd,l->btd", x, w)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2], input_shape[3])
+
+
+@keras.saving.register_keras_serializable(package="ser_core")
+class MaskFrames(layers.Layer):
+    """Zero the padded frames: (x (batch, frames, c), mask (batch, frames)) -> x * mask."""
+
+    def call(self, inputs):
+        x, mask = inputs
+        return x * ops.expand_dims(ops.cast(mask, x.dtype), -1)
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]
+
+
+@keras.saving.register_keras_serializable(package="ser_core")
+class AttentiveStats(layers.Layer):
+    """Attentive statistics pooling over the real frames (Okabe et al. 2018): attention
+    weights from a small tanh layer, softmax over unmasked frames, then the weighted mean
+    and standard deviation, concatenated: (batch, frames, c) -> (batch, 2c)."""
+
+    def __init__(self, units: int = 128, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shapes):
+        c = input_shapes[0][-1]
+        self.hidden = layers.Dense(self.units, activation="tanh", name="hidden")
+        self.score = layers.Dense(1, name="score")
+        self.hidden.build((None, None, c))
+        self.score.build((None, None, self.units))
+
+    def call(self, inputs):
+        x, mask = inputs
+        logits = ops.squeeze(self.score(self.hidden(x)), -1)
+        logits = ops.where(mask > 0, logits, ops.full_like(logits, -1e9))
+        w = ops.expand_dims(ops.softmax(logits, axis=-1), -1)
+        mean = ops.sum(w * x, axis=1)
+        var = ops.sum(w * ops.square(x), axis=1) - ops.square(mean)
+        return ops.concatenate([mean, ops.sqrt(ops.maximum(var, 1e-6))], axis=-1)
+
+    def compute_output_shape(self, input_shapes):
+        return (input_shapes[0][0], 2 * input_shapes[0][-1])
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def build_head(cfg: HeadConfig, n_layers: int, width: int) -> keras.Model:
+    """The head for an encoder with `n_layers` hidden states of `width` (Keras functional)."""
+    states = keras.Input((n_layers, None, width), name="states")
+    mask = keras.Input((None,), name="mask")
+    x = layers.LayerNormalization(name="frame_norm")(LayerMix(name="layer_mix")(states))
+    for i in range(cfg.conv_layers):
+        x = MaskFrames(name=f"mask_{i}")([x, mask])
+        x = layers.Conv1D(cfg.conv_channels, cfg.conv_kernel, padding="same", activation="gelu", name=f"conv_{i}")(x)
+        x = layers.Dropout(cfg.dropout / 2, name=f"conv_dropout_{i}")(x)
+    x = AttentiveStats(cfg.attention_units, name="pool")([x, mask])
+    x = layers.Dropout(cfg.dropout, name="pool_dropout")(x)
+    x = layers.Dense(cfg.dense_units, activation="gelu", name="dense")(x)
+    x = layers.Dropout(cfg.dropout, name="dense_dropout")(x)
+    return keras.Model(
+        {"states": states, "mask": mask},
+        {"emotion": layers.Dense(len(EMOTIONS), activation="softmax", name="emotion")(x),
+         "intensity": layers.Dense(len(INTENSITIES), activation="softmax", name="intensity")(x)},
+        name="emotion_head",
+    )
+
+
+def masked_emotion_loss(label_smoothing: float = 0.0):
+    """Cross-entropy over the classes each clip's corpus has.
+
+    ``y_true`` is (batch, 16): the one-hot target, then the clip's class mask; ``y_pred``
+    the (batch, 8) softmax. The probabilities are renormalised over the masked-in classes,
+    and label smoothing spreads only over them.
+    """
+
+    def loss(y_true, y_pred):
+        k = len(EMOTIONS)
+        target, allowed = y_true[:, :k], y_true[:, k:]
+        p = y_pred * allowed
+        p = p / ops.maximum(ops.sum(p, axis=-1, keepdims=True), 1e-12)
+        smooth = allowed / ops.maximum(ops.sum(allowed, axis=-1, keepdims=True), 1.0)
+        target = (1.0 - label_smoothing) * target + label_smoothing * smooth
+        return -ops.sum(target * ops.log(ops.maximum(p, 1e-7)), axis=-1)
+
+    return loss
+
+
+def masked_intensity_loss(y_true, y_pred):
+    """Cross-entropy where the intensity is known: ``y_true`` is (batch, 3), the one-hot
+    intensity then 1 where it is known (0: the clip adds no intensity loss)."""
+    target, known = y_true[:, :2], y_true[:, 2]
+    return -known * ops.sum(target * ops.log(ops.maximum(y_pred, 1e-7)), axis=-1)

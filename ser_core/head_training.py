@@ -1,0 +1,219 @@
+"""Training the emotion head on cached encoder states, and its evaluation protocols.
+
+Protocols (all speaker-independent):
+
+- ``folds``: the speaker folds of `test_corpus` are held out in turn; each fold's head
+  trains on the other folds and on every clip of the other `corpora`.
+- ``cross``: the head trains on `corpora` and is tested on every clip of `test_corpus`
+  (a corpus it never heard).
+- ``all``: one head on every clip of `corpora`, saved as a bundle.
+
+A held-out clip is scored by `ser_core.scoring.predict_states` (as the product scores),
+with the argmax taken over the classes the test corpus has (and the training corpora know).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from .audio import View
+from .config import _JsonConfig
+from .corpora import CLASSES, class_mask, credits, load_corpora
+from .head import HeadConfig, build_head, masked_emotion_loss, masked_intensity_loss
+from .labels import EMOTIONS, INTENSITIES
+from .metrics import classification_metrics, summarize
+from .scoring import BUCKET, pad_batch, predict_states
+from .states import corpus_states, load_states, prep_config
+
+PROTOCOLS = ("folds", "cross", "all")
+VIEWS: dict[str, View] = {"clean": View(), "telephone": View(telephone=True), "noise": View(noise=True),
+                          "codec": View(codec=True)}
+
+
+@dataclass(frozen=True)
+class HeadTrainConfig(_JsonConfig):
+    """Optimisation of the head and the degraded views it trains on."""
+
+    epochs: int = 25
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-2
+    label_smoothing: float = 0.1
+    intensity_weight: float = 0.3
+    max_frames: int = 300           # training crops: at most 6 s of a clip
+    views: tuple[str, ...] = ("clean", "telephone")  # each epoch, each clip in one view drawn at random
+    seed: int = 0
+
+
+class StateBatches(keras.utils.PyDataset):
+    """Batches of cached states: each epoch, each clip in one of its views (drawn at random),
+    a random crop of at most `max_frames`, clips of similar length batched together."""
+
+    def __init__(self, views: list[list[np.ndarray]], y_emotion: np.ndarray, y_intensity: np.ndarray,
+                 cfg: HeadTrainConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.views, self.y_emotion, self.y_intensity, self.cfg = views, y_emotion, y_intensity, cfg
+        self.rng = np.random.default_rng(cfg.seed)
+        self.lengths = np.array([min(s.shape[1], cfg.max_frames) for s in views[0]])
+        self.on_epoch_end()
+
+    def on_epoch_end(self):
+        n, b = len(self.lengths), self.cfg.batch_size
+        order = self.rng.permutation(n)
+        # sort within chunks of 20 batches: similar lengths together, order still random
+        chunks = [c[np.argsort(self.lengths[c], kind="stable")] for c in np.array_split(order, max(1, n // (20 * b)))]
+        batches = [idx for c in chunks for idx in np.array_split(c, max(1, int(np.ceil(len(c) / b))))]
+        self.batches = [batches[i] for i in self.rng.permutation(len(batches))]
+        self.view_of = self.rng.integers(len(self.views), size=n)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int):
+        idx = self.batches[i]
+        crops = []
+        for j in idx:
+            s = self.views[self.view_of[j]][j]
+            t = s.shape[1]
+            start = int(self.rng.integers(t - self.cfg.max_frames + 1)) if t > self.cfg.max_frames else 0
+            crops.append(np.asarray(s[:, start:start + self.cfg.max_frames], np.float32))
+        return pad_batch(crops), {"emotion": self.y_emotion[idx], "intensity": self.y_intensity[idx]}
+
+
+def targets(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The losses' targets: (n, 16) one-hot emotion + class mask; (n, 3) one-hot intensity + known."""
+    onehot = np.eye(len(EMOTIONS), dtype=np.float32)[df["emotion"].map(EMOTIONS.index).to_numpy()]
+    known = df["intensity"].isin(INTENSITIES).to_numpy()
+    inten = np.zeros((len(df), 3), np.float32)
+    inten[known, :2] = np.eye(2, dtype=np.float32)[df["intensity"][known].map(INTENSITIES.index).to_numpy()]
+    inten[:, 2] = known
+    return np.concatenate([onehot, class_mask(df["corpus"].tolist())], axis=1), inten
+
+
+def fit_head(head_cfg: HeadConfig, cfg: HeadTrainConfig, views: list[list[np.ndarray]], df: pd.DataFrame,
+             verbose: int = 2) -> tuple[keras.Model, pd.DataFrame]:
+    """Train a head on the states of `df`'s clips (one list per view, aligned with `df`)."""
+    keras.utils.set_random_seed(cfg.seed)
+    n_layers, _, width = views[0][0].shape
+    head = build_head(head_cfg, n_layers, width)
+    batches = StateBatches(views, *targets(df), cfg)
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=cfg.epochs * len(batches),
+                                                      warmup_target=None, alpha=0.02)
+    head.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
+                 loss={"emotion": masked_emotion_loss(cfg.label_smoothing), "intensity": masked_intensity_loss},
+                 loss_weights={"emotion": 1.0, "intensity": cfg.intensity_weight})
+    history = head.fit(batches, epochs=cfg.epochs, verbose=verbose)
+    return head, pd.DataFrame(history.history)
+
+
+def allowed_classes(test_corpus: str, train_corpora: list[str]) -> list[str]:
+    """Classes a test corpus's figures are computed over: those it has that training knew."""
+    known = {e for c in train_corpora for e in CLASSES[c]}
+    return [e for e in EMOTIONS if e in CLASSES[test_corpus] and e in known]
+
+
+def restricted_argmax(emo: np.ndarray, classes: list[str]) -> np.ndarray:
+    idx = np.array([EMOTIONS.index(e) for e in classes])
+    return idx[emo[:, idx].argmax(axis=1)]
+
+
+def scores(pred: pd.DataFrame) -> dict[str, Any]:
+    m = classification_metrics(pred["true"].map(EMOTIONS.index), pred["pred"].map(EMOTIONS.index))
+    return {k: m[k] for k in ("n", "accuracy", "uar", "macro_f1")}
+
+
+def _states_for(df: pd.DataFrame, encoder: str, views: list[str]) -> tuple[dict[str, list], np.ndarray]:
+    """Cached states of every clip in each view, and the positions usable in all views."""
+    prep = prep_config()
+    files: dict[str, list] = {}
+    bad: set[int] = set()
+    for v in views:
+        files[v], errors = corpus_states(list(df["path"]), encoder, prep, VIEWS[v])
+        bad |= set(errors)
+    return files, np.setdiff1d(np.arange(len(df)), sorted(bad))
+
+
+def run_head_protocol(
+    data_root: str | Path, out_dir: str | Path, head_cfg: HeadConfig, cfg: HeadTrainConfig,
+    corpora: tuple[str, ...] = ("ravdess", "crema_d"), protocol: str = "folds", test_corpus: str | None = None,
+    test_telephone: bool = True, command: str = "", verbose: int = 2,
+) -> dict[str, Any]:
+    """Train and evaluate the head under `protocol`; reports and bundles into `out_dir`."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    if protocol == "cross" and (test_corpus is None or test_corpus in corpora):
+        raise ValueError("--protocol cross needs a --test-corpus that is not among --corpora")
+    if protocol == "folds" and test_corpus not in corpora:
+        raise ValueError("--protocol folds needs a --test-corpus among --corpora")
+    t0 = time.time()
+    names = list(dict.fromkeys([*corpora, *([test_corpus] if test_corpus else [])]))
+    df = load_corpora(data_root, names)
+    conditions = ["clean"] + (["telephone"] if test_telephone and protocol != "all" else [])
+    files, usable = _states_for(df, head_cfg.encoder, list(dict.fromkeys([*cfg.views, *conditions])))
+    df = df.iloc[usable].reset_index(drop=True)
+    states = {v: load_states([files[v][i] for i in usable]) for v in files}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {"head_config": head_cfg.to_dict(), "train_config": cfg.to_dict(), "corpora": list(corpora),
+              "protocol": protocol, "test_corpus": test_corpus, "command": command}
+    (out / "config.json").write_text(json.dumps(config, indent=2))
+    in_train = df["corpus"].isin(corpora).to_numpy()
+    if protocol == "all":
+        splits = [("all", np.flatnonzero(in_train), np.zeros(0, int))]
+    elif protocol == "cross":
+        splits = [(f"cross_{test_corpus}", np.flatnonzero(in_train), np.flatnonzero(df["corpus"] == test_corpus))]
+    else:
+        is_test = (df["corpus"] == test_corpus).to_numpy()
+        splits = [(f"fold_{f}", np.flatnonzero(in_train & ~(is_test & (df["fold"] == f))),
+                   np.flatnonzero(is_test & (df["fold"] == f))) for f in sorted(df.loc[is_test, "fold"].unique())]
+    classes = allowed_classes(test_corpus, list(corpora)) if test_corpus else list(EMOTIONS)
+    results: dict[str, Any] = {"protocol": protocol, "corpora": list(corpora), "test_corpus": test_corpus,
+                               "classes": classes, "n_clips": len(df), "unusable_clips": int(len(files[cfg.views[0]]) - len(usable)),
+                               "folds": {}}
+    predictions = []
+    for name, train, test in splits:
+        fold_t0 = time.time()
+        train_df = df.iloc[train].reset_index(drop=True)
+        head, history = fit_head(head_cfg, cfg, [[states[v][i] for i in train] for v in cfg.views], train_df, verbose)
+        fold_dir = out / name
+        fold_dir.mkdir(exist_ok=True)
+        history.to_csv(fold_dir / "history.csv", index=False)
+        info = {"train_clips": len(train), "test_clips": len(test), "train_seconds": round(time.time() - fold_t0, 1),
+                "test_speakers": sorted(set(df["speaker"].iloc[test]))}
+        if protocol == "all":
+            from .encoder_bundle import save_encoder_bundle
+
+            save_encoder_bundle(out / "bundle", head, head_cfg, cfg, prep_config(),
+                                {"training_command": command, "trained_on": credits(list(corpora)),
+                                 "trained_clips": len(train), "speakers": int(train_df["speaker"].nunique())})
+        for condition in conditions if len(test) else []:
+            emo, _ = predict_states(head, [states[condition][i] for i in test])
+            pred = df.iloc[test][["path", "corpus", "speaker", "emotion"]].rename(columns={"emotion": "true"})
+            pred.insert(0, "split", name)
+            pred.insert(1, "condition", condition)
+            pred["pred"] = [EMOTIONS[j] for j in restricted_argmax(emo, classes)]
+            for j, e in enumerate(EMOTIONS):
+                pred[f"p_{e}"] = emo[:, j]
+            predictions.append(pred)
+            info[condition] = scores(pred)
+        (fold_dir / "fold.json").write_text(json.dumps(info, indent=2))
+        results["folds"][name] = info
+        if verbose:
+            print(name, json.dumps({c: info[c] for c in conditions if c in info}), flush=True)
+    if predictions:
+        pooled = pd.concat(predictions, ignore_index=True)
+        pooled.to_csv(out / "predictions.csv", index=False)
+        results["pooled"] = {c: scores(g) for c, g in pooled.groupby("condition")}
+        per_fold = list(results["folds"].values())
+        results["mean"] = {c: {k: summarize([f[c][k] for f in per_fold]) for k in ("accuracy", "uar", "macro_f1")}
+                           for c in conditions}
+    results["wall_seconds"] = round(time.time() - t0, 1)
+    (out / "metrics.json").write_text(json.dumps(results, indent=2))
+    return results

@@ -1,0 +1,59 @@
+"""Scoring encoder states with an emotion head: the one path that `ser predict`,
+`ser evaluate`, the nightly job and cross-validation share.
+
+States of any lengths are grouped by length, padded to a multiple of `BUCKET` frames
+(few distinct shapes, so the graph is traced few times) and masked: the head ignores the
+padding exactly (`ser_core.head`), so a clip scores the same alone or in a batch.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+BUCKET = 25  # frames (0.5 s of encoder frames at 50 per second)
+
+
+def pad_batch(states: Sequence[np.ndarray], frames: int | None = None) -> dict[str, np.ndarray]:
+    """Stack (layers, t_i, width) states into the head's inputs, padded to `frames`
+    (default: the longest, rounded up to a multiple of `BUCKET`)."""
+    longest = max(s.shape[1] for s in states)
+    frames = frames or int(np.ceil(longest / BUCKET) * BUCKET)
+    n_layers, _, width = states[0].shape
+    x = np.zeros((len(states), n_layers, frames, width), np.float32)
+    mask = np.zeros((len(states), frames), np.float32)
+    for i, s in enumerate(states):
+        t = min(s.shape[1], frames)
+        x[i, :, :t] = s[:, :t]
+        mask[i, :t] = 1.0
+    return {"states": x, "mask": mask}
+
+
+def predict_states(head: keras.Model, states: Sequence[np.ndarray], batch_frames: int = 16000) -> tuple[np.ndarray, np.ndarray]:
+    """Emotion (n, 8) and intensity (n, 2) probabilities of each clip's encoder states.
+
+    Parameters
+    ----------
+    head : keras.Model
+        An emotion head (`ser_core.head.build_head`).
+    states : sequence of ndarray
+        (layers, frames, width) per clip or segment.
+    batch_frames : int
+        Frames per batch (batch size times padded length): bounds memory.
+    """
+    n = len(states)
+    emo = np.zeros((n, head.output["emotion"].shape[-1]), np.float32)
+    inten = np.zeros((n, head.output["intensity"].shape[-1]), np.float32)
+    order = np.argsort([s.shape[1] for s in states], kind="stable")
+    start = 0
+    while start < n:
+        frames = int(np.ceil(states[order[start]].shape[1] / BUCKET) * BUCKET)
+        stop = start + 1
+        while stop < n and states[order[stop]].shape[1] <= frames and (stop - start + 1) * frames <= batch_frames:
+            stop += 1
+        idx = order[start:stop]
+        out = head(pad_batch([states[i] for i in idx], frames), training=False)
+        emo[idx], inten[idx] = np.asarray(out["emotion"]), np.asarray(out["intensity"])
+        start = stop
+    return emo, inten

@@ -1,0 +1,133 @@
+"""The emotion head on the encoder: loss masking, padding invariance, training on both
+corpora, and the encoder bundle's round trip with its hash checks."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ser_core.corpora import CLASSES, class_mask, load_corpora
+from ser_core.head import HeadConfig, build_head, masked_emotion_loss, masked_intensity_loss
+from ser_core.labels import EMOTIONS
+from ser_core.scoring import predict_states
+
+
+@pytest.fixture(scope="module")
+def data_root(corpus_root):
+    root = corpus_root.parent
+    if not (root / "crema_d" / "manifest.csv").exists():
+        if os.environ.get("SER_REQUIRE_DATA"):
+            pytest.fail("SER_REQUIRE_DATA is set but CREMA-D was not found")
+        pytest.skip("CREMA-D not found")
+    return root
+
+
+def test_class_mask_follows_each_corpus():
+    m = class_mask(["ravdess", "crema_d"])
+    assert m[0].tolist() == [1.0] * 8
+    assert [EMOTIONS[j] for j in np.flatnonzero(m[1])] == [e for e in EMOTIONS if e in CLASSES["crema_d"]]
+    assert m[1, EMOTIONS.index("calm")] == 0 and m[1, EMOTIONS.index("surprised")] == 0
+
+
+def test_masked_loss_ignores_classes_the_corpus_lacks():
+    import tensorflow as tf
+
+    target = np.eye(8, dtype=np.float32)[[EMOTIONS.index("sad"), EMOTIONS.index("sad")]]
+    y_true = np.concatenate([target, class_mask(["crema_d", "ravdess"])], axis=1)
+    logits = tf.Variable(np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        loss = masked_emotion_loss(0.1)(tf.constant(y_true), tf.nn.softmax(logits))
+        total = tf.reduce_sum(loss)
+    grad = tape.gradient(total, logits).numpy()
+    calm, surprised = EMOTIONS.index("calm"), EMOTIONS.index("surprised")
+    # a CREMA-D clip neither pushes calm/surprised down nor up; a RAVDESS clip does
+    assert abs(grad[0, calm]) < 1e-7 and abs(grad[0, surprised]) < 1e-7
+    assert grad[1, calm] > 1e-4 and grad[1, surprised] > 1e-4
+    # the CREMA-D loss equals the cross-entropy of the softmax restricted to its 6 classes
+    keep = class_mask(["crema_d"])[0] > 0
+    restricted = tf.nn.softmax(logits.numpy()[0, keep]).numpy()
+    smooth = 0.9 * target[0, keep] + 0.1 / keep.sum()
+    assert float(loss[0]) == pytest.approx(-(smooth * np.log(restricted)).sum(), rel=1e-5)
+
+
+def test_intensity_loss_is_zero_where_intensity_is_unknown():
+    y_pred = np.array([[0.3, 0.7], [0.3, 0.7]], np.float32)
+    y_true = np.array([[1, 0, 0], [1, 0, 1]], np.float32)
+    loss = np.asarray(masked_intensity_loss(y_true, y_pred))
+    assert loss[0] == 0.0 and loss[1] == pytest.approx(-np.log(0.3), rel=1e-5)
+
+
+def test_head_scores_a_clip_the_same_alone_and_padded_in_a_batch():
+    head = build_head(HeadConfig(conv_channels=16, attention_units=8, dense_units=16), n_layers=3, width=12)
+    rng = np.random.default_rng(1)
+    clips = [rng.standard_normal((3, t, 12)).astype(np.float32) for t in (7, 31, 60, 3)]
+    emo_batch, inten_batch = predict_states(head, clips)
+    for i, c in enumerate(clips):
+        emo, inten = predict_states(head, [c])
+        np.testing.assert_allclose(emo_batch[i], emo[0], atol=1e-5)
+        np.testing.assert_allclose(inten_batch[i], inten[0], atol=1e-5)
+    assert np.allclose(emo_batch.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_corpora_table_keeps_speakers_apart(data_root):
+    df = load_corpora(data_root, ["ravdess", "crema_d"])
+    assert set(df["corpus"]) == {"ravdess", "crema_d"}
+    assert df["speaker"].nunique() == 24 + 44
+    assert set(df.loc[df["corpus"] == "crema_d", "emotion"]) == set(CLASSES["crema_d"])
+    assert df["path"].map(os.path.exists).all()
+
+
+def _few_clips(df: pd.DataFrame, per_class: int) -> pd.DataFrame:
+    return df.groupby(["corpus", "emotion"], group_keys=False).head(per_class)
+
+
+def test_training_smoke_run_on_both_corpora_and_bundle_round_trip(data_root, tmp_path, monkeypatch):
+    """A head on a few clips of RAVDESS and CREMA-D (tiny encoder, 2 epochs): the
+    protocol runs, writes a bundle, and the bundle scores files as it scored in training."""
+    from ser_core import head_training
+    from ser_core.bundle import load_bundle, predict_files
+    from ser_core.encoder_bundle import EncoderBundleError, load_encoder_bundle
+
+    monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
+    full = load_corpora(data_root, ["ravdess", "crema_d"])
+    few = _few_clips(full, 2)
+    monkeypatch.setattr(head_training, "load_corpora", lambda root, names, channels="speech": few[few["corpus"].isin(names)].reset_index(drop=True))
+    cfg = head_training.HeadTrainConfig(epochs=2, batch_size=8, views=("clean",))
+    head_cfg = HeadConfig(encoder="whisper-tiny.en", conv_channels=32, attention_units=16, dense_units=32)
+    out = tmp_path / "run"
+    results = head_training.run_head_protocol(data_root, out, head_cfg, cfg, corpora=("ravdess", "crema_d"),
+                                              protocol="all", command="ser train --model encoder", verbose=0)
+    assert results["folds"]["all"]["train_clips"] == len(few)
+    meta = json.loads((out / "bundle" / "bundle.json").read_text())
+    assert meta["kind"] == "encoder" and meta["encoder"]["name"] == "whisper-tiny.en"
+    assert meta["encoder"]["licence"] == "MIT"
+    assert {c["corpus"] for c in meta["trained_on"]} == {"ravdess", "crema_d"}
+    assert [c["commercial_use"] for c in meta["trained_on"]] == ["no", "yes"]
+
+    bundle = load_bundle(out / "bundle")
+    pred = predict_files(bundle, few["path"].tolist()[:4])
+    assert pred["error"].isna().all()
+    assert np.allclose(pred[list(EMOTIONS)].sum(axis=1), 1.0, atol=1e-4)
+    # the bundle scores a file exactly as the cached training states score it
+    from ser_core.states import corpus_states, load_states, prep_config
+
+    files, _ = corpus_states(few["path"].tolist()[:4], "whisper-tiny.en", prep_config())
+    emo, _ = bundle.score_states(load_states(files))
+    np.testing.assert_allclose(pred[list(EMOTIONS)].to_numpy(), emo, atol=2e-3)
+
+    # hash checks: a changed head, or a head trained on other encoder weights, is refused
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    for name in ("bundle.json", "head.keras"):
+        (tampered / name).write_bytes((out / "bundle" / name).read_bytes())
+    meta["encoder"]["sha256"] = "0" * 64
+    (tampered / "bundle.json").write_text(json.dumps(meta))
+    with pytest.raises(EncoderBundleError, match="not the ones this head was trained on"):
+        load_encoder_bundle(tampered)
+    with open(tampered / "head.keras", "ab") as f:
+        f.write(b"x")
+    with pytest.raises(EncoderBundleError, match="sha256"):
+        load_encoder_bundle(tampered)
