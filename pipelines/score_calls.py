@@ -50,8 +50,9 @@ class ScoreCallsOptions(PipelineOptions):
         parser.add_argument("--model", default="default", help="model bundle folder, or 'default'")
         parser.add_argument("--date", default=dt.date.today().isoformat(), help="partition date YYYY-MM-DD")
         parser.add_argument("--roles", default="agent,customer", help="role of each channel, in order")
-        parser.add_argument("--top_db", type=float, default=30.0, help="silence threshold (dB below speech)")
-        parser.add_argument("--noise_margin_db", type=float, default=10.0, help="speech must be this far above the noise floor")
+        parser.add_argument("--vad_threshold", type=float, default=0.25, help="speech probability that starts a region")
+        parser.add_argument("--vad_backend", default="silero", choices=("silero", "webrtc"), help="voice-activity detector")
+        parser.add_argument("--pad_s", type=float, default=0.1, help="speech regions widened by this much each side")
         parser.add_argument("--min_speech_s", type=float, default=0.3)
         parser.add_argument("--min_silence_s", type=float, default=0.3)
         parser.add_argument("--max_segment_s", type=float, default=None, help="default: the model's input length")
@@ -125,7 +126,7 @@ class SegmentAndTrimFn(beam.DoFn):
             return
         if not emitted:
             yield beam.pvalue.TaggedOutput(self.ERRORS, error_row(
-                path, "segment", "no_speech", f"no speech found above -{sc.top_db:g} dB on any channel"))
+                path, "segment", "no_speech", f"no speech found (VAD threshold {sc.vad_threshold:g}) on any channel"))
             return
         self.segments.inc(emitted)
         yield beam.pvalue.TaggedOutput(self.CALLS, CallMeta(call_id_for(path), path, info, regions))
@@ -333,7 +334,7 @@ def build(p: beam.Pipeline, opts: ScoreCallsOptions, staging: str) -> None:
     inputs, model_id = read_bundle_inputs(localize_bundle(opts.model))
     feature_cfg = inputs.feature_config
     roles = tuple(r.strip() for r in opts.roles.split(","))
-    seg_cfg = SegmentConfig(top_db=opts.top_db, noise_margin_db=opts.noise_margin_db,
+    seg_cfg = SegmentConfig(vad_threshold=opts.vad_threshold, vad_backend=opts.vad_backend, pad_s=opts.pad_s,
                             min_speech_s=opts.min_speech_s, min_silence_s=opts.min_silence_s,
                             max_segment_s=opts.max_segment_s, overlap_s=opts.overlap_s, roles=roles)
     split = (

@@ -1,7 +1,7 @@
 """Call recordings: bounded-memory scanning, per-channel segmentation and per-call summaries.
 
-A call is read twice: once block by block to measure frame levels on every channel
-(memory: one block), then once per speech segment (memory: one segment).
+A call is read twice: once block by block to run the voice-activity detector on every
+channel (memory: one block), then once per speech segment (memory: one segment).
 """
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from typing import Any, BinaryIO, NamedTuple
 import numpy as np
 import soundfile as sf
 
-from .audio import EmptyAudioError, UnreadableAudioError, frame_levels_db, remove_offset, resample, speech_regions, split_windows
+from .audio import EmptyAudioError, UnreadableAudioError, resample, split_windows
 from .config import SegmentConfig
 from .labels import EMOTIONS
+from .vad import frame_seconds, scan_probabilities, speech_regions_vad
 
 MIXED = "mixed"
 
@@ -48,27 +49,26 @@ def role_for(channel: int, channels: int, roles: Sequence[str]) -> str:
     return roles[channel] if channel < len(roles) else f"channel_{channel}"
 
 
-def scan_levels(f: sf.SoundFile, hop_s: float, block_s: float) -> tuple[np.ndarray, int]:
-    """Frame levels (channels, frames) in dBFS over the whole file, one block at a time,
-    each block without its DC offset. Returns the levels and the hop in native samples."""
-    hop = max(1, round(hop_s * f.samplerate))
-    block = max(1, round(block_s * f.samplerate / hop)) * hop
+def scan_speech(f: sf.SoundFile, block_s: float, backend: str = "silero") -> tuple[np.ndarray, float]:
+    """Speech probabilities (channels, frames) over the whole file from the voice-activity
+    detector (`ser_core.vad`), one block at a time (memory: one block). Returns the
+    probabilities and the frame length in seconds."""
     f.seek(0)
-    levels = [frame_levels_db(np.stack([remove_offset(c) for c in b.T]), hop)
-              for b in f.blocks(blocksize=block, dtype="float32", always_2d=True)]
-    return np.concatenate(levels, axis=-1), hop
+    block = max(1, round(block_s * f.samplerate))
+    blocks = f.blocks(blocksize=block, dtype="float32", always_2d=True)
+    return scan_probabilities(blocks, f.samplerate, f.channels, backend), frame_seconds(backend)
 
 
 def segment_call(f: sf.SoundFile, cfg: SegmentConfig, hop_s: float,
                  max_segment_s: float) -> tuple[list[Segment], dict[int, np.ndarray]]:
-    """Speech segments of every channel, and each channel's speech regions (in seconds)."""
-    levels, hop = scan_levels(f, hop_s, cfg.block_s)
+    """Speech segments of every channel, and each channel's speech regions (in seconds),
+    from the voice-activity detector (`hop_s` is kept for callers; the detector sets its frames)."""
+    probs, frame_s = scan_speech(f, cfg.block_s, cfg.vad_backend)
     segments: list[Segment] = []
     regions_s: dict[int, np.ndarray] = {}
     for ch in range(f.channels):
-        regions = np.minimum(
-            speech_regions(levels[ch], hop, f.samplerate, cfg.top_db, cfg.min_speech_s, cfg.min_silence_s,
-                           noise_margin_db=cfg.noise_margin_db), f.frames)
+        regions = speech_regions_vad(probs[ch], frame_s, f.samplerate, f.frames, cfg.vad_threshold,
+                                     min_speech_s=cfg.min_speech_s, min_silence_s=cfg.min_silence_s, pad_s=cfg.pad_s)
         regions_s[ch] = regions / f.samplerate
         role = role_for(ch, f.channels, cfg.roles)
         segments += [Segment(ch, role, 0, int(s), int(e))

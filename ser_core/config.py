@@ -202,14 +202,21 @@ class TrainConfig(_JsonConfig):
 class SegmentConfig(_JsonConfig):
     """How a long call recording is cut into model-sized speech segments, per channel."""
 
-    top_db: float = 30.0            # silence: quieter than this below the channel's speech level
-    noise_margin_db: float = 10.0   # speech must also be this far above the channel's noise floor
+    vad_backend: str = "silero"     # voice-activity detector (ser_core.vad): "silero" or "webrtc"
+    vad_threshold: float = 0.25     # a region starts at this speech probability, holds down to half of it
+    pad_s: float = 0.1              # each speech region widened by this much on both sides
     min_speech_s: float = 0.3
     min_silence_s: float = 0.3      # shorter pauses are bridged
     max_segment_s: float | None = None  # None: the model's input length (FeatureConfig.window_s)
     overlap_s: float = 0.5
     block_s: float = 30.0           # decode this much audio at a time (bounded memory)
     roles: tuple[str, ...] = ("agent", "customer")  # by channel index; mono recordings are "mixed"
+
+    def __post_init__(self) -> None:
+        if self.vad_backend not in ("silero", "webrtc"):
+            raise ValueError(f"vad_backend must be silero or webrtc, not {self.vad_backend!r}")
+        if not 0.0 < self.vad_threshold < 1.0:
+            raise ValueError("vad_threshold must be in (0, 1)")
 
 
 def differing_configs(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
