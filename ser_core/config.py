@@ -203,8 +203,8 @@ class SegmentConfig(_JsonConfig):
     """How a long call recording is cut into model-sized speech segments, per channel."""
 
     vad_backend: str = "silero"     # voice-activity detector (ser_core.vad): "silero" or "webrtc"
-    vad_threshold: float = 0.25     # a region starts at this speech probability, holds down to half of it
-    pad_s: float = 0.1              # each speech region widened by this much on both sides
+    vad_threshold: float = 0.2      # a region starts at this speech probability, holds down to half of it
+    pad_s: float = 0.06             # each speech region widened by this much on both sides
     min_speech_s: float = 0.3
     min_silence_s: float = 0.3      # shorter pauses are bridged
     max_segment_s: float | None = None  # None: the model's input length (FeatureConfig.window_s)

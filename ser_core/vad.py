@@ -234,11 +234,11 @@ def speech_regions_vad(
     frame_s: float,
     sr: int,
     n_samples: int | None = None,
-    threshold: float = 0.25,
+    threshold: float = 0.2,
     neg_threshold: float | None = None,
     min_speech_s: float = 0.3,
     min_silence_s: float = 0.3,
-    pad_s: float = 0.1,
+    pad_s: float = 0.06,
 ) -> np.ndarray:
     """Speech regions from frame probabilities, as an (n, 2) array of sample intervals.
 

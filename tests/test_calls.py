@@ -3,13 +3,12 @@ import pytest
 import soundfile as sf
 from conftest import speechlike
 
-from ser_core.audio import frame_levels_db
 from ser_core.calls import (
     CallInfo,
     open_audio,
     overlap_length,
     role_for,
-    scan_levels,
+    scan_speech,
     segment_call,
     summarize_call,
     total_length,
@@ -18,16 +17,19 @@ from ser_core.config import SegmentConfig
 from ser_core.labels import EMOTIONS
 
 
-def test_block_wise_levels_equal_whole_signal_levels(tmp_path):
+def test_block_wise_scan_equals_whole_signal_scan(tmp_path):
+    # was: block-wise frame levels == whole-signal levels (the level segmenter, replaced by the VAD in #27)
+    from ser_core.vad import speech_probabilities
     sr = 8000
-    pauses = (np.arange(int(5.3 * sr)) % sr < 0.7 * sr)[:, None]  # a pause in every second, as in speech
+    pauses = (np.arange(int(5.3 * sr)) % sr < 0.7 * sr)[:, None]
     y = np.stack([speechlike(5.3, sr=sr), speechlike(5.3, sr=sr, seed=3) * 0.1], axis=1) * pauses
     path = tmp_path / "x.wav"
     sf.write(path, y, sr, subtype="FLOAT")
     with open(path, "rb") as raw, open_audio(raw) as f:
-        levels, hop = scan_levels(f, hop_s=0.016, block_s=1.0)
-    assert hop == 128 and levels.shape == (2, -(-y.shape[0] // hop))
-    np.testing.assert_allclose(levels, frame_levels_db(y.T, hop), atol=1e-4)
+        probs, frame_s = scan_speech(f, block_s=1.0)
+    assert frame_s == 0.032 and probs.shape == (2, -(-y.shape[0] // 256))
+    for ch in range(2):
+        np.testing.assert_allclose(probs[ch], speech_probabilities(np.ascontiguousarray(y[:, ch]), sr), atol=1e-5)
 
 
 def test_a_dc_offset_does_not_move_the_speech_regions(tmp_path):
