@@ -97,7 +97,7 @@ def check(name: str) -> None:
             frame_cos = np.mean([cosine(ours[t], enc_ct2[t]) for t in range(ours.shape[0])])
             print(f"   encoder vs ctranslate2 float32 [{g} GELU]: cosine {cosine(ours, enc_ct2):.6f}, "
                   f"mean per-frame cosine {frame_cos:.6f}, max |diff| {err.max():.4f}, "
-                  f"mean |diff| {err.mean():.5f} (ct2 output std {enc_ct2.std():.3f})")
+                  f"mean |diff| {err.mean():.1e} (ct2 output std {enc_ct2.std():.3f})")
 
 
 def main() -> None:

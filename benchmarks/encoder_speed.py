@@ -1,0 +1,122 @@
+"""CPU cost of the frozen Whisper encoders on ONE core (ms of CPU per second of audio).
+
+Prints one table for whisper-base and whisper-tiny.en on 2 s, 5 s and 20 s clips: float32 one clip
+at a time (``encode``), float32 batches of equal-length clips (``encode_batch``), and the cheap
+compute variants TF-CPU offers (Keras ``mixed_bfloat16`` policy, Keras ``quantize("int8")`` of the
+Dense layers), with each variant's max layer deviation from float32 (max |diff| / layer RMS).
+Also prints how much ``encode_batch``'s zero padding moves the outputs of a shorter clip.
+
+Usage::
+
+    PYTHONPATH=. .venv/bin/python benchmarks/encoder_speed.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+tf.config.threading.set_intra_op_parallelism_threads(1)
+tf.config.threading.set_inter_op_parallelism_threads(1)
+
+import numpy as np  # noqa: E402
+
+from ser_core import encoder as E  # noqa: E402
+
+SR = E.SAMPLE_RATE
+MODELS = ["whisper-base", "whisper-tiny.en"]
+LENGTHS = [2.0, 5.0, 20.0]
+BATCH = 8
+
+
+def clip(seconds: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    t = np.arange(n) / SR
+    phase = 2 * np.pi * np.cumsum(140 + 30 * np.sin(2 * np.pi * 1.3 * t)) / SR
+    y = sum(np.sin(k * phase) / k for k in range(1, 12)) * (0.5 * (1 + np.sin(2 * np.pi * 2.5 * t)) ** 2)
+    return (0.1 * y + 0.003 * rng.standard_normal(n)).astype(np.float32)
+
+
+def cpu_ms_per_audio_s(fn, audio_s: float, min_cpu_s: float) -> float:
+    """Best of a few timed rounds of ``fn`` (after one warm-up), CPU time of the whole process."""
+    fn()
+    best, spent = float("inf"), 0.0
+    while spent < min_cpu_s or best == float("inf"):
+        t0 = time.process_time()
+        fn()
+        dt = time.process_time() - t0
+        best, spent = min(best, dt), spent + dt
+    return 1000.0 * best / audio_s
+
+
+def deviation(ref: np.ndarray, out: np.ndarray) -> float:
+    rms = np.sqrt((ref.astype(np.float64) ** 2).mean(axis=(1, 2)))
+    return float(max(np.abs(out[i] - ref[i]).max() / rms[i] for i in range(ref.shape[0])))
+
+
+def pooled_cosines(ref: np.ndarray, out: np.ndarray) -> list[float]:
+    a, b = ref.mean(axis=1), out.mean(axis=1)
+    return [float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y))) for x, y in zip(a, b)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="shorter timing rounds")
+    args = ap.parse_args()
+    min_cpu = 1.0 if args.quick else 3.0
+    rows = []
+    for name in MODELS:
+        f32 = E.load_encoder(name)
+        variants = {"float32": f32}
+        try:
+            variants["bfloat16"] = E.load_encoder(name, dtype="mixed_bfloat16")
+        except Exception as exc:  # pragma: no cover - depends on the TF build
+            print(f"{name}: bfloat16 unavailable: {exc}")
+        try:
+            q = E.load_encoder(name)
+            with warnings.catch_warnings():  # "Layer X does not have a quantize method"
+                warnings.simplefilter("ignore")
+                q.quantize("int8")
+            variants["int8 (Dense)"] = q
+        except Exception as exc:  # pragma: no cover
+            print(f"{name}: int8 unavailable: {type(exc).__name__}: {exc}")
+        for seconds in LENGTHS:
+            y = clip(seconds, seed=int(seconds))
+            ref = E.encode(f32, y)
+            for label, m in variants.items():
+                ms = cpu_ms_per_audio_s(lambda m=m: E.encode(m, y), seconds, min_cpu)
+                dev = 0.0 if label == "float32" else deviation(ref, E.encode(m, y))
+                rows.append((name, seconds, label, 1, ms, dev))
+            if seconds <= 5.0:
+                clips = [clip(seconds, seed=100 + k) for k in range(BATCH)]
+                ms = cpu_ms_per_audio_s(lambda: E.encode_batch(f32, clips), seconds * BATCH, min_cpu)
+                dev = deviation(E.encode(f32, clips[0]), E.encode_batch(f32, clips)[0])
+                rows.append((name, seconds, "float32 encode_batch", BATCH, ms, dev))
+
+    print(f"\nCPU per audio second on ONE core (TF intra/inter op threads = 1), best round; "
+          f"dev = max |diff| / layer RMS vs float32 encode, over all layers; numpy probe: "
+          f"base 49 ms, tiny.en 21.5 ms")
+    print(f"{'model':<16}{'clip':>6}  {'variant':<22}{'batch':>5}{'ms CPU/s':>10}{'x real time':>13}{'dev':>10}")
+    for name, seconds, label, batch, ms, dev in rows:
+        print(f"{name:<16}{seconds:>5.0f}s  {label:<22}{batch:>5}{ms:>10.1f}{1000.0 / ms:>12.1f}x{dev:>10.1e}")
+
+    # Padding effect of encode_batch: a 4.5 s clip padded to 5 s.
+    print("\nencode_batch padding effect (4.5 s clip grouped with a 5 s clip, i.e. 10% zero padding):")
+    for name in MODELS:
+        m = E.load_encoder(name)
+        short, long_ = clip(4.5, 7), clip(5.0, 8)
+        alone = E.encode(m, short)
+        padded = E.encode_batch(m, [short, long_], max_pad=0.1)[0]
+        cos = pooled_cosines(alone, padded)
+        print(f"  {name}: max dev {deviation(alone, padded):.2e}; cosine of mean-pooled layers "
+              + " ".join(f"{c:.4f}" for c in cos))
+
+
+if __name__ == "__main__":
+    main()
