@@ -13,7 +13,7 @@ Why not ``keras_hub.models.WhisperBackbone``: it is the full encoder-decoder net
 needs decoder token ids, and the decoder's 52 M parameters in base come along), with a fixed
 ``max_encoder_sequence_length=3000`` positional embedding designed for 30 s padded input, and
 presets downloaded from Kaggle/Hugging Face, which our workers cannot reach. It would also add
-keras-hub (and its tensorflow-text / tokenizer stack) as a product dependency for what is ~60
+keras-hub (with kagglehub and its tokenizer stack) as a product dependency for what is ~60
 lines of layers here, and it returns only the last encoder layer, while the emotion probe needs
 every layer's output.
 
