@@ -1,5 +1,5 @@
-"""The emotion head on a frozen encoder: a learned mix of the encoder's layers, a 1-D CNN
-over the frames and attentive statistics pooling, with the emotion and intensity outputs.
+"""The emotion head on a frozen encoder: a learned mix of the encoder's layers, a frame-wise
+projection, a 1-D CNN over the frames and attentive statistics pooling, with the emotion and intensity outputs.
 
 Inputs: ``states`` (batch, layers, frames, width), the hidden states of every encoder
 layer (`ser_core.encoder.encode`), and ``mask`` (batch, frames), 1 on real frames and 0 on
@@ -25,11 +25,12 @@ class HeadConfig(_JsonConfig):
     """Architecture of the head."""
 
     encoder: str = "whisper-base"   # ser_core/encoders/<name>
-    conv_channels: int = 256        # the 1-D CNN over frames
+    projection: int = 128           # each frame's mixed state projected to this width first
+    conv_channels: int = 128        # the 1-D CNN over frames
     conv_kernel: int = 5
     conv_layers: int = 1
-    attention_units: int = 128      # attentive statistics pooling
-    dense_units: int = 256
+    attention_units: int = 64       # attentive statistics pooling
+    dense_units: int = 128
     dropout: float = 0.3
 
 
@@ -98,6 +99,7 @@ def build_head(cfg: HeadConfig, n_layers: int, width: int) -> keras.Model:
     states = keras.Input((n_layers, None, width), name="states")
     mask = keras.Input((None,), name="mask")
     x = layers.LayerNormalization(name="frame_norm")(LayerMix(name="layer_mix")(states))
+    x = layers.Dense(cfg.projection, activation="gelu", name="projection")(x)
     for i in range(cfg.conv_layers):
         x = MaskFrames(name=f"mask_{i}")([x, mask])
         x = layers.Conv1D(cfg.conv_channels, cfg.conv_kernel, padding="same", activation="gelu", name=f"conv_{i}")(x)

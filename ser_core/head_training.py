@@ -41,7 +41,7 @@ VIEWS: dict[str, View] = {"clean": View(), "telephone": View(telephone=True), "n
 class HeadTrainConfig(_JsonConfig):
     """Optimisation of the head and the degraded views it trains on."""
 
-    epochs: int = 25
+    epochs: int = 12
     batch_size: int = 32
     learning_rate: float = 1e-3
     weight_decay: float = 1e-2
