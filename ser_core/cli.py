@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .config import FeatureConfig, ModelConfig, TrainConfig
-from .download import ZENODO_URL
+from .download import CREMA_D_META_URL, CREMA_D_URL, ZENODO_URL
 
 
 def _config(cls, path: str | None, overrides: list[str], base=None):
@@ -127,9 +127,16 @@ def cmd_predict(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from .download import download_ravdess
+    from .download import ChecksumError, download_crema_d, download_ravdess, parse_speakers
 
-    manifest = download_ravdess(args.out, base_url=args.url, channels=tuple(args.channels))
+    try:
+        if args.corpus == "crema_d":
+            manifest = download_crema_d(args.out, base_url=args.url or CREMA_D_URL, meta_url=args.meta_url,
+                                        speakers=parse_speakers(args.speakers), jobs=args.jobs)
+        else:
+            manifest = download_ravdess(args.out, base_url=args.url or ZENODO_URL, channels=tuple(args.channels))
+    except (ChecksumError, ValueError) as e:
+        sys.exit(f"ser download: {e}")
     print(f"verified and converted; manifest: {manifest}\nuse it with: export SER_DATA_DIR={Path(args.out).resolve()}")
     return 0
 
@@ -241,10 +248,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("download", help="fetch RAVDESS from Zenodo, verify sha256 of every file, convert")
-    p.add_argument("--out", required=True, help="data folder to create (holds ravdess/ afterwards)")
-    p.add_argument("--channels", nargs="+", choices=("speech", "song"), default=["speech", "song"])
-    p.add_argument("--url", default=ZENODO_URL, help="base URL of the archives (default: %(default)s)")
+    p = sub.add_parser("download", help="fetch RAVDESS (Zenodo) or CREMA-D (GitHub), verify sha256 of every file, convert")
+    p.add_argument("--corpus", choices=("ravdess", "crema_d"), default="ravdess", help="default: %(default)s")
+    p.add_argument("--out", required=True, help="data folder to create (holds ravdess/ or crema_d/ afterwards)")
+    p.add_argument("--channels", nargs="+", choices=("speech", "song"), default=["speech", "song"],
+                   help="ravdess only")
+    p.add_argument("--url", help=f"base URL of the audio: RAVDESS archives (default {ZENODO_URL}) or "
+                                 f"CREMA-D AudioWAV files (default {CREMA_D_URL})")
+    p.add_argument("--meta-url", default=CREMA_D_META_URL,
+                   help="crema_d: base URL of VideoDemographics.csv and processedResults/ (default: %(default)s)")
+    p.add_argument("--speakers", default="all",
+                   help="crema_d: actor ids to fetch, e.g. 1001,1005-1010, or all (default: %(default)s, 91 actors)")
+    p.add_argument("--jobs", type=int, default=4, help="crema_d: parallel downloads (default: %(default)s)")
     p.set_defaults(func=cmd_download)
     return ap
 

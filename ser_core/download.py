@@ -1,18 +1,37 @@
-"""Fetch RAVDESS from Zenodo, verify every file, and lay it out as the project expects.
+"""Fetch RAVDESS (Zenodo) or CREMA-D (GitHub, Git LFS), verify every file, lay it out as the project expects.
 
-Each WAV inside the upstream archives is checked against the sha256 shipped in
-`ravdess_sha256.csv`; a mismatch or a missing file stops the download. The result is
-the layout of the shared data folder: `ravdess/{speech,song}/Actor_XX/*.flac` (16 kHz
-mono 16-bit FLAC, soxr very-high-quality resampling) and `ravdess/manifest.csv`.
+Every WAV is checked against the sha256 shipped in the package (`ravdess_sha256.csv`,
+`crema_d_sha256.csv`); a mismatch or a missing file stops the download with the file named.
+Downloads go to a `.part` name and are renamed into `OUT/downloads/` only once verified; a
+file already there and matching its sha256 is not fetched again, so an interrupted run resumes.
+
+RAVDESS: `ravdess/{speech,song}/Actor_XX/*.flac` (16 kHz mono 16-bit FLAC, soxr very-high-quality
+resampling) and `ravdess/manifest.csv`.
+
+CREMA-D: `crema_d/audio/<ActorID>_<Sentence>_<Emotion>_<Level>.flac` and `crema_d/manifest.csv`,
+the columns of the shared copy (`CREMA_D_COLUMNS`). The upstream WAVs are already 16 kHz mono
+16-bit and are stored losslessly (same samples; a file that were not would be down-mixed and
+resampled like RAVDESS). sex, age, race, ethnicity come from `VideoDemographics.csv`; `voice_vote`
+(the emotion(s) most audio-only raters chose, ':'-joined on a tie) from
+`processedResults/summaryTable.csv`. `voice_agreement` is left out: summaryTable has no rater
+shares (they are in `tabulatedVotes.csv`, per clip name with a different layout).
+Left out, as in the shared copy (known upstream quirks, `CREMA_D_EXCLUDED`): 1076_MTI_SAD_XX
+(silent) and both files of each byte-identical pair with different labels (1006_TIE_HAP/NEU,
+1013_WSI_DIS/SAD, 1017_IWW_ANG/FEA); they are not fetched.
+Folds (`crema_d_folds`): 4 speaker folds balanced by sex, over all actors of VideoDemographics.csv
+(not only those fetched, so a speaker's fold never depends on `--speakers`): within each sex,
+actors sorted by id are dealt round-robin to folds 1, 2, 3, 4, 1, ... (91 actors: 23/23/23/22,
+12 male in each fold, 11/11/11/10 female). These are not the folds of the shared 44-actor copy.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
 import io
-import shutil
+import urllib.error
 import urllib.request
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -21,47 +40,125 @@ import soxr
 
 from .labels import parse_ravdess_name
 
+HERE = Path(__file__).resolve().parent
 ZENODO_URL = "https://zenodo.org/records/1188976/files"
 CHANNEL_CODES = {"speech": "01", "song": "02"}  # second field of a RAVDESS file name
 ARCHIVES = {"speech": "Audio_Speech_Actors_01-24.zip", "song": "Audio_Song_Actors_01-24.zip"}
-CHECKSUMS = Path(__file__).resolve().parent / "ravdess_sha256.csv"
+CHECKSUMS = HERE / "ravdess_sha256.csv"
 # Speaker-independent folds (EmoBox's RAVDESS protocol): fold -> held-out actors.
 FOLDS = {1: (1, 11, 20, 21), 2: (4, 10, 12, 14), 3: (8, 9, 19, 23), 4: (3, 5, 7, 24), 5: (2, 15, 16, 18), 6: (6, 13, 17, 22)}
 ACTOR_FOLD = {a: f for f, actors in FOLDS.items() for a in actors}
 MANIFEST_COLUMNS = ["path", "actor", "sex", "vocal_channel", "emotion", "emotion_code", "intensity",
                     "statement", "repetition", "duration_s", "fold", "original_sha256"]
 
+CREMA_D_URL = "https://media.githubusercontent.com/media/CheyneyComputerScience/CREMA-D/master/AudioWAV"
+CREMA_D_META_URL = "https://raw.githubusercontent.com/CheyneyComputerScience/CREMA-D/master"
+CREMA_D_CHECKSUMS = HERE / "crema_d_sha256.csv"
+CREMA_D_DEMOGRAPHICS = "VideoDemographics.csv"
+CREMA_D_VOTES = "processedResults/summaryTable.csv"
+CREMA_D_EXCLUDED = frozenset({"1076_MTI_SAD_XX", "1006_TIE_HAP_XX", "1006_TIE_NEU_XX", "1013_WSI_DIS_XX",
+                              "1013_WSI_SAD_XX", "1017_IWW_ANG_XX", "1017_IWW_FEA_XX"})
+CREMA_D_FOLDS = 4
+CREMA_D_EMOTIONS = {"ANG": "angry", "DIS": "disgust", "FEA": "fearful", "HAP": "happy", "NEU": "neutral", "SAD": "sad"}
+CREMA_D_VOTE_LETTERS = {code[0]: name for code, name in CREMA_D_EMOTIONS.items()}  # summaryTable's A D F H N S
+CREMA_D_LEVELS = {"LO": "low", "MD": "medium", "HI": "high", "XX": "unspecified"}
+CREMA_D_SENTENCES = {
+    "DFA": "Don't forget a jacket", "IEO": "It's eleven o'clock", "IOM": "I'm on my way to the meeting",
+    "ITH": "I think I have a doctor's appointment", "ITS": "I think I've seen this before",
+    "IWL": "I would like a new alarm clock", "IWW": "I wonder what this is about",
+    "MTI": "Maybe tomorrow it will be cold", "TAI": "The airplane is almost full",
+    "TIE": "That is exactly what happened", "TSI": "The surface is slick", "WSI": "We'll stop in a couple of minutes",
+}
+CREMA_D_COLUMNS = ["path", "speaker", "sex", "age", "race", "ethnicity", "sentence_code", "sentence", "emotion",
+                   "level", "voice_vote", "duration_s", "fold", "original_sha256"]
+
 
 class ChecksumError(RuntimeError):
     pass
 
 
-def shipped_checksums() -> dict[str, str]:
-    with open(CHECKSUMS, newline="") as f:
+def shipped_checksums(table: str | Path = CHECKSUMS) -> dict[str, str]:
+    """file name -> sha256 from a shipped table (default: RAVDESS's)."""
+    with open(table, newline="") as f:
         return {row["file"]: row["sha256"] for row in csv.DictReader(f)}
 
 
-def fetch(url: str, dest: Path) -> Path:
-    """Download `url` to `dest` (via a .part file); an existing `dest` is reused."""
+def check_sha256(name: str, digest: str, expected: dict[str, str], where: str = "") -> str:
+    """Raise ChecksumError unless `name` is in `expected` with sha256 `digest`; returns the digest."""
+    if name not in expected:
+        raise ChecksumError(f"{name}{where}: not a known file (not in the shipped checksum list)")
+    if digest != expected[name]:
+        raise ChecksumError(f"{name}{where}: sha256 {digest} != expected {expected[name]}")
+    return digest
+
+
+def fetch(url: str, dest: Path, expected: dict[str, str] | None = None) -> Path:
+    """Download `url` to `dest` via `dest.part`, renamed into place only once verified.
+
+    With `expected` (file name -> sha256), `dest.name` must match it: an existing `dest` that
+    matches is reused (not fetched again), one that does not is fetched again, and a download
+    that does not match raises ChecksumError (the .part is removed). Without it, an existing
+    `dest` is reused as is. An HTTP error (e.g. 404, the file missing upstream) raises
+    ChecksumError naming the file.
+    """
+    name = dest.name
     if dest.exists():
-        return dest
+        if expected is None or hashlib.sha256(dest.read_bytes()).hexdigest() == expected.get(name):  # small files
+            return dest
+        dest.unlink()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_suffix(dest.suffix + ".part")
-    with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
-        shutil.copyfileobj(response, out, length=1 << 20)
+    part = dest.with_name(name + ".part")
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                h.update(block)
+                out.write(block)
+        if expected is not None:
+            check_sha256(name, h.hexdigest(), expected, f" (from {url})")
+    except urllib.error.HTTPError as e:
+        part.unlink(missing_ok=True)
+        raise ChecksumError(f"{name}: missing upstream, HTTP {e.code} for {url}") from e
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     part.replace(dest)
     return dest
 
 
+def _write_flac(y: np.ndarray, sr: int, dest: Path) -> None:
+    """Write 16-bit FLAC via a temporary name (no half-written file under the final name)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    sf.write(tmp, y, sr, format="FLAC", subtype="PCM_16")
+    tmp.replace(dest)
+
+
 def convert(wav_bytes: bytes, dest: Path, sr: int = 16000) -> float:
-    """Down-mix, resample and write 16-bit FLAC; returns the duration in seconds."""
+    """Down-mix, resample and write 16-bit FLAC; returns the duration in seconds.
+
+    A file already at `sr`, mono, 16-bit is stored losslessly (the same integer samples)."""
+    info = sf.info(io.BytesIO(wav_bytes))
+    if info.samplerate == sr and info.channels == 1 and info.subtype == "PCM_16":
+        y, _ = sf.read(io.BytesIO(wav_bytes), dtype="int16")
+        _write_flac(y, sr, dest)
+        return round(len(y) / sr, 4)
     data, native_sr = sf.read(io.BytesIO(wav_bytes), dtype="float32", always_2d=True)
     y = data.mean(axis=1)
     if native_sr != sr:
         y = soxr.resample(y, native_sr, sr, quality="VHQ")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(dest, np.clip(y, -1.0, 1.0), sr, format="FLAC", subtype="PCM_16")
+    _write_flac(np.clip(y, -1.0, 1.0), sr, dest)
     return round(len(y) / sr, 4)
+
+
+def _write_manifest(path: Path, columns: list[str], rows: list[dict]) -> Path:
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(sorted(rows, key=lambda r: r["path"]))
+    tmp.replace(path)
+    return path
 
 
 def download_ravdess(
@@ -74,7 +171,7 @@ def download_ravdess(
     """Download, verify and convert RAVDESS into `dest/ravdess`; returns the manifest path."""
     dest = Path(dest)
     root = dest / "ravdess"
-    expected = shipped_checksums() if checksums is None else checksums
+    expected = shipped_checksums(CHECKSUMS) if checksums is None else checksums
     rows: list[dict] = []
     seen: set[str] = set()
     for channel in channels:
@@ -84,12 +181,8 @@ def download_ravdess(
                 name = Path(member).name
                 if not name.endswith(".wav") or name.startswith("."):
                     continue
-                if name not in expected:
-                    raise ChecksumError(f"{member} in {archive.name} is not a known RAVDESS file")
                 data = zf.read(member)
-                digest = hashlib.sha256(data).hexdigest()
-                if digest != expected[name]:
-                    raise ChecksumError(f"{member}: sha256 {digest} != expected {expected[name]}")
+                digest = check_sha256(name, hashlib.sha256(data).hexdigest(), expected, f" in {archive.name}")
                 info = parse_ravdess_name(name)
                 rel = Path(channel) / f"Actor_{info.actor:02d}" / name.replace(".wav", ".flac")
                 duration = convert(data, root / rel, sample_rate)
@@ -106,9 +199,97 @@ def download_ravdess(
     missing = sorted(wanted - seen)
     if missing:
         raise ChecksumError(f"{len(missing)} files missing from the archives, e.g. {missing[:3]}")
-    manifest = root / "manifest.csv"
-    with open(manifest, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda r: r["path"]))
-    return manifest
+    return _write_manifest(root / "manifest.csv", MANIFEST_COLUMNS, rows)
+
+
+def parse_speakers(spec: str | None) -> tuple[int, ...] | None:
+    """`--speakers`: None/'all' -> None (every actor); '1001,1005-1007' -> (1001, 1005, 1006, 1007)."""
+    if spec is None or spec.strip().lower() in ("", "all"):
+        return None
+    out: set[int] = set()
+    for part in spec.split(","):
+        lo, _, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi or lo)
+        except ValueError:
+            raise ValueError(f"bad --speakers item {part!r}: give actor ids like 1001, ranges like 1001-1010, or all")
+        out.update(range(first, last + 1))
+    return tuple(sorted(out))
+
+
+def crema_d_folds(sex_by_speaker: dict[int, str], n_folds: int = CREMA_D_FOLDS) -> dict[int, int]:
+    """Speaker -> fold 1..n: within each sex, actors sorted by id dealt round-robin (deterministic)."""
+    folds: dict[int, int] = {}
+    for sex in sorted(set(sex_by_speaker.values())):
+        for i, speaker in enumerate(sorted(s for s, x in sex_by_speaker.items() if x == sex)):
+            folds[speaker] = i % n_folds + 1
+    return folds
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        return list(csv.DictReader(f))
+
+
+def download_crema_d(
+    dest: str | Path,
+    base_url: str = CREMA_D_URL,
+    meta_url: str = CREMA_D_META_URL,
+    speakers: tuple[int, ...] | None = None,
+    checksums: dict[str, str] | None = None,
+    jobs: int = 4,
+) -> Path:
+    """Download, verify and store CREMA-D into `dest/crema_d`; returns the manifest path.
+
+    `speakers`: actor ids to fetch (default: all 91). `jobs`: parallel downloads. Raw WAVs are
+    kept, verified, in `dest/downloads/crema_d/AudioWAV/` (a re-run reuses them).
+    """
+    dest = Path(dest)
+    root = dest / "crema_d"
+    cache = dest / "downloads" / "crema_d"
+    expected = shipped_checksums(CREMA_D_CHECKSUMS) if checksums is None else checksums
+    demographics = _read_csv(fetch(f"{meta_url}/{CREMA_D_DEMOGRAPHICS}", cache / Path(CREMA_D_DEMOGRAPHICS).name))
+    people = {int(r["ActorID"]): r for r in demographics}
+    sex = {a: r["Sex"].strip().lower() for a, r in people.items()}
+    fold = crema_d_folds(sex)
+    votes = {r["FileName"]: r["VoiceVote"] for r in _read_csv(fetch(f"{meta_url}/{CREMA_D_VOTES}",
+                                                                        cache / Path(CREMA_D_VOTES).name))}
+
+    known = sorted({int(n[:4]) for n in expected})
+    wanted = known if speakers is None else sorted(speakers)
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise ValueError(f"unknown CREMA-D speakers {unknown} (the actors are {known[0]}-{known[-1]})")
+    no_meta = sorted(set(wanted) - set(people))
+    if no_meta:
+        raise ChecksumError(f"speakers {no_meta} are not in {CREMA_D_DEMOGRAPHICS}")
+    chosen = set(wanted)
+    names = sorted(n for n in expected
+                   if int(n[:4]) in chosen and Path(n).stem not in CREMA_D_EXCLUDED)
+
+    def one(name: str) -> dict:
+        wav = fetch(f"{base_url}/{name}", cache / "AudioWAV" / name, expected)
+        stem = Path(name).stem
+        speaker, sentence, emotion, level = stem.split("_")
+        rel = Path("audio") / f"{stem}.flac"
+        duration = convert(wav.read_bytes(), root / rel)
+        votes_here = votes.get(stem, "")
+        person = people[int(speaker)]
+        return {
+            "path": rel.as_posix(), "speaker": int(speaker), "sex": sex[int(speaker)], "age": int(person["Age"]),
+            "race": person["Race"], "ethnicity": person["Ethnicity"], "sentence_code": sentence,
+            "sentence": CREMA_D_SENTENCES[sentence], "emotion": CREMA_D_EMOTIONS[emotion],
+            "level": CREMA_D_LEVELS[level],
+            "voice_vote": ":".join(CREMA_D_VOTE_LETTERS.get(v, v) for v in votes_here.split(":") if v),
+            "duration_s": duration, "fold": fold[int(speaker)], "original_sha256": expected[name],
+        }
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(one, n) for n in names]
+        try:
+            rows = [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+    return _write_manifest(root / "manifest.csv", CREMA_D_COLUMNS, rows)
