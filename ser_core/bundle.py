@@ -26,7 +26,7 @@ import pandas as pd
 from . import models  # noqa: F401  (registers custom layers for deserialisation)
 from .audio import HIGH_BAND_HZ, AudioError, View, is_wideband, load_preprocessed
 from .config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
-from .encoder_bundle import EncoderBundle, is_encoder_bundle, load_encoder_bundle
+from .encoder_bundle import EncoderBundle, EncoderInputs, is_encoder_bundle, load_encoder_bundle, read_encoder_inputs
 from .features import INPUT_TIME_AXIS, extract_windows, speaker_standardize
 from .labels import EMOTIONS, INTENSITIES, valence_arousal
 from .models import input_name
@@ -326,10 +326,12 @@ def _score_files_cnn(bundle: Bundle, paths: Sequence[str | Path], telephone: boo
     return ok, emo / n[:, None], inten / n[:, None], n, seconds, errors
 
 
-def read_bundle_inputs(spec: str | Path) -> tuple[BundleInputs, str]:
+def read_bundle_inputs(spec: str | Path) -> tuple[BundleInputs | EncoderInputs, str]:
     """How the bundle's networks read a waveform, and its model id, from `bundle.json`
     (and its companion's), without loading Keras weights."""
     path = resolve_bundle_path(spec)
+    if is_encoder_bundle(path):
+        return read_encoder_inputs(path)
     metas = [_read_meta(path)]
     if WIDEBAND_DIR in metas[0]:
         metas.append(_read_meta(path / WIDEBAND_DIR))

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import head as _head  # noqa: F401  (registers the head's layers for deserialisation)
 from .config import FeatureConfig
-from .encoder import encode, encoder_spec, load_encoder
+from .encoder import encode, encode_batch, encoder_spec, load_encoder
 from .head import HeadConfig
 from .labels import EMOTIONS, INTENSITIES
 from .scoring import predict_states
@@ -28,6 +28,7 @@ from .scoring import predict_states
 HEAD_FILE = "head.keras"
 META_FILE = "bundle.json"
 KIND = "encoder"
+SEGMENT_S = 6.0  # the longest piece of a turn the job scores at once: the head's longest training crop
 
 
 class EncoderBundleError(RuntimeError):
@@ -38,6 +39,18 @@ def _sha256(path: Path) -> str:
     from .bundle import sha256_file
 
     return sha256_file(path)
+
+
+@dataclass(frozen=True)
+class EncoderInputs:
+    """How the job reads a waveform for an encoder bundle, without loading Keras: the
+    preprocessed segment itself is the model input (one network, so a 1-tuple)."""
+
+    feature_config: FeatureConfig
+    window_s: float = SEGMENT_S
+
+    def segment(self, y: np.ndarray) -> tuple[np.ndarray]:
+        return (y,)
 
 
 @dataclass
@@ -68,8 +81,23 @@ class EncoderBundle:
         return predict_states(self.head, states)
 
     def score_waves(self, waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Emotion and intensity probabilities of preprocessed waveforms (one each)."""
-        return self.score_states([self.states(w) for w in waves])
+        """Emotion and intensity probabilities of preprocessed waveforms (one each): each is
+        encoded once (waveforms of equal length in one batch) and scored over all its frames."""
+        return self.score_states(encode_batch(self.encoder, list(waves), max_pad=0.0))
+
+    @property
+    def inputs(self) -> EncoderInputs:
+        return EncoderInputs(self.prep_config)
+
+    def predict_routed(self, items: Sequence[tuple[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+        """The job's batches (`EncoderInputs.segment` of each segment) scored by `score_waves`."""
+        return self.score_waves([item[0] for item in items])
+
+
+def read_encoder_inputs(path: str | Path) -> tuple[EncoderInputs, str]:
+    """The job's inputs and the model id of an encoder bundle, from `bundle.json` alone."""
+    meta = json.loads((Path(path) / META_FILE).read_text())
+    return EncoderInputs(FeatureConfig.from_saved(meta["prep_config"])), meta["sha256"][:12]
 
 
 def save_encoder_bundle(out_dir: str | Path, head: keras.Model, head_cfg: HeadConfig, train_cfg: Any,

@@ -8,6 +8,8 @@ Protocols (all speaker-independent):
   (a corpus it never heard).
 - ``all``: one head on every clip of `corpora`, saved as a bundle.
 
+Every split's head is saved as a bundle in its folder (`ser evaluate` reproduces its figures).
+
 A held-out clip is scored by `ser_core.scoring.predict_states` (as the product scores),
 with the argmax taken over the classes the test corpus has (and the training corpora know).
 """
@@ -26,6 +28,7 @@ import pandas as pd
 from .audio import View
 from .config import _JsonConfig
 from .corpora import CLASSES, class_mask, credits, load_corpora
+from .encoder_bundle import save_encoder_bundle
 from .head import HeadConfig, build_head, masked_emotion_loss, masked_intensity_loss
 from .labels import EMOTIONS, INTENSITIES
 from .metrics import classification_metrics, summarize
@@ -187,12 +190,10 @@ def run_head_protocol(
         history.to_csv(fold_dir / "history.csv", index=False)
         info = {"train_clips": len(train), "test_clips": len(test), "train_seconds": round(time.time() - fold_t0, 1),
                 "test_speakers": sorted(set(df["speaker"].iloc[test]))}
-        if protocol == "all":
-            from .encoder_bundle import save_encoder_bundle
-
-            save_encoder_bundle(out / "bundle", head, head_cfg, cfg, prep_config(),
-                                {"training_command": command, "trained_on": credits(list(corpora)),
-                                 "trained_clips": len(train), "speakers": int(train_df["speaker"].nunique())})
+        save_encoder_bundle(out / "bundle" if protocol == "all" else fold_dir / "bundle", head, head_cfg, cfg,
+                            prep_config(), {"training_command": command, "trained_on": credits(list(corpora)),
+                                            "trained_clips": len(train), "speakers": int(train_df["speaker"].nunique()),
+                                            **({"test_speakers": info["test_speakers"]} if len(test) else {})})
         for condition in conditions if len(test) else []:
             emo, _ = predict_states(head, [states[condition][i] for i in test])
             pred = df.iloc[test][["path", "corpus", "speaker", "emotion"]].rename(columns={"emotion": "true"})

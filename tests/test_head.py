@@ -131,3 +131,32 @@ def test_training_smoke_run_on_both_corpora_and_bundle_round_trip(data_root, tmp
         f.write(b"x")
     with pytest.raises(EncoderBundleError, match="sha256"):
         load_encoder_bundle(tampered)
+
+
+def test_a_cross_validation_split_scores_as_ser_evaluate_with_its_bundle(data_root, tmp_path, monkeypatch):
+    """One scoring path: a held-out split's figures are reproduced by `ser evaluate` run with
+    the split's saved bundle on the same clips (over the same classes)."""
+    from ser_core import head_training
+    from ser_core.cli import main
+
+    monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
+    full = load_corpora(data_root, ["ravdess", "crema_d"])
+    few = _few_clips(full, 2)
+    monkeypatch.setattr(head_training, "load_corpora", lambda root, names, channels="speech": few[few["corpus"].isin(names)].reset_index(drop=True))
+    cfg = head_training.HeadTrainConfig(epochs=2, batch_size=8, views=("clean",))
+    head_cfg = HeadConfig(encoder="whisper-tiny.en", conv_channels=32, attention_units=16, dense_units=32)
+    out = tmp_path / "cross"
+    results = head_training.run_head_protocol(data_root, out, head_cfg, cfg, corpora=("crema_d",), protocol="cross",
+                                              test_corpus="ravdess", test_telephone=False, verbose=0)
+    split = results["folds"]["cross_ravdess"]["clean"]
+    cv = pd.read_csv(out / "predictions.csv")
+    manifest = tmp_path / "test.csv"
+    cv[["path"]].assign(label=cv["true"]).to_csv(manifest, index=False)
+    assert main(["evaluate", "--model", str(out / "cross_ravdess" / "bundle"), "--manifest", str(manifest),
+                 "--out", str(tmp_path / "eval"), "--classes", ",".join(results["classes"])]) == 0
+    evaluated = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert results["classes"] == list(CLASSES["crema_d"]) or set(results["classes"]) == set(CLASSES["crema_d"])
+    assert evaluated["uar"] == pytest.approx(split["uar"], abs=1e-9)
+    assert evaluated["accuracy"] == pytest.approx(split["accuracy"], abs=1e-9)
+    pred = pd.read_csv(tmp_path / "eval" / "predictions.csv")
+    np.testing.assert_allclose(pred[list(EMOTIONS)].to_numpy(), cv[[f"p_{e}" for e in EMOTIONS]].to_numpy(), atol=2e-3)
