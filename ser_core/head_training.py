@@ -55,39 +55,50 @@ class HeadTrainConfig(_JsonConfig):
     seed: int = 0
 
 
-class StateBatches(keras.utils.PyDataset):
+class StateBatches:
     """Batches of cached states: each epoch, each clip in one of its views (drawn at random),
     a random crop of at most `max_frames`, clips of similar length batched together."""
 
     def __init__(self, views: list[list[np.ndarray]], y_emotion: np.ndarray, y_intensity: np.ndarray,
-                 cfg: HeadTrainConfig, **kwargs):
-        super().__init__(**kwargs)
+                 cfg: HeadTrainConfig):
         self.views, self.y_emotion, self.y_intensity, self.cfg = views, y_emotion, y_intensity, cfg
         self.rng = np.random.default_rng(cfg.seed)
         self.lengths = np.array([min(s.shape[1], cfg.max_frames) for s in views[0]])
-        self.on_epoch_end()
-
-    def on_epoch_end(self):
-        n, b = len(self.lengths), self.cfg.batch_size
-        order = self.rng.permutation(n)
-        # sort within chunks of 20 batches: similar lengths together, order still random
-        chunks = [c[np.argsort(self.lengths[c], kind="stable")] for c in np.array_split(order, max(1, n // (20 * b)))]
-        batches = [idx for c in chunks for idx in np.array_split(c, max(1, int(np.ceil(len(c) / b))))]
-        self.batches = [batches[i] for i in self.rng.permutation(len(batches))]
-        self.view_of = self.rng.integers(len(self.views), size=n)
+        n, b = len(self.lengths), cfg.batch_size
+        self.n_chunks = max(1, n // (20 * b))
+        self.n_batches = sum(max(1, int(np.ceil(len(c) / b))) for c in np.array_split(np.arange(n), self.n_chunks))
 
     def __len__(self) -> int:
-        return len(self.batches)
+        return self.n_batches
 
-    def __getitem__(self, i: int):
-        idx = self.batches[i]
-        crops = []
-        for j in idx:
-            s = self.views[self.view_of[j]][j]
-            t = s.shape[1]
-            start = int(self.rng.integers(t - self.cfg.max_frames + 1)) if t > self.cfg.max_frames else 0
-            crops.append(np.asarray(s[:, start:start + self.cfg.max_frames], np.float32))
-        return pad_batch(crops), {"emotion": self.y_emotion[idx], "intensity": self.y_intensity[idx]}
+    def epoch(self):
+        """One pass: (inputs, targets) per batch, in random order."""
+        n, b = len(self.lengths), self.cfg.batch_size
+        order = self.rng.permutation(n)
+        # sort within chunks of about 20 batches: similar lengths together, order still random
+        chunks = [c[np.argsort(self.lengths[c], kind="stable")] for c in np.array_split(order, self.n_chunks)]
+        batches = [idx for c in chunks for idx in np.array_split(c, max(1, int(np.ceil(len(c) / b))))]
+        view_of = self.rng.integers(len(self.views), size=n)
+        for k in self.rng.permutation(len(batches)):
+            idx = batches[k]
+            crops = []
+            for j in idx:
+                s = self.views[view_of[j]][j]
+                t = s.shape[1]
+                start = int(self.rng.integers(t - self.cfg.max_frames + 1)) if t > self.cfg.max_frames else 0
+                crops.append(np.asarray(s[:, start:start + self.cfg.max_frames], np.float32))
+            yield pad_batch(crops), {"emotion": self.y_emotion[idx], "intensity": self.y_intensity[idx]}
+
+    def dataset(self):
+        """A `tf.data.Dataset` of one epoch (re-drawn each time it is iterated), any frame count."""
+        import tensorflow as tf
+
+        n_layers, _, width = self.views[0][0].shape
+        signature = ({"states": tf.TensorSpec((None, n_layers, None, width), tf.float32),
+                      "mask": tf.TensorSpec((None, None), tf.float32)},
+                     {"emotion": tf.TensorSpec((None, self.y_emotion.shape[1]), tf.float32),
+                      "intensity": tf.TensorSpec((None, self.y_intensity.shape[1]), tf.float32)})
+        return tf.data.Dataset.from_generator(self.epoch, output_signature=signature).prefetch(2)
 
 
 def targets(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -112,7 +123,7 @@ def fit_head(head_cfg: HeadConfig, cfg: HeadTrainConfig, views: list[list[np.nda
     head.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
                  loss={"emotion": masked_emotion_loss(cfg.label_smoothing), "intensity": masked_intensity_loss},
                  loss_weights={"emotion": 1.0, "intensity": cfg.intensity_weight})
-    history = head.fit(batches, epochs=cfg.epochs, verbose=verbose)
+    history = head.fit(batches.dataset(), epochs=cfg.epochs, verbose=verbose)
     return head, pd.DataFrame(history.history)
 
 
