@@ -1,14 +1,15 @@
-"""Throughput and memory of the Beam job on the DirectRunner.
+"""Throughput and memory of the Beam job on the DirectRunner, for several bundles side by side.
 
-1. Throughput: the example calls copied N times, scored by the job in-memory (one
-   worker) and with multi_processing (all cores), side by side: audio-hours per wall
-   minute, multiple of real time, per core, and the ratio between the two modes.
+1. Throughput: the example calls (8 kHz stereo, G.711) copied N times, scored by the whole
+   job in one process with each bundle: call audio per CPU second (x real time per core:
+   the job's CPU time over all its threads, decoding, VAD, encoder and head included), per
+   wall second, and the ratio between the bundles.
 2. Memory: a 30-second example call, then stereo calls of a quarter of the length and
    the full length (default 2 hours, 16 kHz, looped example calls), each scored in a
    fresh process: peak RSS side by side. Bounded memory shows as a flat peak from the
    shorter long call to the longer one.
 
-    python benchmarks/pipeline_throughput.py [--model default] [--copies 12] [--hours 2] [--parts memory]
+    python benchmarks/pipeline_throughput.py [--models default,cnn] [--copies 12] [--hours 2] [--parts memory]
 """
 from __future__ import annotations
 
@@ -33,26 +34,24 @@ def audio_seconds(folder: Path) -> float:
     return sum(sf.info(p).duration for p in folder.glob("*.wav"))
 
 
-def throughput(model: str, copies: int, tmp: Path) -> None:
+def throughput(models: list[str], copies: int, tmp: Path) -> None:
     calls = tmp / "calls"
     calls.mkdir()
     for k in range(copies):
         for src in EXAMPLES.glob("*.wav"):
             shutil.copy(src, calls / f"{src.stem}_{k:02d}.wav")
-    hours = audio_seconds(calls) / 3600
-    cores = os.cpu_count() or 1
-    results = {}
-    for mode, extra in (("in_memory, 1 worker", []),
-                        (f"multi_processing, {cores} workers",
-                         ["--direct_running_mode=multi_processing", f"--direct_num_workers={cores}"])):
-        t0 = time.perf_counter()
-        score_calls.run([f"--input={calls}/*.wav", f"--output={tmp / 'out'}", f"--model={model}", *extra])
-        minutes = (time.perf_counter() - t0) / 60
-        results[mode] = minutes
-        print(f"{mode:>28}: {hours * 60:.1f} audio-min in {minutes * 60:.1f} s = {hours / minutes:.3f} audio-h/min, "
-              f"{hours * 60 / minutes:.1f}x real time, {hours * 60 / minutes / cores:.1f}x real time per core")
-    one, many = results.values()
-    print(f"multi_processing vs in_memory: {one / many:.2f}x faster")
+    seconds = audio_seconds(calls)
+    rates = {}
+    for model in models:
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        score_calls.run([f"--input={calls}/*.wav", f"--output={tmp / ('out_' + Path(model).name)}", f"--model={model}"])
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+        rates[model] = seconds / cpu
+        print(f"{model:>12}: {seconds / 60:.1f} min of calls, {cpu:.1f} CPU s, {wall:.1f} wall s: "
+              f"{seconds / cpu:.1f}x real time per core, {seconds / wall:.1f}x real time (wall, {os.cpu_count()} cores)")
+    first, *others = models
+    for other in others:
+        print(f"{first} vs {other}: {rates[first] / rates[other]:.2f}x the speed per core")
 
 
 def long_call(path: Path, hours: float, sr: int = 16000) -> None:
@@ -101,17 +100,20 @@ def memory(model: str, hours: float, tmp: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="default")
+    ap.add_argument("--models", default="default,cnn", help="comma-separated bundles ('default', 'cnn' or folders)")
     ap.add_argument("--copies", type=int, default=12, help="copies of the example calls for the throughput run")
     ap.add_argument("--hours", type=float, default=2.0, help="length of the long call for the memory run")
     ap.add_argument("--parts", nargs="+", choices=("throughput", "memory"), default=["throughput", "memory"])
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        models = args.models.split(",")
         if "throughput" in args.parts:
-            throughput(args.model, args.copies, tmp)
+            throughput(models, args.copies, tmp)
         if "memory" in args.parts:
-            memory(args.model, args.hours, tmp)
+            for model in models:
+                print(f"-- {model}")
+                memory(model, args.hours, tmp)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ from .models import input_name
 
 MODEL_FILE = "model.keras"
 META_FILE = "bundle.json"
-DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_model"
+DEFAULT_BUNDLE = Path(__file__).resolve().parent / "default_model"  # the encoder model (`--model default`)
+CNN_BUNDLE = Path(__file__).resolve().parent / "cnn_model"  # the study's CNN pair (`--model cnn`)
 WIDEBAND_DIR = "wideband"
 # what a companion must share with its bundle: one preprocessed waveform, the same windows
 SHARED_FIELDS = ("sample_rate", "trim_db", "trim_noise_margin_db", "min_duration_s", "normalize", "preemphasis",
@@ -168,8 +169,8 @@ def save_bundle(
 
 
 def resolve_bundle_path(spec: str | Path) -> Path:
-    """A bundle directory, or the word `default` for the model shipped in the package."""
-    return DEFAULT_BUNDLE if str(spec) == "default" else Path(spec)
+    """A bundle directory, or `default` (the encoder model) or `cnn` (the CNN pair), shipped in the package."""
+    return {"default": DEFAULT_BUNDLE, "cnn": CNN_BUNDLE}.get(str(spec), Path(spec))
 
 
 def _read_meta(path: Path) -> dict[str, Any]:

@@ -1,23 +1,23 @@
-"""The model shipped inside the package (`--model default`)."""
+"""The study's CNN pair shipped inside the package (`--model cnn`)."""
 import json
 
 import pandas as pd
 import pytest
 
-from ser_core.bundle import DEFAULT_BUNDLE, MODEL_FILE, combined_id, load_bundle, predict_files
+from ser_core.bundle import CNN_BUNDLE, MODEL_FILE, combined_id, load_bundle, predict_files
 from ser_core.labels import EMOTIONS, parse_ravdess_name
 
-EXAMPLES = DEFAULT_BUNDLE.parents[1] / "examples"
+EXAMPLES = CNN_BUNDLE.parents[1] / "examples"
 
 
 @pytest.fixture(scope="module")
 def bundle():
-    return load_bundle("default")
+    return load_bundle("cnn")
 
 
 def test_default_bundle_is_complete_small_and_verified(bundle):
-    meta = json.loads((DEFAULT_BUNDLE / "bundle.json").read_text())
-    assert (DEFAULT_BUNDLE / MODEL_FILE).stat().st_size < 20 * 2**20
+    meta = json.loads((CNN_BUNDLE / "bundle.json").read_text())
+    assert (CNN_BUNDLE / MODEL_FILE).stat().st_size < 20 * 2**20
     assert bundle.model_config.kind == "deep" and bundle.labels == EMOTIONS
     assert meta["training_command"].startswith("ser train") and "--protocol all" in meta["training_command"]
     assert bundle.model_id == combined_id(meta["sha256"], meta["wideband"]["sha256"])
@@ -29,7 +29,7 @@ def test_default_bundle_carries_a_full_band_companion_trained_on_all_actors(bund
     band, full = bundle.feature_config, bundle.wideband.feature_config
     assert (band.fmin, band.fmax, band.spectrogram_fmax) == (300, 3400, 3400)
     assert full.fmax is None and full.spectrogram_fmax is None and full.fmin < 300
-    assert (DEFAULT_BUNDLE / "wideband" / MODEL_FILE).stat().st_size < 20 * 2**20
+    assert (CNN_BUNDLE / "wideband" / MODEL_FILE).stat().st_size < 20 * 2**20
     trained = bundle.wideband.info["trained_on"]
     assert trained["actors"] == list(range(1, 25)) and trained["channels"] == "speech"
     cv = bundle.wideband.info["cross_validation"]
