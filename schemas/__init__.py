@@ -9,7 +9,13 @@ import pyarrow as pa
 
 from ser_core.labels import EMOTIONS
 
-SCHEMA_VERSION = "1.1"  # 1.1: segments.wideband
+SCHEMA_VERSION = "2.0"
+# 1.1: segments.wideband
+# 2.0: call_id is the path under the input glob's fixed prefix (or the manifest's), not the
+#      file's stem; call_name (the stem) in all tables; errors.call_id; calls.samples_repaired,
+#      truncated, channels_ignored and any --manifest metadata columns (strings); role columns
+#      are null where the role does not apply (agent_*/customer_* of a mono call, mixed_* of a
+#      stereo one), and so are customer_role and satisfaction_proxy of a mono call.
 ROLES: tuple[str, ...] = ("agent", "customer", "mixed")  # mixed: a mono recording, both parties
 
 
@@ -20,6 +26,7 @@ def _schema(fields: list[pa.Field], table: str) -> pa.Schema:
 SEGMENTS = _schema(
     [
         pa.field("call_id", pa.string(), nullable=False),
+        pa.field("call_name", pa.string()),  # the file's stem, for people (not unique)
         pa.field("path", pa.string(), nullable=False),
         pa.field("channel", pa.int16(), nullable=False),
         pa.field("role", pa.string(), nullable=False),
@@ -44,17 +51,21 @@ SEGMENTS = _schema(
 CALLS = _schema(
     [
         pa.field("call_id", pa.string(), nullable=False),
+        pa.field("call_name", pa.string()),
         pa.field("path", pa.string(), nullable=False),
-        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("duration_s", pa.float64(), nullable=False),  # of the frames that could be read
         pa.field("sample_rate", pa.int32(), nullable=False),
         pa.field("channels", pa.int16(), nullable=False),
-        *[pa.field(f"{r}_talk_s", pa.float64(), nullable=False) for r in ROLES],
+        pa.field("samples_repaired", pa.int64()),   # non-finite samples (NaN/inf) read as 0 and scored around
+        pa.field("truncated", pa.bool_()),          # the file holds fewer frames than its header promises
+        pa.field("channels_ignored", pa.int16()),   # channels beyond --roles, not scored
+        *[pa.field(f"{r}_talk_s", pa.float64()) for r in ROLES],  # null: the role does not apply
         pa.field("silence_s", pa.float64(), nullable=False),
         pa.field("overlap_s", pa.float64(), nullable=False),
         pa.field("n_segments", pa.int32(), nullable=False),
-        *[pa.field(f"{r}_segments", pa.int32(), nullable=False) for r in ROLES],
+        *[pa.field(f"{r}_segments", pa.int32()) for r in ROLES],
         *[pa.field(f"{r}_share_{e}", pa.float32()) for r in ROLES for e in EMOTIONS],
-        pa.field("customer_role", pa.string(), nullable=False),
+        pa.field("customer_role", pa.string()),  # "customer"; null for a mono call (agent and customer mixed)
         pa.field("customer_dominant_emotion", pa.string()),
         pa.field("customer_start_emotion", pa.string()),
         pa.field("customer_end_emotion", pa.string()),
@@ -70,6 +81,8 @@ CALLS = _schema(
 
 ERRORS = _schema(
     [
+        pa.field("call_id", pa.string()),
+        pa.field("call_name", pa.string()),
         pa.field("path", pa.string(), nullable=False),
         pa.field("stage", pa.string(), nullable=False),
         pa.field("error", pa.string(), nullable=False),
@@ -80,3 +93,8 @@ ERRORS = _schema(
 )
 
 TABLES: dict[str, pa.Schema] = {"segments": SEGMENTS, "calls": CALLS, "errors": ERRORS}
+
+
+def calls_schema(metadata_columns=()) -> pa.Schema:
+    """CALLS plus the run's --manifest metadata columns, appended as nullable strings."""
+    return _schema([*CALLS, *[pa.field(c, pa.string()) for c in metadata_columns]], "calls")

@@ -5,13 +5,14 @@ channel (memory: one block), then once per speech segment (memory: one segment).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import soundfile as sf
 
-from .audio import EmptyAudioError, UnreadableAudioError, resample, split_windows
+from .audio import SILENCE_FLOOR_DBFS, EmptyAudioError, EmptyFileError, UnreadableAudioError, resample, split_windows
 from .config import SegmentConfig
 from .labels import EMOTIONS
 from .vad import frame_seconds, scan_probabilities, speech_regions_vad
@@ -23,6 +24,9 @@ class CallInfo(NamedTuple):
     duration_s: float
     sample_rate: int
     channels: int
+    samples_repaired: int = 0   # non-finite samples (NaN, inf) read as 0
+    truncated: bool = False     # the file holds fewer frames than its header promises
+    channels_ignored: int = 0   # channels beyond the roles, not scored
 
 
 class Segment(NamedTuple):
@@ -33,20 +37,119 @@ class Segment(NamedTuple):
     end: int
 
 
-def open_audio(fileobj: BinaryIO) -> sf.SoundFile:
+_DATA_LENGTH = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be\s*(\d+)\)", re.M)
+_INSPECT_BLOCK = 4096  # small: a decoder that fails part-way loses what its last read held
+
+
+class CallAudio:
+    """A decoded recording as `segment_call` and `read_segment` read it: a `soundfile.SoundFile`
+    whose reads never return non-finite samples (they read as 0: a few NaN/inf samples must
+    not turn a call into "no speech") and never go past the frames that can actually be
+    decoded (`frames`). `open_audio` builds it, after one pass over the file that finds
+    `frames`, `samples_repaired`, `peak` and `truncated` (the header promises more frames
+    than the file holds: libsndfile's header check, or a decoder that fails part-way)."""
+
+    def __init__(self, f: sf.SoundFile, fileobj: BinaryIO | None = None):
+        self._f, self._fileobj = f, fileobj
+        self.samplerate, self.channels = f.samplerate, f.channels
+        self.declared_frames = f.frames
+        header_longer = any(int(a) > int(b) for a, b in _DATA_LENGTH.findall(f.extra_info or ""))
+        self.frames, self.samples_repaired, self.peak, decode_failed = self._inspect()
+        self.truncated = decode_failed or header_longer or self.frames < self.declared_frames
+
+    def _inspect(self) -> tuple[int, int, float, bool]:
+        frames = repaired = 0
+        peak, failed = 0.0, False
+        self._f.seek(0)
+        try:
+            while True:
+                b = self._f.read(_INSPECT_BLOCK, dtype="float32", always_2d=True)
+                if not len(b):
+                    break
+                bad = ~np.isfinite(b)
+                if bad.any():
+                    repaired += int(bad.sum())
+                    b = np.where(bad, np.float32(0), b)
+                peak = max(peak, float(np.max(np.abs(b))))
+                frames += len(b)
+        except (sf.LibsndfileError, RuntimeError):  # a decoder that loses sync: a file cut short
+            failed = True
+        try:
+            self._f.seek(0)
+        except (sf.LibsndfileError, RuntimeError):  # the decoder cannot seek after its error: reopen
+            if self._fileobj is None:
+                raise
+            self._f.close()
+            self._fileobj.seek(0)
+            self._f = sf.SoundFile(self._fileobj)
+        return frames, repaired, peak, failed
+
+    def seek(self, frames: int, whence: int = 0) -> int:
+        return self._f.seek(frames, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def read(self, frames: int = -1, dtype: str = "float64", always_2d: bool = False, **kwargs) -> np.ndarray:
+        left = max(0, self.frames - self._f.tell())
+        data = self._f.read(left if frames < 0 else min(frames, left), dtype=dtype, always_2d=always_2d, **kwargs)
+        if data.dtype.kind == "f":
+            bad = ~np.isfinite(data)
+            if bad.any():
+                data = np.where(bad, data.dtype.type(0), data)
+        return data
+
+    def blocks(self, blocksize: int, dtype: str = "float64", always_2d: bool = False, **_) -> Iterator[np.ndarray]:
+        while self._f.tell() < self.frames:
+            yield self.read(blocksize, dtype=dtype, always_2d=always_2d)
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> CallAudio:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> Any:  # format, subtype, extra_info, ...
+        return getattr(self._f, name)
+
+
+def open_audio(fileobj: BinaryIO) -> CallAudio:
+    """The recording in `fileobj`, or an `AudioError` whose message an operator can read."""
+    if not fileobj.read(1):
+        raise EmptyFileError()
+    fileobj.seek(0)
     try:
         f = sf.SoundFile(fileobj)
     except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as exc:
-        raise UnreadableAudioError(f"cannot decode: {exc}") from exc
-    if f.frames == 0:
-        raise EmptyAudioError("the recording holds no samples")
-    return f
+        reason = (getattr(exc, "error_string", "") or str(exc)).strip().rstrip(".")
+        if "not recognised" in reason.lower() or "unknown format" in reason.lower():
+            reason = "format not recognised"
+        raise UnreadableAudioError(f"not a supported audio file ({reason})") from exc
+    audio = CallAudio(f, fileobj)
+    if audio.frames == 0:
+        audio.close()
+        raise EmptyAudioError("empty recording (a header but no samples)")
+    return audio
 
 
-def role_for(channel: int, channels: int, roles: Sequence[str]) -> str:
+def is_silent(f: CallAudio) -> bool:
+    """Digital silence: no sample above `SILENCE_FLOOR_DBFS`."""
+    return f.peak <= 10 ** (SILENCE_FLOOR_DBFS / 20)
+
+
+def role_for(channel: int, channels: int, roles: Sequence[str]) -> str | None:
+    """`mixed` for a mono recording; otherwise the channel's role, or None for a channel
+    beyond the roles (not scored, counted in `channels_ignored`)."""
     if channels == 1:
         return MIXED
-    return roles[channel] if channel < len(roles) else f"channel_{channel}"
+    return roles[channel] if channel < len(roles) else None
+
+
+def channels_ignored(channels: int, roles: Sequence[str]) -> int:
+    return 0 if channels == 1 else max(0, channels - len(roles))
 
 
 def scan_speech(f: sf.SoundFile, block_s: float, backend: str = "silero") -> tuple[np.ndarray, float]:
@@ -69,10 +172,11 @@ def segment_call(f: sf.SoundFile, cfg: SegmentConfig, hop_s: float,
     for ch in range(f.channels):
         regions = speech_regions_vad(probs[ch], frame_s, f.samplerate, f.frames, cfg.vad_threshold,
                                      min_speech_s=cfg.min_speech_s, min_silence_s=cfg.min_silence_s, pad_s=cfg.pad_s)
-        regions_s[ch] = regions / f.samplerate
         role = role_for(ch, f.channels, cfg.roles)
-        segments += [Segment(ch, role, 0, int(s), int(e))
-                     for s, e in split_windows(regions, f.samplerate, max_segment_s, cfg.overlap_s)]
+        if role is None:  # a channel beyond the roles is not scored
+            continue
+        regions_s[ch] = regions / f.samplerate
+        segments += [Segment(ch, role, 0, int(s), int(e)) for s, e in split_windows(regions, f.samplerate, max_segment_s)]
     segments.sort(key=lambda s: (s.start, s.channel))
     return [s._replace(index=i) for i, s in enumerate(segments)], regions_s
 
@@ -111,10 +215,20 @@ def overlap_length(a: np.ndarray, b: np.ndarray) -> float:
     return total
 
 
+def _weights(rows: Sequence[dict[str, Any]]) -> np.ndarray:
+    """Each row's share of the union of time of `rows` (sorted by start): its length less
+    what earlier rows already cover, so overlapping windows never count a second twice."""
+    w, covered = np.zeros(len(rows)), -np.inf
+    for i, r in enumerate(rows):
+        w[i] = max(0.0, r["end_s"] - max(r["start_s"], covered))
+        covered = max(covered, r["end_s"])
+    return w
+
+
 def _weighted_probs(rows: Sequence[dict[str, Any]]) -> np.ndarray | None:
     if not rows:
         return None
-    w = np.array([r["end_s"] - r["start_s"] for r in rows])
+    w = _weights(rows)
     p = np.array([[r[f"p_{e}"] for e in EMOTIONS] for r in rows])
     return (w[:, None] * p).sum(axis=0) / max(w.sum(), 1e-9)
 
@@ -127,7 +241,7 @@ def _top_emotion(rows: Sequence[dict[str, Any]]) -> str | None:
 def _weighted_valence(rows: Sequence[dict[str, Any]]) -> float | None:
     if not rows:
         return None
-    w = np.array([r["end_s"] - r["start_s"] for r in rows])
+    w = _weights(rows)
     return float((w * np.array([r["valence"] for r in rows])).sum() / max(w.sum(), 1e-9))
 
 
@@ -137,36 +251,52 @@ def summarize_call(
 ) -> dict[str, Any]:
     """One `calls` row from the call's segment rows and per-channel speech regions.
 
-    Emotion shares are duration-weighted mean probabilities per role. The customer is the
-    `customer` role, or `mixed` for mono recordings. Start/end: the customer's first and
-    last third of segments. satisfaction_proxy = 0.5 + 0.25 * mean customer valence
-    + 0.25 * customer valence at the end, in [0, 1] (valence in [-1, 1]).
+    Every duration is a length of the union of time: talk time from the speech regions,
+    emotion shares and valence as means weighted by each segment's share of its role's
+    union of time (`_weights`), so overlapping windows never count speech twice.
+
+    Role columns hold figures only for roles the recording has: a stereo call fills
+    `agent_*` and `customer_*` (by `roles`) and leaves `mixed_*` null; a mono call mixes
+    agent and customer, so its talk and emotion are in `mixed_*` only and every
+    `agent_*`/`customer_*` column, `customer_role` and `satisfaction_proxy` are null.
+
+    Emotion shares are duration-weighted mean probabilities per role. Start/end: the
+    customer's first and last third of segments. satisfaction_proxy = 0.5 + 0.25 * mean
+    customer valence + 0.25 * customer valence at the end, in [0, 1] (valence in [-1, 1]).
     """
     by_role: dict[str, list[dict[str, Any]]] = {}
-    for r in sorted(segments, key=lambda r: r["start_s"]):
+    for r in sorted(segments, key=lambda r: (r["start_s"], r["end_s"])):
         by_role.setdefault(r["role"], []).append(r)
     role_regions: dict[str, list[np.ndarray]] = {}
     for ch, reg in regions_s.items():
-        role_regions.setdefault(role_for(ch, info.channels, roles), []).append(reg)
+        role = role_for(ch, info.channels, roles)
+        if role is not None:
+            role_regions.setdefault(role, []).append(np.asarray(reg, float).reshape(-1, 2))
+    present = {MIXED} if info.channels == 1 else {role_for(c, info.channels, roles) for c in range(info.channels)} - {None}
     talk = {role: total_length(np.concatenate(regs)) for role, regs in role_regions.items()}
-    all_regions = np.concatenate(list(regions_s.values())) if regions_s else np.zeros((0, 2))
+    all_regions = np.concatenate([np.concatenate(v) for v in role_regions.values()]) if role_regions else np.zeros((0, 2))
+    empty = np.zeros((0, 2))
     row: dict[str, Any] = {
         "call_id": call_id, "path": path, "duration_s": info.duration_s, "sample_rate": info.sample_rate,
         "channels": info.channels,
+        "samples_repaired": info.samples_repaired, "truncated": info.truncated,
+        "channels_ignored": info.channels_ignored,
         "silence_s": max(0.0, info.duration_s - total_length(all_regions)),
-        "overlap_s": overlap_length(regions_s.get(0, np.zeros((0, 2))), regions_s.get(1, np.zeros((0, 2))))
+        "overlap_s": overlap_length(np.concatenate(role_regions.get("agent", [empty])),
+                                    np.concatenate(role_regions.get("customer", [empty])))
         if info.channels > 1 else 0.0,
         "n_segments": len(segments),
         "model_id": model_id, "schema_version": schema_version,
     }
     for role in ("agent", "customer", MIXED):
-        row[f"{role}_talk_s"] = talk.get(role, 0.0)
-        row[f"{role}_segments"] = len(by_role.get(role, []))
-        probs = _weighted_probs(by_role.get(role, []))
+        applies = role in present
+        row[f"{role}_talk_s"] = talk.get(role, 0.0) if applies else None
+        row[f"{role}_segments"] = len(by_role.get(role, [])) if applies else None
+        probs = _weighted_probs(by_role.get(role, [])) if applies else None
         for j, e in enumerate(EMOTIONS):
             row[f"{role}_share_{e}"] = None if probs is None else float(probs[j])
-    customer_role = "customer" if info.channels > 1 else MIXED
-    cust = by_role.get(customer_role, [])
+    customer_role = "customer" if "customer" in present and info.channels > 1 else None
+    cust = by_role.get(customer_role, []) if customer_role else []
     third = max(1, len(cust) // 3)
     start, end = cust[:third], cust[-third:]
     v_mean, v_start, v_end = _weighted_valence(cust), _weighted_valence(start), _weighted_valence(end)

@@ -59,7 +59,7 @@ def test_interval_arithmetic():
 
 def test_roles():
     assert role_for(0, 1, ("agent", "customer")) == "mixed"
-    assert [role_for(c, 3, ("agent", "customer")) for c in range(3)] == ["agent", "customer", "channel_2"]
+    assert [role_for(c, 3, ("agent", "customer")) for c in range(3)] == ["agent", "customer", None]  # not scored
 
 
 def _row(role, start, end, emotion, valence):
@@ -81,7 +81,7 @@ def test_call_summary_on_hand_checked_call():
     assert row["agent_talk_s"] == pytest.approx(3.5) and row["customer_talk_s"] == pytest.approx(5.0)
     assert row["overlap_s"] == pytest.approx(0.5)          # 7.5-8.0
     assert row["silence_s"] == pytest.approx(10.0 - 8.0)   # speech covers 0-5 and 6-9
-    assert row["n_segments"] == 5 and row["customer_segments"] == 3 and row["mixed_segments"] == 0
+    assert row["n_segments"] == 5 and row["customer_segments"] == 3 and row["mixed_segments"] is None
     assert row["customer_share_angry"] == pytest.approx(3 / 5) and row["customer_share_happy"] == pytest.approx(2 / 5)
     assert row["agent_share_neutral"] == pytest.approx(2 / 3) and row["mixed_share_angry"] is None
     assert row["customer_dominant_emotion"] == "angry"
@@ -93,5 +93,5 @@ def test_call_summary_on_hand_checked_call():
 
 def test_mono_call_customer_is_mixed_and_no_speech_gives_nulls():
     row = summarize_call("m", "/m.wav", CallInfo(3.0, 16000, 1), [], {0: np.zeros((0, 2))}, ("agent", "customer"), "x", "1.0")
-    assert row["customer_role"] == "mixed" and row["silence_s"] == pytest.approx(3.0)
+    assert row["customer_role"] is None and row["silence_s"] == pytest.approx(3.0)
     assert row["customer_dominant_emotion"] is None and row["satisfaction_proxy"] is None
