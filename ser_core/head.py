@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from .config import _JsonConfig
@@ -94,11 +95,20 @@ class AttentiveStats(layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
-def build_head(cfg: HeadConfig, n_layers: int, width: int) -> keras.Model:
-    """The head for an encoder with `n_layers` hidden states of `width` (Keras functional)."""
+def build_head(cfg: HeadConfig, n_layers: int, width: int, mean=None, variance=None) -> keras.Model:
+    """The head for an encoder with `n_layers` hidden states of `width` (Keras functional).
+
+    `mean` and `variance` (n_layers, width) standardise every unit of every layer by its
+    statistics over the training frames before the layers are mixed (a few of Whisper's
+    units are orders of magnitude larger than the rest); None: zero mean, unit variance.
+    """
     states = keras.Input((n_layers, None, width), name="states")
     mask = keras.Input((None,), name="mask")
-    x = layers.LayerNormalization(name="frame_norm")(LayerMix(name="layer_mix")(states))
+    shape = (n_layers, width)
+    mean = np.zeros(shape, np.float32) if mean is None else np.reshape(mean, shape)
+    variance = np.ones(shape, np.float32) if variance is None else np.reshape(variance, shape)
+    x = layers.Normalization(axis=(1, 3), mean=mean, variance=variance, name="unit_norm")(states)
+    x = layers.LayerNormalization(name="frame_norm")(LayerMix(name="layer_mix")(x))
     x = layers.Dense(cfg.projection, activation="gelu", name="projection")(x)
     for i in range(cfg.conv_layers):
         x = MaskFrames(name=f"mask_{i}")([x, mask])

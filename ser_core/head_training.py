@@ -51,6 +51,8 @@ class HeadTrainConfig(_JsonConfig):
     label_smoothing: float = 0.1
     intensity_weight: float = 0.3
     max_frames: int = 300           # training crops: at most 6 s of a clip
+    crop_prob: float = 0.0          # share of clips cut to a random stretch of at least `crop_min_frames`
+    crop_min_frames: int = 50       # (1 s: the job scores turns as short as 0.3 s)
     views: tuple[str, ...] = ("clean", "telephone")  # each epoch, each clip in one view drawn at random
     seed: int = 0
 
@@ -85,8 +87,11 @@ class StateBatches:
             for j in idx:
                 s = self.views[view_of[j]][j]
                 t = s.shape[1]
-                start = int(self.rng.integers(t - self.cfg.max_frames + 1)) if t > self.cfg.max_frames else 0
-                crops.append(np.asarray(s[:, start:start + self.cfg.max_frames], np.float32))
+                length = min(t, self.cfg.max_frames)
+                if self.cfg.crop_min_frames < length and self.rng.random() < self.cfg.crop_prob:
+                    length = int(self.rng.integers(self.cfg.crop_min_frames, length + 1))
+                start = int(self.rng.integers(t - length + 1))
+                crops.append(np.asarray(s[:, start:start + length], np.float32))
             yield pad_batch(crops), {"emotion": self.y_emotion[idx], "intensity": self.y_intensity[idx]}
 
     def dataset(self):
@@ -111,12 +116,22 @@ def targets(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([onehot, class_mask(df["corpus"].tolist())], axis=1), inten
 
 
+def unit_statistics(states: list[np.ndarray], seed: int = 0, clips: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance (layers, width) of every unit over the frames of up to `clips` clips."""
+    pick = np.random.default_rng(seed).permutation(len(states))[:clips]
+    total = sum(np.asarray(states[i], np.float64).sum(axis=1) for i in pick)
+    squares = sum(np.square(np.asarray(states[i], np.float64)).sum(axis=1) for i in pick)
+    n = sum(states[i].shape[1] for i in pick)
+    mean = total / n
+    return mean.astype(np.float32), np.maximum(squares / n - mean**2, 1e-6).astype(np.float32)
+
+
 def fit_head(head_cfg: HeadConfig, cfg: HeadTrainConfig, views: list[list[np.ndarray]], df: pd.DataFrame,
              verbose: int = 2) -> tuple[keras.Model, pd.DataFrame]:
     """Train a head on the states of `df`'s clips (one list per view, aligned with `df`)."""
     keras.utils.set_random_seed(cfg.seed)
     n_layers, _, width = views[0][0].shape
-    head = build_head(head_cfg, n_layers, width)
+    head = build_head(head_cfg, n_layers, width, *unit_statistics(views[0], cfg.seed))
     batches = StateBatches(views, *targets(df), cfg)
     schedule = keras.optimizers.schedules.CosineDecay(cfg.learning_rate, decay_steps=cfg.epochs * len(batches),
                                                       warmup_target=None, alpha=0.02)
