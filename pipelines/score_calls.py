@@ -129,6 +129,7 @@ from apache_beam.options.pipeline_options import _BeamArgumentParser  # noqa: E4
 
 from schemas import CALLS, ERRORS, SCHEMA_VERSION, SEGMENTS, calls_schema  # noqa: E402
 from ser_core.audio import AudioError, preprocess, rms_dbfs  # noqa: E402
+from ser_core.encoder_bundle import HEAD_FILE, KIND as ENCODER_KIND  # noqa: E402
 from ser_core.bundle import META_FILE, MODEL_FILE, WIDEBAND_DIR, Bundle, BundleInputs, Routed, load_bundle, read_bundle_inputs  # noqa: E402,E501
 from ser_core.calls import CallInfo, channels_ignored, is_silent, open_audio, read_segment, segment_call, summarize_call  # noqa: E402,E501
 from ser_core.config import FeatureConfig, SegmentConfig  # noqa: E402
@@ -361,13 +362,18 @@ def localize_bundle(spec: str) -> str:
 
     def copy(folder: str) -> dict[str, Any]:
         os.makedirs(os.path.join(local, folder), exist_ok=True)
-        for name in (MODEL_FILE, META_FILE):
+
+        def fetch(name: str) -> None:
             with FileSystems.open(FileSystems.join(spec, folder, name) if folder else FileSystems.join(spec, name),
                                   compression_type=CompressionTypes.UNCOMPRESSED) as src, \
                     open(os.path.join(local, folder, name), "wb") as dst:
                 shutil.copyfileobj(src, dst)
+
+        fetch(META_FILE)
         with open(os.path.join(local, folder, META_FILE)) as f:
-            return json.load(f)
+            meta = json.load(f)
+        fetch(HEAD_FILE if meta.get("kind") == ENCODER_KIND else MODEL_FILE)
+        return meta
 
     if WIDEBAND_DIR in copy(""):
         copy(WIDEBAND_DIR)
@@ -388,6 +394,10 @@ class BundleModelHandler(ModelHandler[Routed, PredictionResult, Bundle]):
     def run_inference(self, batch: Sequence[Routed], model: Bundle, inference_args=None) -> Iterable[PredictionResult]:
         emo, inten = model.predict_routed(batch)
         return [PredictionResult(x, (e, i), model.model_id) for x, e, i in zip(batch, emo, inten)]
+
+    def get_num_bytes(self, batch: Sequence[Routed]) -> int:
+        """Bytes of the batch's arrays (Beam's default pickles every batch to count them)."""
+        return sum(x.nbytes for item in batch for x in item if x is not None)
 
 
 class MatchRecordings(beam.PTransform):
@@ -569,7 +579,7 @@ def build(p: beam.Pipeline, opts: ScoreCallsOptions, staging: str, refs: Sequenc
     roles = parse_roles(opts.roles)
     seg_cfg = SegmentConfig(vad_threshold=opts.vad_threshold, vad_backend=opts.vad_backend, pad_s=opts.pad_s,
                             min_speech_s=opts.min_speech_s, min_silence_s=opts.min_silence_s,
-                            max_segment_s=opts.max_segment_s, roles=roles)
+                            max_segment_s=opts.max_segment_s or inputs.window_s, roles=roles)
     split = (
         p
         | "MatchRecordings" >> MatchRecordings(refs)

@@ -79,6 +79,11 @@ class BundleInputs:
         return tuple(extract_windows(y, cfg, name) if used else None
                      for (cfg, name), used in zip(self.networks, self.routes(y)))
 
+    @property
+    def window_s(self) -> float:
+        """The longest segment the job scores at once: the networks' input length."""
+        return self.feature_config.window_s
+
     def segment(self, y: np.ndarray) -> Routed:
         """Each taking-part network's input for a waveform's first window (all of a call
         segment, which fits one window)."""
