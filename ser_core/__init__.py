@@ -1,4 +1,8 @@
 """ser_core: speech emotion recognition library (audio front end, features, models, evaluation)."""
+from .vad import preload as _preload_vad
+
+_preload_vad()  # before anything imports TensorFlow (`ser_core.vad.preload`)
+
 from .config import FeatureConfig, ModelConfig, TrainConfig
 from .labels import EMOTIONS, INTENSITIES
 

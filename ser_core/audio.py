@@ -56,6 +56,12 @@ class SilentAudioError(AudioError):
     code = "silent"
 
 
+class MultiChannelError(AudioError):
+    """A recording of several channels (speakers) where one speaker's utterance is expected."""
+
+    code = "multichannel"
+
+
 class TooShortError(AudioError):
     code = "too_short"
 
@@ -478,6 +484,12 @@ class View:
 
 
 def load_preprocessed(path: str | Path, cfg: FeatureConfig, view: View = View()) -> np.ndarray:
-    """Load a file (down-mixed to mono), take its `view`, then `preprocess` it."""
-    y, sr = load_audio(path, sr=None, mono=True)
-    return preprocess(view.apply(y, sr, Path(path).name), sr, cfg)
+    """Load a mono file, take its `view`, then `preprocess` it. A file of several channels
+    is refused (`MultiChannelError`): mixing an agent and a customer would give one label to
+    two speakers; the nightly job scores each channel of a call."""
+    y, sr = load_audio(path, sr=None, mono=False)
+    if y.ndim == 2 and y.shape[0] > 1:
+        raise MultiChannelError(f"{y.shape[0]}-channel recording: ser predict/evaluate score one speaker per file; "
+                                "score calls with the nightly job (python -m pipelines.score_calls), which scores "
+                                "each channel")
+    return preprocess(view.apply(y.reshape(-1), sr, Path(path).name), sr, cfg)

@@ -38,11 +38,14 @@ def ravdess_manifest(root: str | Path) -> pd.DataFrame:
 
 
 def read_labelled_manifest(csv: str | Path) -> pd.DataFrame:
-    """A `path[,label][,speaker]` CSV; relative paths are taken relative to the CSV's folder."""
+    """A `path[,label][,speaker]` CSV; relative paths are taken relative to the CSV's folder.
+    A corpus manifest (RAVDESS's, CREMA-D's) reads as one: its `emotion` column is the label."""
     csv = Path(csv)
     df = pd.read_csv(csv)
     if "path" not in df.columns:
         raise ValueError(f"{csv} has no 'path' column")
+    if "label" not in df.columns and "emotion" in df.columns:
+        df = df.rename(columns={"emotion": "label"})
     df["path"] = [str(p if Path(p).is_absolute() else (csv.parent / p).resolve()) for p in df["path"]]
     if "label" in df.columns:
         bad = sorted(set(df["label"]) - set(EMOTIONS))

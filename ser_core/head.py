@@ -26,6 +26,7 @@ class HeadConfig(_JsonConfig):
     """Architecture of the head."""
 
     encoder: str = "whisper-base"   # ser_core/encoders/<name>
+    frame_norm: bool = True         # layer-normalise each mixed frame (drops its overall magnitude)
     projection: int = 128           # each frame's mixed state projected to this width first
     conv_channels: int = 128        # the 1-D CNN over frames
     conv_kernel: int = 5
@@ -108,7 +109,9 @@ def build_head(cfg: HeadConfig, n_layers: int, width: int, mean=None, variance=N
     mean = np.zeros(shape, np.float32) if mean is None else np.reshape(mean, shape)
     variance = np.ones(shape, np.float32) if variance is None else np.reshape(variance, shape)
     x = layers.Normalization(axis=(1, 3), mean=mean, variance=variance, name="unit_norm")(states)
-    x = layers.LayerNormalization(name="frame_norm")(LayerMix(name="layer_mix")(x))
+    x = LayerMix(name="layer_mix")(x)
+    if cfg.frame_norm:
+        x = layers.LayerNormalization(name="frame_norm")(x)
     x = layers.Dense(cfg.projection, activation="gelu", name="projection")(x)
     for i in range(cfg.conv_layers):
         x = MaskFrames(name=f"mask_{i}")([x, mask])

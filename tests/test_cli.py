@@ -133,7 +133,7 @@ def test_each_network_starts_from_its_own_architecture_and_recipe():
     assert deep.filters == (32, 64, 128, 256) and deep.dropout == 0.1 and deep_train == TrainConfig.for_model("deep")
     _, baseline, baseline_train = configs("--model", "baseline")
     assert baseline == ModelConfig(kind="baseline") and baseline_train == TrainConfig()
-    assert configs("--arch", "filters=[32,64,128]")[1].filters == (32, 64, 128)  # pinned, as older commands do
+    assert configs("--model", "deep", "--arch", "filters=[32,64,128]")[1].filters == (32, 64, 128)  # pinned, as older commands do
 
 
 def test_protocol_all_writes_a_verified_bundle(trained_bundle):

@@ -1,0 +1,66 @@
+"""The model shipped inside the package (`--model default`): a frozen Whisper encoder with an
+emotion head trained on RAVDESS and CREMA-D, and its pinned outputs on the example clips."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ser_core.bundle import DEFAULT_BUNDLE, load_bundle, predict_files
+from ser_core.encoder import encoder_spec
+from ser_core.encoder_bundle import EncoderBundle
+from ser_core.labels import EMOTIONS
+
+EXAMPLES = DEFAULT_BUNDLE.parents[1] / "examples"
+GOLDEN = Path(__file__).parent / "golden" / "default_model_clips.csv"
+GOLDEN_TOLERANCE = 2e-3  # absolute, per class probability: float32 round-off across CPUs and oneDNN kernels
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return load_bundle("default")
+
+
+def test_default_bundle_is_the_encoder_model_and_says_what_it_was_trained_on(bundle):
+    meta = json.loads((DEFAULT_BUNDLE / "bundle.json").read_text())
+    assert isinstance(bundle, EncoderBundle) and bundle.labels == EMOTIONS
+    assert meta["encoder"]["name"] == "whisper-base" and meta["encoder"]["licence"] == "MIT"
+    assert meta["encoder"]["sha256"] == encoder_spec("whisper-base").npz_sha256
+    assert {c["corpus"]: c["commercial_use"] for c in meta["trained_on"]} == {"ravdess": "no", "crema_d": "yes"}
+    assert meta["training_command"].startswith("ser train --model encoder") and "--protocol all" in meta["training_command"]
+    assert meta["speakers"] == 24 + 44
+    assert (DEFAULT_BUNDLE / "head.keras").stat().st_size < 5 * 2**20
+
+
+def golden_predictions(bundle) -> pd.DataFrame:
+    manifest = pd.read_csv(EXAMPLES / "clips" / "manifest.csv")
+    pred = predict_files(bundle, [str(EXAMPLES / "clips" / p) for p in manifest["path"]])
+    return pred.assign(path=manifest["path"])[["path", *EMOTIONS]]
+
+
+def test_default_bundle_outputs_are_pinned_on_the_example_clips(bundle):
+    """Golden test: a change of the front end, the encoder or the head that moves the shipped
+    model's probabilities fails here. Regenerate deliberately, with the model, by
+    `python tests/test_default_model.py` (then say why in the commit)."""
+    got = golden_predictions(bundle)
+    want = pd.read_csv(GOLDEN)
+    assert list(got["path"]) == list(want["path"])
+    np.testing.assert_allclose(got[list(EMOTIONS)].to_numpy(), want[list(EMOTIONS)].to_numpy(), atol=GOLDEN_TOLERANCE)
+
+
+
+def test_predict_refuses_a_stereo_call_and_points_to_the_job(bundle, tmp_path):
+    import soundfile as sf
+
+    clip, sr = sf.read(EXAMPLES / "clips" / "03-01-01-01-01-01-01.flac", dtype="float32")
+    sf.write(tmp_path / "stereo.wav", np.stack([clip, clip[::-1]], axis=1), sr)
+    pred = predict_files(bundle, [tmp_path / "stereo.wav", EXAMPLES / "clips" / "03-01-01-01-01-01-01.flac"])
+    assert pred["error"][0].startswith("multichannel: 2-channel recording") and "pipelines.score_calls" in pred["error"][0]
+    assert pd.isna(pred["error"][1]) and pred[list(EMOTIONS)].iloc[1].sum() == pytest.approx(1.0, abs=1e-4)
+
+
+if __name__ == "__main__":  # regenerate the golden file
+    GOLDEN.parent.mkdir(exist_ok=True)
+    golden_predictions(load_bundle("default")).to_csv(GOLDEN, index=False, float_format="%.6f")
+    print(f"wrote {GOLDEN}")
