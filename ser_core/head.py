@@ -27,12 +27,12 @@ class HeadConfig(_JsonConfig):
 
     encoder: str = "whisper-base"   # ser_core/encoders/<name>
     frame_norm: bool = True         # layer-normalise each mixed frame (drops its overall magnitude)
-    projection: int = 128           # each frame's mixed state projected to this width first
+    projection: int = 128           # each frame's mixed state projected to this width first (0: none)
     conv_channels: int = 128        # the 1-D CNN over frames
     conv_kernel: int = 5
     conv_layers: int = 1
     attention_units: int = 64       # attentive statistics pooling
-    dense_units: int = 128
+    dense_units: int = 128          # hidden layer between the pooled statistics and the outputs (0: none)
     dropout: float = 0.3
 
 
@@ -112,15 +112,17 @@ def build_head(cfg: HeadConfig, n_layers: int, width: int, mean=None, variance=N
     x = LayerMix(name="layer_mix")(x)
     if cfg.frame_norm:
         x = layers.LayerNormalization(name="frame_norm")(x)
-    x = layers.Dense(cfg.projection, activation="gelu", name="projection")(x)
+    if cfg.projection:
+        x = layers.Dense(cfg.projection, activation="gelu", name="projection")(x)
     for i in range(cfg.conv_layers):
         x = MaskFrames(name=f"mask_{i}")([x, mask])
         x = layers.Conv1D(cfg.conv_channels, cfg.conv_kernel, padding="same", activation="gelu", name=f"conv_{i}")(x)
         x = layers.Dropout(cfg.dropout / 2, name=f"conv_dropout_{i}")(x)
     x = AttentiveStats(cfg.attention_units, name="pool")([x, mask])
     x = layers.Dropout(cfg.dropout, name="pool_dropout")(x)
-    x = layers.Dense(cfg.dense_units, activation="gelu", name="dense")(x)
-    x = layers.Dropout(cfg.dropout, name="dense_dropout")(x)
+    if cfg.dense_units:
+        x = layers.Dense(cfg.dense_units, activation="gelu", name="dense")(x)
+        x = layers.Dropout(cfg.dropout, name="dense_dropout")(x)
     return keras.Model(
         {"states": states, "mask": mask},
         {"emotion": layers.Dense(len(EMOTIONS), activation="softmax", name="emotion")(x),

@@ -7,12 +7,34 @@ padding exactly (`ser_core.head`), so a clip scores the same alone or in a batch
 """
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 import keras
 import numpy as np
 
 BUCKET = 25  # frames (0.5 s of encoder frames at 50 per second)
+_RUNNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _runner(head: keras.Model):
+    """The head as one traced function for any batch and frame count (cached per head):
+    called eagerly, each of its small ops is dispatched on its own, which costs more than
+    the arithmetic on a call's short segments."""
+    fn = _RUNNERS.get(head)
+    if fn is None:
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            _, n_layers, _, width = head.input["states"].shape
+            fn = tf.function(lambda states, mask: head({"states": states, "mask": mask}, training=False),
+                             input_signature=[tf.TensorSpec((None, n_layers, None, width), tf.float32),
+                                              tf.TensorSpec((None, None), tf.float32)])
+        else:  # pragma: no cover - the product runs on TensorFlow
+            def fn(states, mask):
+                return head({"states": states, "mask": mask}, training=False)
+        _RUNNERS[head] = fn
+    return fn
 
 
 def pad_batch(states: Sequence[np.ndarray], frames: int | None = None) -> dict[str, np.ndarray]:
@@ -53,7 +75,8 @@ def predict_states(head: keras.Model, states: Sequence[np.ndarray], batch_frames
         while stop < n and states[order[stop]].shape[1] <= frames and (stop - start + 1) * frames <= batch_frames:
             stop += 1
         idx = order[start:stop]
-        out = head(pad_batch([states[i] for i in idx], frames), training=False)
+        batch = pad_batch([states[i] for i in idx], frames)
+        out = _runner(head)(batch["states"], batch["mask"])
         emo[idx], inten[idx] = np.asarray(out["emotion"]), np.asarray(out["intensity"])
         start = stop
     return emo, inten
