@@ -51,7 +51,7 @@ class HeadTrainConfig(_JsonConfig):
     label_smoothing: float = 0.1
     intensity_weight: float = 0.3
     max_frames: int = 300           # training crops: at most 6 s of a clip
-    crop_prob: float = 0.0          # share of clips cut to a random stretch of at least `crop_min_frames`
+    crop_prob: float = 0.5          # share of clips cut to a random stretch of at least `crop_min_frames`
     crop_min_frames: int = 50       # (1 s: the job scores turns as short as 0.3 s)
     views: tuple[str, ...] = ("clean", "telephone")  # each epoch, each clip in one view drawn at random
     seed: int = 0
