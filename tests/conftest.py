@@ -31,11 +31,13 @@ def speechlike(seconds: float, sr: int = SR, amp: float = 0.5, seed: int = 0) ->
 
 
 def load_benchmark(name: str):
-    """A script of `benchmarks/` imported as a module (they are scripts, not a package)."""
+    """A script of `benchmarks/` or `experiments/` imported as a module (scripts, not a package)."""
     import importlib.util
     from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / "benchmarks" / f"{name}.py")
+    root = Path(__file__).parents[1]
+    path = next(p for p in (root / "benchmarks" / f"{name}.py", root / "experiments" / f"{name}.py") if p.exists())
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

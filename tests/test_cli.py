@@ -100,7 +100,7 @@ def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
     assert (out / "fold_1" / "bundle" / "model.keras").exists()
     conditions = pd.read_csv(out / "fold_1" / "predictions.csv")["condition"].value_counts()
     assert conditions["clean"] == conditions["telephone"] == 4 * 12
-    script = Path(__file__).parents[1] / "benchmarks" / "ravdess_runs.py"
+    script = Path(__file__).parents[1] / "experiments" / "ravdess_runs.py"
     table = subprocess.run([sys.executable, str(script), "table", "--runs", str(tmp_path)],
                            capture_output=True, text=True, check=True).stdout.splitlines()
     row = next(line for line in table if line.startswith("| run |"))
@@ -264,7 +264,7 @@ def test_training_on_one_sentence_tests_on_both(corpus_root, tmp_path, monkeypat
     pred = pd.read_csv(out / "predictions.csv")
     unheard = pred[pred["path"].str.split("/").str[-1].str.split("-").str[4] == "02"]
     uar = classification_metrics(unheard["true"].map(EMOTIONS.index), unheard["pred"].map(EMOTIONS.index))["uar"]
-    script = Path(__file__).parents[1] / "benchmarks" / "ravdess_runs.py"
+    script = Path(__file__).parents[1] / "experiments" / "ravdess_runs.py"
     rows = subprocess.run([sys.executable, str(script), "statements", "run", "--runs", str(out.parent)],
                           capture_output=True, text=True, check=True).stdout.splitlines()
     assert rows[2].startswith("| run | 1 | clean | ") and f" | {uar:.3f} | " in rows[2]

@@ -165,11 +165,11 @@ def test_cli_attaches_a_companion_and_predicts_with_the_pair(tmp_path, capsys):
 
 
 def test_ravdess_runs_pair_attaches_each_folds_companion(tmp_path):
-    """`benchmarks/ravdess_runs.py pair`: fold K of the full-band run rides with fold K of the
+    """`experiments/ravdess_runs.py pair`: fold K of the full-band run rides with fold K of the
     telephone-band run, in a folder of its own; a fold missing from either run is skipped."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("ravdess_runs", Path(__file__).parents[1] / "benchmarks" / "ravdess_runs.py")
+    spec = importlib.util.spec_from_file_location("ravdess_runs", Path(__file__).parents[1] / "experiments" / "ravdess_runs.py")
     runs_module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(runs_module)
     runs = tmp_path / "runs"

@@ -1,6 +1,6 @@
 """Held-out accuracy of fold models under the recording conditions calls arrive in.
 
-    python benchmarks/robustness.py runs/NAME [runs/OTHER ...] [--folds 1,2] [--conditions clean,babble_10db]
+    python experiments/robustness.py runs/NAME [runs/OTHER ...] [--folds 1,2] [--conditions clean,babble_10db]
 
 For every fold model of each run (`RUN/fold_K/bundle`, as `ser train --protocol folds`
 leaves them), the clips of the fold's held-out actors are degraded (each condition seeded

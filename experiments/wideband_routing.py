@@ -1,8 +1,8 @@
 """Which recordings a bundle's wideband companion hears: `is_wideband` under each condition.
 
-    python benchmarks/wideband_routing.py [--channels speech] [--conditions clean,telephone] [--sample N]
+    python experiments/wideband_routing.py [--channels speech] [--conditions clean,telephone] [--sample N]
 
-Every clip (or a seeded sample of N) is degraded as `benchmarks/robustness.py` degrades it
+Every clip (or a seeded sample of N) is degraded as `experiments/robustness.py` degrades it
 (written as an audio file in the condition's format, so 16-bit quantisation included),
 preprocessed with the default `FeatureConfig`, as `ser predict` and the nightly job do, and
 classified by `ser_core.audio.is_wideband`. Prints, per condition, the share routed to the

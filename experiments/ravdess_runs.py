@@ -1,18 +1,18 @@
 """The RAVDESS experiments of docs/RESULTS.md: run named recipes, then tabulate them.
 
-    python benchmarks/ravdess_runs.py list
-    python benchmarks/ravdess_runs.py run deep_folds_speech baseline_folds_speech [--runs runs] [--folds 1,2] [--resume]
-    python benchmarks/ravdess_runs.py run NAME --parallel [--folds 1,2] [--runs runs]
-    python benchmarks/ravdess_runs.py table [NAME...] [--runs runs]
-    python benchmarks/ravdess_runs.py ensemble NAME NAME... [--runs runs]
-    python benchmarks/ravdess_runs.py breakdown NAME... [--runs runs]
-    python benchmarks/ravdess_runs.py tta NAME... [--speeds 0.9,1.1] [--runs runs]
-    python benchmarks/ravdess_runs.py speaker-groups NAME... [--group-sizes 5,10,20] [--runs runs]
-    python benchmarks/ravdess_runs.py compare NAME... [--against deep_ema_last_folds_speech] [--telephone] [--runs runs]
-    python benchmarks/ravdess_runs.py windows NAME... [--runs runs]
-    python benchmarks/ravdess_runs.py archive NAME... --to docs/runs/GROUP [--runs runs]
-    python benchmarks/ravdess_runs.py pair BAND COMPANION [--to DIR] [--runs runs]
-    python benchmarks/ravdess_runs.py statements NAME... [--runs runs]
+    python experiments/ravdess_runs.py list
+    python experiments/ravdess_runs.py run deep_folds_speech baseline_folds_speech [--runs runs] [--folds 1,2] [--resume]
+    python experiments/ravdess_runs.py run NAME --parallel [--folds 1,2] [--runs runs]
+    python experiments/ravdess_runs.py table [NAME...] [--runs runs]
+    python experiments/ravdess_runs.py ensemble NAME NAME... [--runs runs]
+    python experiments/ravdess_runs.py breakdown NAME... [--runs runs]
+    python experiments/ravdess_runs.py tta NAME... [--speeds 0.9,1.1] [--runs runs]
+    python experiments/ravdess_runs.py speaker-groups NAME... [--group-sizes 5,10,20] [--runs runs]
+    python experiments/ravdess_runs.py compare NAME... [--against deep_ema_last_folds_speech] [--telephone] [--runs runs]
+    python experiments/ravdess_runs.py windows NAME... [--runs runs]
+    python experiments/ravdess_runs.py archive NAME... --to docs/runs/GROUP [--runs runs]
+    python experiments/ravdess_runs.py pair BAND COMPANION [--to DIR] [--runs runs]
+    python experiments/ravdess_runs.py statements NAME... [--runs runs]
 
 `run` calls `ser train` for each recipe, one after the other (each uses every core),
 into RUNS/NAME with the log in RUNS/NAME.log; with `--parallel`, all folds of a recipe
@@ -35,7 +35,7 @@ saved split models on whole utterances, as `ser predict` does, instead of each c
 predictions; no models) into the repository, so `table`, `ensemble`, `breakdown` and
 `compare` work on a fresh checkout with `--runs docs/runs/GROUP`. `pair` attaches each fold
 model of a full-band run to the same fold's model of a telephone-band run, as the shipped
-bundle carries its wideband companion, for `benchmarks/robustness.py`. `statements` scores
+bundle carries its wideband companion, for `experiments/robustness.py`. `statements` scores
 each of RAVDESS's two sentences apart; for runs trained on one of them (`ser train
 --train-statements`), it sets each fold's heard sentence against the unheard one.
 """
@@ -135,7 +135,7 @@ RECIPES["deep_4block_band_noisetrim_bandspec_folds_both"] = [*RECIPES["deep_4blo
                                                              "--feature", "spectrogram_fmax=3400"]
 RECIPES["deep_4block_band_noisetrim_bandspec_e200_folds_both"] = [*RECIPES["deep_4block_band_noisetrim_e200_folds_both"],
                                                                   "--feature", "spectrogram_fmax=3400"]
-# ... with a training view in white or pink background noise at 0-20 dB SNR (benchmarks/robustness.py:
+# ... with a training view in white or pink background noise at 0-20 dB SNR (experiments/robustness.py:
 # 10 dB of noise cost the screened models 21-25 points), and with both changes
 RECIPES["deep_4block_band_noisetrim_noise_folds_both"] = [*RECIPES["deep_4block_band_noisetrim_folds_both"],
                                                           "--train", "noise_augment=true"]
@@ -144,14 +144,14 @@ RECIPES["deep_4block_band_noisetrim_noise_e200_folds_both"] = [*RECIPES["deep_4b
 RECIPES["deep_4block_band_noisetrim_bandspec_noise_e200_folds_both"] = [
     *RECIPES["deep_4block_band_noisetrim_bandspec_e200_folds_both"], "--train", "noise_augment=true"]
 # ... on the shipped recipe [J], a training view in the babble of the other actors of each clip's fold at
-# 0-20 dB SNR (babble at 10 dB costs [J]'s recipe 23 points, the largest loss left in benchmarks/robustness.py)
+# 0-20 dB SNR (babble at 10 dB costs [J]'s recipe 23 points, the largest loss left in experiments/robustness.py)
 RECIPES["deep_4block_band_noisetrim_bandspec_babble_folds_both"] = [
     *RECIPES["deep_4block_band_noisetrim_bandspec_folds_both"], "--train", "babble_augment=true"]
 RECIPES["deep_4block_band_noisetrim_bandspec_babble_e200_folds_both"] = [
     *RECIPES["deep_4block_band_noisetrim_bandspec_e200_folds_both"], "--train", "babble_augment=true"]
 # ... on [J]'s recipe, half the training examples replaced by a random stretch (at least 0.5 s) of their
 # utterance: call turns are often shorter than a sentence (a 1 s middle stretch costs [J]'s recipe 26 points,
-# benchmarks/robustness.py), and the model should not lean on the contour of RAVDESS's two whole sentences
+# experiments/robustness.py), and the model should not lean on the contour of RAVDESS's two whole sentences
 RECIPES["deep_4block_band_noisetrim_bandspec_crop_folds_both"] = [
     *RECIPES["deep_4block_band_noisetrim_bandspec_folds_both"], "--train", "crop_prob=0.5"]
 # (on folds 1-2 at 100 epochs: +7.8 at 1 s, -6.1 on whole sentences; a milder share at 200 epochs next)
@@ -383,7 +383,7 @@ def ensemble(runs: Path, names: list[str], vocal_channel: str | None = None, fol
     tel = _ms(summarize(scores["telephone"]["uar"]), n) if "telephone" in scores else "–"
     print(f"| ensemble: {' + '.join(names)} | {n} | {_ms(clean['accuracy'], n)} | **{_ms(clean['uar'], n)}** | "
           f"{_ms(clean['macro_f1'], n)} | {tel} | – | – | – | – | "
-          f"`python benchmarks/ravdess_runs.py ensemble {' '.join(names)}"
+          f"`python experiments/ravdess_runs.py ensemble {' '.join(names)}"
           f"{' --vocal-channel ' + vocal_channel if vocal_channel else ''}"
           f"{' --runs ' + str(runs) if runs != Path('runs') else ''}{' --folds ' + folds if folds else ''}` |")
     print("per split UAR: " + ", ".join(f"{u:.3f}" for u in scores["clean"]["uar"]))
@@ -396,7 +396,7 @@ def ensemble(runs: Path, names: list[str], vocal_channel: str | None = None, fol
 def pair(runs: Path, band: str, companion: str, out: Path | None = None) -> Path:
     """Fold bundles of `band` with `companion`'s fold bundles attached as wideband companions
     (`ser attach-wideband`), in `OUT/fold_K/bundle` (default `runs/BAND_with_wideband`), for
-    `benchmarks/robustness.py`; every fold with a bundle in both runs."""
+    `experiments/robustness.py`; every fold with a bundle in both runs."""
     from ser_core.bundle import attach_wideband
 
     out = out or runs / f"{Path(band).name}_with_wideband"

@@ -6,7 +6,7 @@ Prints accuracy, UAR and macro-F1 over segments, and how many segments fell outs
 every true turn (false speech). Says so when the bundle was trained on the calls' actors
 (the shipped default is): then the figure is not a held-out score.
 
-    python benchmarks/timeline_accuracy.py [--model default]
+    python experiments/timeline_accuracy.py [--model default]
 """
 from __future__ import annotations
 
