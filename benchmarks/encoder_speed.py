@@ -99,9 +99,9 @@ def main() -> None:
                 dev = deviation(E.encode(f32, clips[0]), E.encode_batch(f32, clips)[0])
                 rows.append((name, seconds, "float32 encode_batch", BATCH, ms, dev))
 
-    print(f"\nCPU per audio second on ONE core (TF intra/inter op threads = 1), best round; "
-          f"dev = max |diff| / layer RMS vs float32 encode, over all layers; numpy probe: "
-          f"base 49 ms, tiny.en 21.5 ms")
+    print("\nCPU per audio second on ONE core (TF intra/inter op threads = 1), best round; "
+          "dev = max |diff| / layer RMS vs float32 encode, over all layers; numpy probe: "
+          "base 49 ms, tiny.en 21.5 ms")
     print(f"{'model':<16}{'clip':>6}  {'variant':<22}{'batch':>5}{'ms CPU/s':>10}{'x real time':>13}{'dev':>10}")
     for name, seconds, label, batch, ms, dev in rows:
         print(f"{name:<16}{seconds:>5.0f}s  {label:<22}{batch:>5}{ms:>10.1f}{1000.0 / ms:>12.1f}x{dev:>10.1e}")

@@ -119,7 +119,6 @@ from ser_core.encoder_bundle import HEAD_FILE, KIND as ENCODER_KIND  # noqa: E40
 from ser_core.bundle import META_FILE, MODEL_FILE, WIDEBAND_DIR, Bundle, BundleInputs, Routed, load_bundle, read_bundle_inputs  # noqa: E402,E501
 from ser_core.calls import CallInfo, channels_ignored, is_silent, open_audio, read_segment, segment_call, summarize_call  # noqa: E402,E501
 from ser_core.config import FeatureConfig, SegmentConfig  # noqa: E402
-from ser_core.features import INPUT_TIME_AXIS, standardize_bands  # noqa: E402
 from ser_core.labels import EMOTIONS, valence_arousal  # noqa: E402
 
 NAMESPACE = "score_calls"
@@ -427,55 +426,6 @@ class ExtractFeatures(beam.PTransform):
         return pcoll | beam.MapTuple(lambda key, wave: (key, inputs.segment(wave)))
 
 
-class BandStats(beam.CombineFn):
-    """Model inputs -> (mean, sd) of every band over all inputs and frames: the statistics
-    `ser_core.features.speaker_standardize` computes for one speaker."""
-
-    def __init__(self, time_axis: int):
-        self.time_axis = time_axis
-
-    def create_accumulator(self):
-        return 0, 0.0, 0.0
-
-    def add_input(self, acc, x: np.ndarray):
-        n, total, squares = acc
-        x = x.astype(np.float64)
-        return (n + x.shape[self.time_axis], total + x.sum(axis=self.time_axis, keepdims=True),
-                squares + (x**2).sum(axis=self.time_axis, keepdims=True))
-
-    def merge_accumulators(self, accs):
-        accs = list(accs)
-        return sum(a[0] for a in accs), sum(a[1] for a in accs), sum(a[2] for a in accs)
-
-    def extract_output(self, acc):
-        n, total, squares = acc
-        mean = total / n
-        return mean.astype(np.float32), np.sqrt(np.maximum(squares / n - mean**2, 0.0)).astype(np.float32)
-
-
-class NormalizePerSpeaker(beam.PTransform):
-    """(key, (input,)) -> (key, (input standardised per band by the statistics of all inputs
-    of its call side,)): one speaker per channel, as the bundle was trained (`speaker_norm`;
-    such a bundle has one network)."""
-
-    def __init__(self, time_axis: int):
-        super().__init__()
-        self.time_axis = time_axis
-
-    def expand(self, pcoll):
-        def side(key: SegmentKey) -> tuple[str, int]:
-            return key.path, key.channel
-
-        def standardize(item: tuple[SegmentKey, Routed], stats: dict) -> tuple[SegmentKey, Routed]:
-            key, (x,) = item
-            return key, (standardize_bands(x, *stats[side(key)]),)
-
-        stats = (pcoll
-                 | "KeyBySide" >> beam.MapTuple(lambda key, x: (side(key), x[0]))
-                 | "BandStats" >> beam.CombinePerKey(BandStats(self.time_axis)))
-        return pcoll | "Standardize" >> beam.Map(standardize, stats=beam.pvalue.AsDict(stats))
-
-
 def segment_row(key: SegmentKey, result: PredictionResult) -> dict[str, Any]:
     emo, inten = result.inference
     top = int(np.argmax(emo))
@@ -558,8 +508,7 @@ class WriteTable(beam.PTransform):
 
 def build(p: beam.Pipeline, opts: ScoreCallsOptions, staging: str, refs: Sequence[CallRef] = (),
           meta_columns: Sequence[str] = ()) -> None:
-    """The job's graph: refs -> segment + trim -> features [-> per-speaker standardisation]
-    -> RunInference -> rows -> Parquet."""
+    """The job's graph: refs -> segment + trim -> model inputs -> RunInference -> rows -> Parquet."""
     inputs, model_id = read_bundle_inputs(localize_bundle(opts.model))
     feature_cfg = inputs.feature_config
     roles = parse_roles(opts.roles)
@@ -572,11 +521,11 @@ def build(p: beam.Pipeline, opts: ScoreCallsOptions, staging: str, refs: Sequenc
         | "SegmentAndTrim" >> beam.ParDo(SegmentAndTrimFn(seg_cfg, feature_cfg)).with_outputs(
             SegmentAndTrimFn.CALLS, SegmentAndTrimFn.ERRORS, main="segments")
     )
-    routed = split.segments | "ExtractFeatures" >> ExtractFeatures(inputs)
     if feature_cfg.speaker_norm:
-        routed = routed | "NormalizePerSpeaker" >> NormalizePerSpeaker(INPUT_TIME_AXIS[inputs.networks[0][1]])
+        raise UsageError("bundles trained with speaker_norm are not served by the job")
     segments = (
-        routed
+        split.segments
+        | "ExtractFeatures" >> ExtractFeatures(inputs)
         | "RunInference" >> RunInference(KeyedModelHandler(BundleModelHandler(opts.model, opts.inference_batch_size)))
         | "ToSegmentRows" >> beam.MapTuple(segment_row)
     )

@@ -50,7 +50,8 @@ def cmd_train_encoder(args, root: Path) -> int:
     if args.protocol == "seed-split":
         sys.exit("--model encoder takes --protocol folds, cross or all")
     results = run_head_protocol(
-        root, args.out, _config(HeadConfig, args.model_config, args.arch), _config(HeadTrainConfig, args.train_config, args.train),
+        root, args.out, _config(HeadConfig, args.model_config, args.arch),
+        _config(HeadTrainConfig, args.train_config, args.train),
         corpora=tuple(args.corpora.split(",")), protocol=args.protocol, test_corpus=args.test_corpus,
         test_telephone=args.test_telephone, command=args.command_line, verbose=args.verbose)
     print(json.dumps(results.get("mean", results["folds"]), indent=2))

@@ -94,7 +94,8 @@ def test_training_smoke_run_on_both_corpora_and_bundle_round_trip(data_root, tmp
     monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
     full = load_corpora(data_root, ["ravdess", "crema_d"])
     few = _few_clips(full, 2)
-    monkeypatch.setattr(head_training, "load_corpora", lambda root, names, channels="speech": few[few["corpus"].isin(names)].reset_index(drop=True))
+    monkeypatch.setattr(head_training, "load_corpora",
+                        lambda root, names, channels="speech": few[few["corpus"].isin(names)].reset_index(drop=True))
     cfg = head_training.HeadTrainConfig(epochs=2, batch_size=8, views=("clean",))
     head_cfg = HeadConfig(encoder="whisper-tiny.en", conv_channels=32, attention_units=16, dense_units=32)
     out = tmp_path / "run"
@@ -142,7 +143,8 @@ def test_a_cross_validation_split_scores_as_ser_evaluate_with_its_bundle(data_ro
     monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
     full = load_corpora(data_root, ["ravdess", "crema_d"])
     few = _few_clips(full, 2)
-    monkeypatch.setattr(head_training, "load_corpora", lambda root, names, channels="speech": few[few["corpus"].isin(names)].reset_index(drop=True))
+    monkeypatch.setattr(head_training, "load_corpora",
+                        lambda root, names, channels="speech": few[few["corpus"].isin(names)].reset_index(drop=True))
     cfg = head_training.HeadTrainConfig(epochs=2, batch_size=8, views=("clean",))
     head_cfg = HeadConfig(encoder="whisper-tiny.en", conv_channels=32, attention_units=16, dense_units=32)
     out = tmp_path / "cross"

@@ -137,29 +137,6 @@ def test_features_and_inference_give_schema_rows(calls_dir, bundle):
         assert_that(rows, check)
 
 
-def test_normalize_per_speaker_matches_the_training_normalisation():
-    """Per call side (file, channel), the job standardises inputs exactly as training
-    standardised each actor's clips (`speaker_standardize`)."""
-    from ser_core.features import speaker_standardize
-
-    rng = np.random.default_rng(1)
-    keys = [sc.SegmentKey(call, f"/x/{call}.wav", ch, "agent", i, 0.0, 1.0, -20.0)
-            for call in ("a", "b") for ch in (0, 1) for i in range(3)]
-    x = rng.normal(0.0, 1.0, (len(keys), 6, 8, 3)).astype(np.float32) * rng.uniform(1, 4, (len(keys), 1, 1, 1))
-    sides = np.array([f"{k.path}#{k.channel}" for k in keys])
-    expected = speaker_standardize(x, sides, time_axis=2)
-
-    def check(items):
-        got = dict(items)
-        assert len(got) == len(keys)
-        for k, e in zip(keys, expected):
-            np.testing.assert_allclose(got[k][0], e, atol=1e-4)
-
-    with TestPipeline() as p:
-        out = p | beam.Create([(k, (v,)) for k, v in zip(keys, x)]) | sc.NormalizePerSpeaker(time_axis=1)
-        assert_that(out, check)
-
-
 def read_table(out, table, date):
     return pd.read_parquet(out / table / f"date={date}")
 
