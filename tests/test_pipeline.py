@@ -182,16 +182,15 @@ def test_whole_job_end_to_end_and_rerun(calls_dir, bundle, tmp_path):
     assert png.stat().st_size > 5000
 
 
-def test_speaker_normalised_bundle_runs_through_the_job(calls_dir, tmp_path):
+def test_the_job_refuses_a_speaker_normalised_bundle(calls_dir, tmp_path):
+    """Per-speaker standardisation is not served (no shipped bundle uses it): refused, not mis-scored."""
     fcfg = FeatureConfig(n_mels=24, frames=64, mfcc_frames=64, speaker_norm=True)
     mcfg = ModelConfig(filters=(8, 16), dense_units=16)
     bundle = str(save_bundle(tmp_path / "bundle", build_model(mcfg, fcfg), fcfg, mcfg, TrainConfig(),
                              {"training_command": "untrained test bundle"}))
-    out = tmp_path / "out"
-    counts = sc.run([f"--input={calls_dir}/call_*", f"--output={out}", f"--model={bundle}", "--date=2026-11-23"])
-    assert counts["calls_written"] == 2
-    segments = read_table(out, "segments", "2026-11-23")
-    assert len(segments) == counts["segments"] and segments[[f"p_{e}" for e in EMOTIONS]].notna().all().all()
+    with pytest.raises(sc.UsageError, match="speaker_norm"):
+        sc.run([f"--input={calls_dir}/call_*", f"--output={tmp_path / 'out'}", f"--model={bundle}", "--date=2026-11-23"])
+    assert not (tmp_path / "out" / "calls").exists()
 
 
 def test_empty_match_fails_and_touches_nothing(bundle, tmp_path):
