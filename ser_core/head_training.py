@@ -11,7 +11,9 @@ Protocols (all speaker-independent):
 Every split's head is saved as a bundle in its folder (`ser evaluate` reproduces its figures).
 
 A held-out clip is scored by `ser_core.scoring.predict_states` (as the product scores),
-with the argmax taken over the classes the test corpus has (and the training corpora know).
+with the argmax taken over the classes the test corpus has and the training corpora know; the
+test clips of other classes are left out (e.g. RAVDESS's calm and surprised, for a head
+trained on CREMA-D alone).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from .encoder_bundle import save_encoder_bundle
 from .head import HeadConfig, build_head, masked_emotion_loss, masked_intensity_loss
 from .labels import EMOTIONS, INTENSITIES
 from .metrics import classification_metrics, summarize
-from .scoring import BUCKET, pad_batch, predict_states
+from .scoring import pad_batch, predict_states
 from .states import corpus_states, load_states, prep_config
 
 PROTOCOLS = ("folds", "cross", "all")
@@ -203,9 +205,11 @@ def run_head_protocol(
         splits = [(f"fold_{f}", np.flatnonzero(in_train & ~(is_test & (df["fold"] == f))),
                    np.flatnonzero(is_test & (df["fold"] == f))) for f in sorted(df.loc[is_test, "fold"].unique())]
     classes = allowed_classes(test_corpus, list(corpora)) if test_corpus else list(EMOTIONS)
+    scored = df["emotion"].isin(classes).to_numpy()  # test clips of classes training never saw are left out
+    splits = [(name, train, test[scored[test]]) for name, train, test in splits]
     results: dict[str, Any] = {"protocol": protocol, "corpora": list(corpora), "test_corpus": test_corpus,
-                               "classes": classes, "n_clips": len(df), "unusable_clips": int(len(files[cfg.views[0]]) - len(usable)),
-                               "folds": {}}
+                               "classes": classes, "n_clips": len(df),
+                               "unusable_clips": int(len(files[cfg.views[0]]) - len(usable)), "folds": {}}
     predictions = []
     for name, train, test in splits:
         fold_t0 = time.time()

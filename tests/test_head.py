@@ -152,6 +152,8 @@ def test_a_cross_validation_split_scores_as_ser_evaluate_with_its_bundle(data_ro
                                               test_corpus="ravdess", test_telephone=False, verbose=0)
     split = results["folds"]["cross_ravdess"]["clean"]
     cv = pd.read_csv(out / "predictions.csv")
+    # RAVDESS's calm and surprised clips are not scored by a head that never learned them
+    assert set(cv["true"]) == set(results["classes"]) == set(CLASSES["crema_d"])
     manifest = tmp_path / "test.csv"
     cv[["path"]].assign(label=cv["true"]).to_csv(manifest, index=False)
     assert main(["evaluate", "--model", str(out / "cross_ravdess" / "bundle"), "--manifest", str(manifest),
