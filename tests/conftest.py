@@ -52,3 +52,17 @@ def corpus_root():
             pytest.fail("SER_REQUIRE_DATA is set but RAVDESS was not found (set SER_DATA_DIR)")
         pytest.skip("RAVDESS not found: set SER_DATA_DIR to the folder holding ravdess/manifest.csv")
     return root / "ravdess"
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory):
+    """An untrained but complete CNN bundle: the job's mechanics do not depend on accuracy
+    (the default model runs through the job in test_default_model.py)."""
+    from ser_core.bundle import save_bundle
+    from ser_core.config import FeatureConfig, ModelConfig, TrainConfig
+    from ser_core.models import build_model
+
+    fcfg = FeatureConfig(n_mels=24, frames=64, mfcc_frames=64)
+    mcfg = ModelConfig(filters=(8, 16), dense_units=16)
+    return str(save_bundle(tmp_path_factory.mktemp("bundle"), build_model(mcfg, fcfg), fcfg, mcfg, TrainConfig(),
+                           {"training_command": "untrained test bundle"}))

@@ -50,6 +50,24 @@ def test_default_bundle_outputs_are_pinned_on_the_example_clips(bundle):
 
 
 
+def test_the_job_scores_the_example_calls_with_the_default_model(bundle, tmp_path):
+    """The nightly job end to end with the encoder bundle: every call scored by it, each
+    segment at most the bundle's segment length and scored over its own frames."""
+    from pipelines import score_calls
+    from schemas import SEGMENTS
+
+    out = tmp_path / "out"
+    counts = score_calls.run([f"--input={EXAMPLES / 'calls'}/*.wav", f"--output={out}", "--date=2026-12-01"])
+    assert counts["files_matched"] == counts["calls_written"] == 4 and counts.get("errors_written", 0) == 0
+    segments = pd.read_parquet(out / "segments")
+    assert set(segments.columns) >= set(SEGMENTS.names) - {"date"}
+    assert (segments["model_id"] == bundle.model_id).all() and not segments["wideband"].any()
+    assert (segments["end_s"] - segments["start_s"]).max() <= bundle.inputs.window_s + 1e-6
+    assert np.allclose(segments[[f"p_{e}" for e in EMOTIONS]].sum(axis=1), 1.0, atol=1e-4)
+    calls = pd.read_parquet(out / "calls")
+    assert calls["satisfaction_proxy"].between(0, 1).all() and (calls["n_segments"] > 0).all()
+
+
 def test_predict_refuses_a_stereo_call_and_points_to_the_job(bundle, tmp_path):
     import soundfile as sf
 

@@ -80,8 +80,18 @@ def test_corpora_table_keeps_speakers_apart(data_root):
     assert df["path"].map(os.path.exists).all()
 
 
-def _few_clips(df: pd.DataFrame, per_class: int) -> pd.DataFrame:
-    return df.groupby(["corpus", "emotion"], group_keys=False).head(per_class)
+def _smoke_setup(data_root, tmp_path, monkeypatch):
+    """Two clips per corpus and class, a fresh cache, a tiny head on the tiny encoder, 2 epochs."""
+    from ser_core import head_training
+
+    monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
+    full = load_corpora(data_root, ["ravdess", "crema_d"])
+    few = full.groupby(["corpus", "emotion"], group_keys=False).head(2)
+    monkeypatch.setattr(head_training, "load_corpora",
+                        lambda root, names, channels="speech": few[few["corpus"].isin(names)].reset_index(drop=True))
+    cfg = head_training.HeadTrainConfig(epochs=2, batch_size=8, views=("clean",))
+    head_cfg = HeadConfig(encoder="whisper-tiny.en", conv_channels=32, attention_units=16, dense_units=32)
+    return few, cfg, head_cfg
 
 
 def test_training_smoke_run_on_both_corpora_and_bundle_round_trip(data_root, tmp_path, monkeypatch):
@@ -91,13 +101,7 @@ def test_training_smoke_run_on_both_corpora_and_bundle_round_trip(data_root, tmp
     from ser_core.bundle import load_bundle, predict_files
     from ser_core.encoder_bundle import EncoderBundleError, load_encoder_bundle
 
-    monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
-    full = load_corpora(data_root, ["ravdess", "crema_d"])
-    few = _few_clips(full, 2)
-    monkeypatch.setattr(head_training, "load_corpora",
-                        lambda root, names, channels="speech": few[few["corpus"].isin(names)].reset_index(drop=True))
-    cfg = head_training.HeadTrainConfig(epochs=2, batch_size=8, views=("clean",))
-    head_cfg = HeadConfig(encoder="whisper-tiny.en", conv_channels=32, attention_units=16, dense_units=32)
+    few, cfg, head_cfg = _smoke_setup(data_root, tmp_path, monkeypatch)
     out = tmp_path / "run"
     results = head_training.run_head_protocol(data_root, out, head_cfg, cfg, corpora=("ravdess", "crema_d"),
                                               protocol="all", command="ser train --model encoder", verbose=0)
@@ -140,13 +144,7 @@ def test_a_cross_validation_split_scores_as_ser_evaluate_with_its_bundle(data_ro
     from ser_core import head_training
     from ser_core.cli import main
 
-    monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
-    full = load_corpora(data_root, ["ravdess", "crema_d"])
-    few = _few_clips(full, 2)
-    monkeypatch.setattr(head_training, "load_corpora",
-                        lambda root, names, channels="speech": few[few["corpus"].isin(names)].reset_index(drop=True))
-    cfg = head_training.HeadTrainConfig(epochs=2, batch_size=8, views=("clean",))
-    head_cfg = HeadConfig(encoder="whisper-tiny.en", conv_channels=32, attention_units=16, dense_units=32)
+    few, cfg, head_cfg = _smoke_setup(data_root, tmp_path, monkeypatch)
     out = tmp_path / "cross"
     results = head_training.run_head_protocol(data_root, out, head_cfg, cfg, corpora=("crema_d",), protocol="cross",
                                               test_corpus="ravdess", test_telephone=False, verbose=0)

@@ -55,15 +55,6 @@ def stereo_call(path, seconds=7.0, agent=AGENT, customer=CUSTOMER):
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    """An untrained but complete bundle: the job's mechanics do not depend on accuracy."""
-    fcfg = FeatureConfig(n_mels=24, frames=64, mfcc_frames=64)
-    mcfg = ModelConfig(filters=(8, 16), dense_units=16)
-    return str(save_bundle(tmp_path_factory.mktemp("bundle"), build_model(mcfg, fcfg), fcfg, mcfg, TrainConfig(),
-                           {"training_command": "untrained test bundle"}))
-
-
-@pytest.fixture(scope="module")
 def calls_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("calls")
     stereo_call(d / "call_a.wav")

@@ -10,11 +10,9 @@ from conftest import speechlike
 
 from pipelines import score_calls as sc
 from ser_core import audio
-from ser_core.bundle import save_bundle
 from ser_core.calls import CallInfo, open_audio, segment_call, summarize_call
-from ser_core.config import FeatureConfig, ModelConfig, SegmentConfig, TrainConfig
+from ser_core.config import SegmentConfig
 from ser_core.labels import EMOTIONS
-from ser_core.models import build_model
 
 SR = 8000
 DATE = "2026-11-23"
@@ -152,14 +150,6 @@ def test_unknown_options_and_bad_dates_exit_2(tmp_path, bad, capsys):
 
 
 # --- the job: re-runs, exit codes, columns, log -------------------------------------
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    fcfg = FeatureConfig(n_mels=24, frames=64, mfcc_frames=64)
-    mcfg = ModelConfig(filters=(8, 16), dense_units=16)
-    return str(save_bundle(tmp_path_factory.mktemp("bundle"), build_model(mcfg, fcfg), fcfg, mcfg, TrainConfig(),
-                           {"training_command": "untrained test bundle"}))
-
 
 def table(out, name, date=DATE):
     return pd.read_parquet(out / name / f"date={date}")
