@@ -26,6 +26,7 @@ import pandas as pd
 from . import models  # noqa: F401  (registers custom layers for deserialisation)
 from .audio import HIGH_BAND_HZ, AudioError, View, is_wideband, load_preprocessed
 from .config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
+from .encoder import sha256_file
 from .encoder_bundle import EncoderBundle, EncoderInputs, is_encoder_bundle, load_encoder_bundle, read_encoder_inputs
 from .features import INPUT_TIME_AXIS, extract_windows, speaker_standardize
 from .labels import EMOTIONS, INTENSITIES, valence_arousal
@@ -43,14 +44,6 @@ SHARED_FIELDS = ("sample_rate", "trim_db", "trim_noise_margin_db", "min_duration
 
 class BundleError(RuntimeError):
     pass
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # one model input per network of a bundle, None where that network takes no part

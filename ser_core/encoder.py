@@ -239,7 +239,8 @@ def build_encoder(spec: EncoderSpec, *, gelu_approximate: bool = False,
     return model
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (the encoder weights, bundles' weights)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -296,7 +297,7 @@ def load_encoder(name: str = "whisper-base", *, npz_path: str | Path | None = No
     """
     spec = encoder_spec(name)
     path = Path(npz_path) if npz_path is not None else spec.directory / "encoder.npz"
-    digest = _sha256(path)
+    digest = sha256_file(path)
     if digest != spec.npz_sha256:
         raise EncoderIntegrityError(
             f"{path}: sha256 {digest} does not match encoder.json's {spec.npz_sha256} for {name!r}; "

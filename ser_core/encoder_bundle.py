@@ -20,7 +20,7 @@ import numpy as np
 
 from . import head as _head  # noqa: F401  (registers the head's layers for deserialisation)
 from .config import FeatureConfig
-from .encoder import encode, encode_batch, encoder_spec, load_encoder
+from .encoder import encode, encode_batch, encoder_spec, load_encoder, sha256_file
 from .head import HeadConfig
 from .labels import EMOTIONS, INTENSITIES
 from .scoring import predict_states
@@ -33,12 +33,6 @@ SEGMENT_S = 6.0  # the longest piece of a turn the job scores at once: the head'
 
 class EncoderBundleError(RuntimeError):
     pass
-
-
-def _sha256(path: Path) -> str:
-    from .bundle import sha256_file
-
-    return sha256_file(path)
 
 
 @dataclass(frozen=True)
@@ -116,7 +110,7 @@ def save_encoder_bundle(out_dir: str | Path, head: keras.Model, head_cfg: HeadCo
         "prep_config": prep.to_dict(), "head_config": head_cfg.to_dict(), "train_config": train_cfg.to_dict(),
         "encoder": {"name": spec.name, "sha256": spec.npz_sha256, "licence": enc_meta["licence"],
                     "copyright": enc_meta["copyright"], "source": enc_meta["source"]},
-        "sha256": _sha256(out / HEAD_FILE),
+        "sha256": sha256_file(out / HEAD_FILE),
         **info,
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
@@ -135,7 +129,7 @@ def load_encoder_bundle(path: str | Path) -> EncoderBundle:
     head_path = path / HEAD_FILE
     if not head_path.exists():
         raise EncoderBundleError(f"{path} is not an encoder bundle (needs {HEAD_FILE})")
-    digest = _sha256(head_path)
+    digest = sha256_file(head_path)
     if digest != meta.get("sha256"):
         raise EncoderBundleError(f"{head_path} does not match the sha256 recorded in {META_FILE}")
     head_cfg = HeadConfig.from_saved(meta["head_config"])
