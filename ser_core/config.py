@@ -207,8 +207,7 @@ class SegmentConfig(_JsonConfig):
     pad_s: float = 0.06             # each speech region widened by this much on both sides
     min_speech_s: float = 0.3
     min_silence_s: float = 0.3      # shorter pauses are bridged
-    max_segment_s: float | None = None  # None: the model's input length (FeatureConfig.window_s)
-    overlap_s: float = 0.5
+    max_segment_s: float | None = None  # None: the model's segment length; longer turns are cut into equal pieces
     block_s: float = 30.0           # decode this much audio at a time (bounded memory)
     roles: tuple[str, ...] = ("agent", "customer")  # by channel index; mono recordings are "mixed"
 
