@@ -121,8 +121,10 @@ def targets(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 def unit_statistics(states: list[np.ndarray], seed: int = 0, clips: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     """Mean and variance (layers, width) of every unit over the frames of up to `clips` clips."""
     pick = np.random.default_rng(seed).permutation(len(states))[:clips]
-    total = sum(np.asarray(states[i], np.float64).sum(axis=1) for i in pick)
-    squares = sum(np.square(np.asarray(states[i], np.float64)).sum(axis=1) for i in pick)
+    total = squares = 0.0
+    for i in pick:  # one read of each clip
+        x = np.asarray(states[i], np.float64)
+        total, squares = total + x.sum(axis=1), squares + np.square(x).sum(axis=1)
     n = sum(states[i].shape[1] for i in pick)
     mean = total / n
     return mean.astype(np.float32), np.maximum(squares / n - mean**2, 1e-6).astype(np.float32)

@@ -99,7 +99,8 @@ def corpus_states(
                 failed[target.name] = errors[i] = f"{exc.code}: {exc}"
                 files.append(None)
                 continue
-            model = model or load_encoder(encoder_name)
+            if model is None:  # built only when some clip is not cached yet
+                model = load_encoder(encoder_name)
             tmp = target.with_suffix(".tmp.npy")
             np.save(tmp, encode(model, y).astype(np.float16))
             tmp.rename(target)
