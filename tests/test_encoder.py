@@ -137,12 +137,19 @@ def _check_layers(model, spec_name, seconds, seed):
     assert max(rel) < REL_TOL, rel
 
 
-def test_tiny_encoder_matches_numpy_reference_all_layers(tiny):
-    _check_layers(tiny, "whisper-tiny.en", 1.5, seed=1)
+@pytest.mark.parametrize("runtime", E.RUNTIMES)
+def test_tiny_encoder_matches_numpy_reference_all_layers(runtime):
+    _check_layers(E.load_encoder("whisper-tiny.en", runtime=runtime), "whisper-tiny.en", 1.5, seed=1)
 
 
-def test_base_encoder_matches_numpy_reference_all_layers():
-    _check_layers(E.load_encoder("whisper-base"), "whisper-base", 1.5, seed=2)
+@pytest.mark.parametrize("runtime", E.RUNTIMES)
+def test_base_encoder_matches_numpy_reference_all_layers(runtime):
+    _check_layers(E.load_encoder("whisper-base", runtime=runtime), "whisper-base", 1.5, seed=2)
+
+
+def test_unknown_runtime_is_refused():
+    with pytest.raises(ValueError, match="runtime"):
+        E.load_encoder("whisper-tiny.en", runtime="tflite")
 
 
 @pytest.mark.parametrize("n", [int(0.7 * SR), int(2.1 * SR), int(0.7 * SR) + 197])

@@ -73,7 +73,7 @@ def check(name: str) -> None:
     stt = ctranslate2.models.Whisper(str(path), device="cpu", compute_type="int8", intra_threads=2)
     ref = ctranslate2.models.Whisper(str(path), device="cpu", compute_type="float32", intra_threads=2)
     print(f"== {name} ({path}, multilingual={stt.is_multilingual})")
-    keras_models = {g: E.load_encoder(name, gelu_approximate=(g == "tanh")) for g in ("erf", "tanh")}
+    keras_models = {g: E.load_encoder(name, runtime="keras", gelu_approximate=(g == "tanh")) for g in ("erf", "tanh")}
     for clip, expected in CLIPS:
         y, _ = librosa.load(clip, sr=E.SAMPLE_RATE, mono=True)
         mel = padded_mel(y)
