@@ -1,10 +1,19 @@
 """Run the recipes of docs/analysts.md against a job output folder and print their results.
 
     python docs/analysts.py out/ [examples/calls/agents.csv]
+    python docs/analysts.py --write-doc    # rerun the job on the example calls (default model) and
+                                           # rewrite the printed block of docs/analysts.md
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
+import os
+import re
 import sys
+import tempfile
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -12,6 +21,15 @@ import pandas as pd
 pd.set_option("display.width", 120)
 pd.set_option("display.max_columns", 20)
 pd.set_option("display.precision", 3)
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "analysts.md"
+AGENTS = ROOT / "examples" / "calls" / "agents.csv"
+EXAMPLE_DATE = "2026-11-24"
+REGENERATE = "python docs/analysts.py --write-doc"
+# the ```text block right after this heading (and its "regenerate with" line) is the printed output
+BLOCK = re.compile(r"(^## What it printed \(bundled model, the four example calls\)\n(?:(?!```)[^\n]*\n)*?```text\n)"
+                   r"([\s\S]*?)(^```$)", re.M)
 
 
 def main(out: str, agents_csv: str) -> None:
@@ -56,5 +74,48 @@ def main(out: str, agents_csv: str) -> None:
           f"(duration-weighted probability)")
 
 
+def printed(out: str | os.PathLike, agents_csv: str | os.PathLike = AGENTS) -> str:
+    """What `main` prints, as text."""
+    with contextlib.redirect_stdout(io.StringIO()) as buf:
+        main(str(out), str(agents_csv))
+    return buf.getvalue()
+
+
+def doc_block(doc_text: str) -> str:
+    """The printed block of analysts.md (between ```text and ```)."""
+    m = BLOCK.search(doc_text)
+    if m is None:
+        raise ValueError(f"{DOC}: no ```text block under '## What it printed ...'")
+    return m.group(2)
+
+
+def run_example_job(out: str | os.PathLike) -> None:
+    """The job on the example calls with the default model, from this checkout (not an installed copy)."""
+    sys.path.insert(0, str(ROOT))
+    from pipelines import score_calls
+    import ser_core
+    assert Path(ser_core.__file__).resolve().is_relative_to(ROOT), f"ser_core imported from {ser_core.__file__}, not {ROOT}"
+    score_calls.run([f"--input={ROOT / 'examples' / 'calls'}/*.wav", f"--output={out}", f"--date={EXAMPLE_DATE}",
+                     "--model=default"])
+
+
+def write_doc() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        run_example_job(tmp)
+        text = printed(tmp)
+    old = DOC.read_text(encoding="utf-8")
+    doc_block(old)  # fails loudly when the block is missing
+    new = BLOCK.sub(lambda m: m.group(1) + text + m.group(3), old, count=1)
+    DOC.write_text(new, encoding="utf-8")
+    print(f"{DOC}: printed block {'unchanged' if new == old else 'rewritten'}")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "examples/calls/agents.csv")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", nargs="?", help="the job's --output folder")
+    parser.add_argument("agents_csv", nargs="?", default="examples/calls/agents.csv")
+    parser.add_argument("--write-doc", action="store_true", help=f"rewrite the printed block of {DOC.name}")
+    args = parser.parse_args()
+    if args.write_doc == bool(args.out):
+        parser.error("give either an output folder or --write-doc")
+    write_doc() if args.write_doc else main(args.out, args.agents_csv)

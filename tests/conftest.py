@@ -66,3 +66,17 @@ def bundle(tmp_path_factory):
     mcfg = ModelConfig(filters=(8, 16), dense_units=16)
     return str(save_bundle(tmp_path_factory.mktemp("bundle"), build_model(mcfg, fcfg), fcfg, mcfg, TrainConfig(),
                            {"training_command": "untrained test bundle"}))
+
+
+@pytest.fixture(scope="session")
+def example_calls_output(tmp_path_factory):
+    """The nightly job's output folder for the example calls, scored with the default model on
+    the date docs/analysts.md shows (run once: test_default_model and test_analysts_doc read it)."""
+    from pathlib import Path
+
+    from pipelines import score_calls
+
+    calls = Path(__file__).parents[1] / "examples" / "calls"
+    out = tmp_path_factory.mktemp("example_calls") / "out"
+    counts = score_calls.run([f"--input={calls}/*.wav", f"--output={out}", "--date=2026-11-24", "--model=default"])
+    return out, counts

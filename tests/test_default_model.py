@@ -50,14 +50,12 @@ def test_default_bundle_outputs_are_pinned_on_the_example_clips(bundle):
 
 
 
-def test_the_job_scores_the_example_calls_with_the_default_model(bundle, tmp_path):
+def test_the_job_scores_the_example_calls_with_the_default_model(bundle, example_calls_output):
     """The nightly job end to end with the encoder bundle: every call scored by it, each
     segment at most the bundle's segment length and scored over its own frames."""
-    from pipelines import score_calls
     from schemas import SEGMENTS
 
-    out = tmp_path / "out"
-    counts = score_calls.run([f"--input={EXAMPLES / 'calls'}/*.wav", f"--output={out}", "--date=2026-12-01"])
+    out, counts = example_calls_output
     assert counts["files_matched"] == counts["calls_written"] == 4 and counts.get("errors_written", 0) == 0
     segments = pd.read_parquet(out / "segments")
     assert set(segments.columns) >= set(SEGMENTS.names) - {"date"}
