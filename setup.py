@@ -10,7 +10,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["ser_core", "ser_core.*", "pipelines", "pipelines.*", "schemas", "schemas.*"]),
-    package_data={"ser_core": ["default_model/*", "cnn_model/*", "cnn_model/wideband/*", "ravdess_sha256.csv", "crema_d_sha256.csv", "encoders/*/*"]},
+    package_data={"ser_core": ["default_model/*", "cnn_model/*", "cnn_model/wideband/*", "encoders/*/*"],
+                  "ser_core.training": ["ravdess_sha256.csv", "crema_d_sha256.csv"]},
     install_requires=[
         "apache-beam>=2.60,<3",
         "tensorflow-cpu>=2.16,<2.21",

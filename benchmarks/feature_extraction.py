@@ -13,9 +13,9 @@ import tempfile
 import time
 
 from ser_core.config import FeatureConfig
-from ser_core.data import data_dir
-from ser_core.experiments import load_corpus
-from ser_core.features import extract_corpus
+from ser_core.training.cnn_features import extract_corpus
+from ser_core.training.cnn_protocols import load_corpus
+from ser_core.training.data import data_dir
 
 
 def main() -> None:

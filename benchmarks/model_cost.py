@@ -37,7 +37,7 @@ def main() -> None:
     from ser_core.config import FeatureConfig, ModelConfig, TrainConfig
     from ser_core.labels import EMOTIONS, INTENSITIES
     from ser_core.models import build_model
-    from ser_core.training import compile_model
+    from ser_core.training.cnn import compile_model
 
     feature_cfg, train_cfg = FeatureConfig(), TrainConfig.for_model("deep")
     rng = np.random.default_rng(0)

@@ -40,7 +40,7 @@ from ser_core.audio import (  # noqa: E402
 )
 from ser_core.calls import open_audio, segment_call, total_length  # noqa: E402
 from ser_core.config import SegmentConfig  # noqa: E402
-from ser_core.data import data_dir  # noqa: E402
+from ser_core.training.data import data_dir  # noqa: E402
 
 SR = 8000
 SNRS = (None, 20.0, 15.0, 10.0)  # None: clean line

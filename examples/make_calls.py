@@ -23,7 +23,7 @@ import soundfile as sf
 from scipy.signal import butter, sosfiltfilt
 
 from ser_core.audio import load_audio, trim_silence
-from ser_core.data import data_dir, ravdess_manifest
+from ser_core.training.data import data_dir, ravdess_manifest
 
 OUT = Path(__file__).resolve().parent / "calls"
 SR = 8000

@@ -465,9 +465,9 @@ def _held_out(runs: Path, name: str) -> tuple[Any, str, pd.DataFrame, list[str]]
 def tta(runs: Path, name: str, speeds: list[float]) -> None:
     """Test-time augmentation of a finished run, no training: each split's saved model scores
     its held-out clips as recorded and at `speeds`, and the class probabilities are averaged."""
-    from ser_core.audio import View
     from ser_core.bundle import load_bundle
-    from ser_core.features import extract_corpus
+    from ser_core.training.cnn_features import extract_corpus
+    from ser_core.training.views import View
 
     feature_cfg, field, clean, paths = _held_out(runs, name)
     index = {p: i for i, p in enumerate(paths)}
@@ -519,7 +519,8 @@ def speaker_groups(runs: Path, name: str, sizes: list[int], repeats: int = 3) ->
     saved model scores its held-out clips standardised per actor (as in training), per clip
     alone, and per random group of k clips of one actor (as from a short call)."""
     from ser_core.bundle import load_bundle
-    from ser_core.features import INPUT_TIME_AXIS, extract_corpus, speaker_standardize
+    from ser_core.features import INPUT_TIME_AXIS, speaker_standardize
+    from ser_core.training.cnn_features import extract_corpus
 
     feature_cfg, field, clean, paths = _held_out(runs, name)
     if not feature_cfg.speaker_norm:

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from ser_core.audio import babble, load_audio, mix_at_snr, resample, room_reverb, telephone_channel, trim_silence
+from ser_core.audio import load_audio, resample, telephone_channel, trim_silence
+from ser_core.training.views import babble, mix_at_snr, room_reverb
 
 # name -> (y, sr, rng, other talkers) -> (audio, file rate, soundfile format, subtype)
 Condition = Callable[[np.ndarray, int, np.random.Generator, list[np.ndarray]], tuple[np.ndarray, int, str, str]]
@@ -126,8 +127,8 @@ def main() -> None:
 
     import ser_core.audio
     from ser_core.bundle import load_bundle
-    from ser_core.data import data_dir
-    from ser_core.experiments import load_corpus
+    from ser_core.training.cnn_protocols import load_corpus
+    from ser_core.training.data import data_dir
 
     if args.wideband_min_range is not None:  # read by `is_wideband` at each call
         ser_core.audio.WIDEBAND_MIN_RANGE_DB = args.wideband_min_range

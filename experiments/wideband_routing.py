@@ -57,8 +57,8 @@ def main() -> None:
     ap.add_argument("--data", help="data folder (default: $SER_DATA_DIR or ../shared/data)")
     args = ap.parse_args()
 
-    from ser_core.data import data_dir
-    from ser_core.experiments import load_corpus
+    from ser_core.training.cnn_protocols import load_corpus
+    from ser_core.training.data import data_dir
 
     root = data_dir(args.data)
     if root is None:

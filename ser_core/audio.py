@@ -1,4 +1,5 @@
-"""Audio front end: decoding, resampling, silence handling and enhancement.
+"""Audio front end: decoding, resampling, silence handling and enhancement, and the simulated
+telephone line of `ser evaluate --telephone`.
 
 All functions are pure and work on float32 numpy arrays. Multi-channel audio is
 shaped (channels, samples); mono audio is shaped (samples,).
@@ -7,15 +8,14 @@ from __future__ import annotations
 
 import io
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import librosa
 import numpy as np
 import soundfile as sf
 import soxr
-from scipy.signal import butter, fftconvolve, sosfilt, stft
+from scipy.signal import butter, sosfilt, stft
 
 from .config import FeatureConfig
 
@@ -364,11 +364,6 @@ def preprocess(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:
     return preemphasis(y, cfg.preemphasis)
 
 
-def speed_perturb(y: np.ndarray, sr: int, factor: float) -> np.ndarray:
-    """Play `factor` times faster (tempo and pitch both scale), as in Kaldi's speed perturbation."""
-    return y if factor == 1.0 else resample(y, int(round(sr * factor)), sr)
-
-
 TELEPHONE_SR = 8000
 
 
@@ -386,110 +381,30 @@ def telephone_channel(y: np.ndarray, sr: int, snr_db: float = 20.0, seed: int = 
     return resample(coded, TELEPHONE_SR, sr)
 
 
-def room_reverb(
-    y: np.ndarray, sr: int, seed: int = 0, rt60_s: tuple[float, float] = (0.2, 0.8), drr_db: tuple[float, float] = (0.0, 10.0),
-) -> np.ndarray:
-    """A speaker in a room: `y` convolved with a synthetic impulse response — the direct
-    path, then exponentially decaying noise reaching -60 dB after RT60 — with RT60 and
-    the direct-to-reverberant energy ratio drawn from the ranges; same length and RMS."""
-    rng = np.random.default_rng(seed)
-    rt60 = rng.uniform(*rt60_s)
-    t = np.arange(1, int(rt60 * sr)) / sr
-    tail = rng.standard_normal(t.size) * np.exp(-6.9 * t / rt60)
-    tail *= 10 ** (-rng.uniform(*drr_db) / 20) / np.linalg.norm(tail)
-    wet = fftconvolve(y, np.concatenate([[1.0], tail]))[: y.size]
-    rms_in, rms_out = _rms(y), _rms(wet)
-    return (wet * (rms_in / rms_out if rms_out > 0 else 1.0)).astype(np.float32)
+def name_seed(name: str) -> int:
+    """The seed of a file's simulated degradations, from its name: a file is degraded the
+    same way in every run."""
+    return zlib.crc32(name.encode())
 
 
-def _rms(v: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(np.square(v, dtype=np.float64))))
+def telephone_line(y: np.ndarray, sr: int, name: str) -> np.ndarray:
+    """`y`, a mono recording at `sr` named `name`, through the `telephone_channel` seeded by
+    its name (`name_seed`): what `ser evaluate --telephone` scores."""
+    return telephone_channel(y, sr, seed=name_seed(name))
 
 
-def mix_at_snr(y: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """`y` plus `noise` scaled to `snr_db` below the signal's RMS."""
-    return (y + noise * (_rms(y) / max(_rms(noise), 1e-12)) * 10 ** (-snr_db / 20)).astype(np.float32)
+Degradation = Callable[[np.ndarray, int, str], np.ndarray]  # (mono y, sr, file name) -> y at sr
 
 
-def background_noise(y: np.ndarray, sr: int, seed: int = 0, snr_db: tuple[float, float] = (0.0, 20.0)) -> np.ndarray:
-    """`y` in stationary background noise: white or pink (1/f, drawn at random), at an SNR
-    drawn from `snr_db` against the signal's RMS."""
-    rng = np.random.default_rng(seed)
-    spectrum = np.fft.rfft(rng.standard_normal(y.size))
-    if rng.random() < 0.5:  # pink: power falling 3 dB an octave
-        spectrum /= np.sqrt(np.maximum(np.fft.rfftfreq(y.size, 1 / sr), 20.0))
-    return mix_at_snr(y, np.fft.irfft(spectrum, n=y.size), rng.uniform(*snr_db))
-
-
-def lossy_codec(y: np.ndarray, sr: int, seed: int = 0, levels: tuple[float, float] = (0.3, 0.99)) -> np.ndarray:
-    """`y` coded as MP3 (variable bit rate, at a compression level drawn from `levels`,
-    libsndfile's scale: 0 best, 1 smallest; libsndfile 1.2 refuses levels above 0.9999)
-    and decoded back, cut or padded to its length."""
-    rng = np.random.default_rng(seed)
-    buf = io.BytesIO()
-    sf.write(buf, np.clip(y, -1.0, 1.0), sr, format="MP3", subtype="MPEG_LAYER_III",
-             compression_level=float(rng.uniform(*levels)))
-    buf.seek(0)
-    z = sf.read(buf, dtype="float32", always_2d=True)[0][:, 0]
-    return np.pad(z[: y.size], (0, max(0, y.size - z.size)))
-
-
-def babble(n: int, voices: Sequence[np.ndarray], rng: np.random.Generator, talkers: int | None = None) -> np.ndarray:
-    """Babble of `talkers` of `voices` (all by default), each at equal RMS and looped to
-    `n` samples from a random start: the overlapping speech of a busy room."""
-    out = np.zeros(n, np.float64)
-    for i in rng.choice(len(voices), size=len(voices) if talkers is None else talkers, replace=False):
-        v = voices[i] / max(_rms(voices[i]), 1e-12)
-        out += np.roll(np.resize(v, n), -int(rng.integers(v.size)))
-    return out
-
-
-def babble_noise(y: np.ndarray, voices: Sequence[np.ndarray], seed: int = 0,
-                 snr_db: tuple[float, float] = (0.0, 20.0)) -> np.ndarray:
-    """`y` in the `babble` of all `voices`, at an SNR drawn from `snr_db` against the signal's RMS."""
-    rng = np.random.default_rng(seed)
-    return mix_at_snr(y, babble(y.size, voices, rng), rng.uniform(*snr_db))
-
-
-@dataclass(frozen=True)
-class View:
-    """A degraded view of a recording, for training views and robustness tests. Its steps
-    run in this order: `speed_perturb`, a `room_reverb` room, `background_noise`, the
-    `babble_noise` of the recordings `babble_of` (other talkers), the `telephone_channel`,
-    an MP3 `lossy_codec`. Each is seeded by the file's name, so a file's view is the same
-    in every run. `View()` is the recording as it is."""
-
-    speed: float = 1.0
-    room: bool = False
-    noise: bool = False
-    babble_of: tuple[str, ...] = ()
-    telephone: bool = False
-    codec: bool = False
-
-    def apply(self, y: np.ndarray, sr: int, name: str) -> np.ndarray:
-        """This view of `y`, a mono recording at `sr` named `name` (its seed)."""
-        seed = zlib.crc32(name.encode())
-        y = speed_perturb(y, sr, self.speed)
-        if self.room:
-            y = room_reverb(y, sr, seed=seed)
-        if self.noise:
-            y = background_noise(y, sr, seed=seed)
-        if self.babble_of:
-            y = babble_noise(y, [load_audio(p, sr=sr, mono=True)[0] for p in self.babble_of], seed=seed)
-        if self.telephone:
-            y = telephone_channel(y, sr, seed=seed)
-        if self.codec:
-            y = lossy_codec(y, sr, seed=seed)
-        return y
-
-
-def load_preprocessed(path: str | Path, cfg: FeatureConfig, view: View = View()) -> np.ndarray:
-    """Load a mono file, take its `view`, then `preprocess` it. A file of several channels
-    is refused (`MultiChannelError`): mixing an agent and a customer would give one label to
+def load_preprocessed(path: str | Path, cfg: FeatureConfig, degrade: Degradation | None = None) -> np.ndarray:
+    """Load a mono file, pass it through `degrade` if given (e.g. `telephone_line`; the
+    training views' `View.apply`), then `preprocess` it. A file of several channels is
+    refused (`MultiChannelError`): mixing an agent and a customer would give one label to
     two speakers; the nightly job scores each channel of a call."""
     y, sr = load_audio(path, sr=None, mono=False)
     if y.ndim == 2 and y.shape[0] > 1:
         raise MultiChannelError(f"{y.shape[0]}-channel recording: ser predict/evaluate score one speaker per file; "
                                 "score calls with the nightly job (python -m pipelines.score_calls), which scores "
                                 "each channel")
-    return preprocess(view.apply(y.reshape(-1), sr, Path(path).name), sr, cfg)
+    y = y.reshape(-1)
+    return preprocess(y if degrade is None else degrade(y, sr, Path(path).name), sr, cfg)

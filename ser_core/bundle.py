@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import models  # noqa: F401  (registers custom layers for deserialisation)
-from .audio import HIGH_BAND_HZ, AudioError, View, is_wideband, load_preprocessed
+from .audio import HIGH_BAND_HZ, AudioError, is_wideband, load_preprocessed, telephone_line
 from .config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
 from .encoder import sha256_file
 from .encoder_bundle import EncoderBundle, EncoderInputs, is_encoder_bundle, load_encoder_bundle, read_encoder_inputs
@@ -251,7 +251,7 @@ def _score_files_encoder(bundle: EncoderBundle, paths: Sequence[str | Path], tel
     states, seconds, errors = {}, {}, {}
     for i, p in enumerate(paths):
         try:
-            y = load_preprocessed(p, bundle.prep_config, View(telephone=telephone))
+            y = load_preprocessed(p, bundle.prep_config, telephone_line if telephone else None)
         except AudioError as exc:
             errors[i] = f"{exc.code}: {exc}"
             continue
@@ -305,7 +305,7 @@ def _score_files_cnn(bundle: Bundle, paths: Sequence[str | Path], telephone: boo
     errors: dict[int, str] = {}
     for i, p in enumerate(paths):
         try:
-            y = load_preprocessed(p, cfg, View(telephone=telephone))
+            y = load_preprocessed(p, cfg, telephone_line if telephone else None)
             routed = inputs.windows(y)
             n = len(routed[0])
             windows += [tuple(w[j] if w is not None else None for w in routed) for j in range(n)]

@@ -1,4 +1,7 @@
-"""The `ser` command: plot, train, evaluate, predict, download."""
+"""The `ser` command: plot, train, evaluate, predict, download.
+
+`train` and `download` import `ser_core.training` when they run; the other commands never do.
+"""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +11,6 @@ import sys
 from pathlib import Path
 
 from .config import FeatureConfig, ModelConfig, TrainConfig
-from .download import CREMA_D_META_URL, CREMA_D_URL, ZENODO_URL
 
 
 def _config(cls, path: str | None, overrides: list[str], base=None):
@@ -45,7 +47,7 @@ def train_configs(args) -> tuple[FeatureConfig, ModelConfig, TrainConfig]:
 def cmd_train_encoder(args, root: Path) -> int:
     """`ser train --model encoder`: the emotion head on the frozen encoder."""
     from .head import HeadConfig
-    from .head_training import HeadTrainConfig, run_head_protocol
+    from .training.heads import HeadTrainConfig, run_head_protocol
 
     if args.protocol == "seed-split":
         sys.exit("--model encoder takes --protocol folds, cross or all")
@@ -60,8 +62,8 @@ def cmd_train_encoder(args, root: Path) -> int:
 
 
 def cmd_train(args) -> int:
-    from .data import data_dir
-    from .experiments import run_protocol
+    from .training.cnn_protocols import run_protocol
+    from .training.data import data_dir
 
     root = data_dir(args.data)
     if root is None:
@@ -94,8 +96,7 @@ def _speakers(manifest):
 
 def cmd_evaluate(args) -> int:
     from .bundle import load_bundle, predict_files
-    from .data import read_labelled_manifest
-    from .experiments import write_evaluation
+    from .evaluation import read_labelled_manifest, write_evaluation
     from .labels import EMOTIONS
 
     df = read_labelled_manifest(args.manifest)
@@ -120,7 +121,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     from .bundle import load_bundle, predict_files
-    from .data import read_labelled_manifest
+    from .evaluation import read_labelled_manifest
 
     df = read_labelled_manifest(args.manifest) if args.manifest else None
     paths = list(df["path"]) if df is not None else args.files
@@ -134,11 +135,12 @@ def cmd_predict(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from .download import ChecksumError, download_crema_d, download_ravdess, parse_speakers
+    from .training.download import (CREMA_D_META_URL, CREMA_D_URL, ZENODO_URL, ChecksumError, download_crema_d,
+                                    download_ravdess, parse_speakers)
 
     try:
         if args.corpus == "crema_d":
-            manifest = download_crema_d(args.out, base_url=args.url or CREMA_D_URL, meta_url=args.meta_url,
+            manifest = download_crema_d(args.out, base_url=args.url or CREMA_D_URL, meta_url=args.meta_url or CREMA_D_META_URL,
                                         speakers=parse_speakers(args.speakers), jobs=args.jobs)
         else:
             manifest = download_ravdess(args.out, base_url=args.url or ZENODO_URL, channels=tuple(args.channels))
@@ -262,10 +264,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="data folder to create (holds ravdess/ or crema_d/ afterwards)")
     p.add_argument("--channels", nargs="+", choices=("speech", "song"), default=["speech", "song"],
                    help="ravdess only")
-    p.add_argument("--url", help=f"base URL of the audio: RAVDESS archives (default {ZENODO_URL}) or "
-                                 f"CREMA-D AudioWAV files (default {CREMA_D_URL})")
-    p.add_argument("--meta-url", default=CREMA_D_META_URL,
-                   help="crema_d: base URL of VideoDemographics.csv and processedResults/ (default: %(default)s)")
+    p.add_argument("--url", help="base URL of the audio: RAVDESS archives (default: its Zenodo record) or "
+                                 "CREMA-D AudioWAV files (default: its GitHub repository's Git LFS media)")
+    p.add_argument("--meta-url",
+                   help="crema_d: base URL of VideoDemographics.csv and processedResults/ (default: the CREMA-D "
+                        "GitHub repository)")
     p.add_argument("--speakers", default="all",
                    help="crema_d: actor ids to fetch, e.g. 1001,1005-1010, or all (default: %(default)s, 91 actors)")
     p.add_argument("--jobs", type=int, default=4, help="crema_d: parallel downloads (default: %(default)s)")

@@ -8,7 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from ser_core.data import data_dir
+from ser_core.training.data import data_dir
 
 SR = 16000
 

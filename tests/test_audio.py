@@ -8,6 +8,7 @@ from conftest import SR, speechlike, tone
 
 from ser_core import audio
 from ser_core.config import FeatureConfig
+from ser_core.training import views
 
 
 def test_trim_removes_leading_and_trailing_silence_at_30_db():
@@ -209,31 +210,31 @@ def test_speech_intervals_ignore_one_loud_click():
 
 def test_speed_perturbation_scales_duration_and_pitch():
     y = tone(1.0, freq=200)
-    fast = audio.speed_perturb(y, SR, 1.1)
+    fast = views.speed_perturb(y, SR, 1.1)
     assert abs(fast.size - SR / 1.1) <= 2
     spectrum = np.abs(np.fft.rfft(fast))
     assert abs(np.argmax(spectrum) * SR / fast.size - 220) < 3
-    assert audio.speed_perturb(y, SR, 1.0) is y
+    assert views.speed_perturb(y, SR, 1.0) is y
 
 
 def test_room_reverb_adds_a_decaying_tail_at_the_same_length_and_level():
     click = np.zeros(SR, np.float32)
     click[SR // 10] = 1.0
-    wet = audio.room_reverb(click, SR, seed=3)
+    wet = views.room_reverb(click, SR, seed=3)
     assert wet.shape == click.shape and wet.dtype == np.float32
     assert np.isclose(np.sqrt(np.mean(wet.astype(np.float64) ** 2)), np.sqrt(np.mean(click.astype(np.float64) ** 2)))
     assert np.abs(wet[: SR // 10]).max() < 1e-6  # nothing before the sound
     starts = range(SR // 10 + 1, SR // 10 + 1 + SR // 5, SR // 20)  # four 50 ms windows after the click
     energy = [np.sum(wet[a : a + SR // 20].astype(np.float64) ** 2) for a in starts]
     assert energy[0] > 0 and all(b < a for a, b in zip(energy, energy[1:]))  # the tail decays
-    assert np.array_equal(wet, audio.room_reverb(click, SR, seed=3))
-    assert not np.array_equal(wet, audio.room_reverb(click, SR, seed=4))
+    assert np.array_equal(wet, views.room_reverb(click, SR, seed=3))
+    assert not np.array_equal(wet, views.room_reverb(click, SR, seed=4))
 
 
 def test_noise_is_added_at_the_requested_snr():
     rng = np.random.default_rng(0)
     y, noise = rng.standard_normal(16000).astype(np.float32), rng.standard_normal(16000)
-    z = audio.mix_at_snr(y, noise, 10)
+    z = views.mix_at_snr(y, noise, 10)
     snr = 10 * np.log10(np.mean(y.astype(np.float64) ** 2) / np.mean((z - y).astype(np.float64) ** 2))
     assert snr == pytest.approx(10, abs=0.01)
 
@@ -243,25 +244,25 @@ def test_background_noise_is_white_or_pink_within_the_snr_range():
     power = lambda v: np.mean(np.square(v, dtype=np.float64))  # noqa: E731
     low_share = []
     for seed in range(12):
-        noisy = audio.background_noise(y, SR, seed=seed, snr_db=(5.0, 15.0))
+        noisy = views.background_noise(y, SR, seed=seed, snr_db=(5.0, 15.0))
         assert noisy.shape == y.shape and noisy.dtype == np.float32
         noise = noisy.astype(np.float64) - y
         assert 5.0 - 1e-6 <= 10 * np.log10(power(y) / power(noise)) <= 15.0 + 1e-6
         spec = np.abs(np.fft.rfft(noise)) ** 2
         low_share.append(spec[: spec.size // 8].sum() / spec.sum())  # power share below 1 kHz
     assert min(low_share) < 0.2 and max(low_share) > 0.5  # white (1/8 below 1 kHz) and pink (about 2/3) both drawn
-    np.testing.assert_array_equal(audio.background_noise(y, SR, seed=3), audio.background_noise(y, SR, seed=3))
+    np.testing.assert_array_equal(views.background_noise(y, SR, seed=3), views.background_noise(y, SR, seed=3))
 
 
 def test_babble_sums_every_voice_at_equal_level_looped_to_length():
     voices = [tone(0.3, freq=300.0, amp=0.01), tone(0.5, freq=700.0, amp=0.8), tone(0.2, freq=1100.0, amp=0.1)]
-    out = audio.babble(SR, voices, np.random.default_rng(0))
+    out = views.babble(SR, voices, np.random.default_rng(0))
     assert out.shape == (SR,)
     spec = np.abs(np.fft.rfft(out)) ** 2
     freqs = np.fft.rfftfreq(SR, 1 / SR)
     share = [spec[np.abs(freqs - f) < 20].sum() / spec.sum() for f in (300, 700, 1100)]
     assert min(share) > 0.3 and max(share) < 0.37  # each voice a third of the power, whatever its level
-    two = audio.babble(SR, voices, np.random.default_rng(0), talkers=2)
+    two = views.babble(SR, voices, np.random.default_rng(0), talkers=2)
     assert not np.allclose(two, out)
 
 
@@ -271,8 +272,8 @@ def test_babble_view_mixes_other_recordings_under_the_file(tmp_path):
     sf.write(path, speechlike(1.0), SR)
     sf.write(other, tone(2.0, freq=2500.0), SR)
     clean = audio.load_preprocessed(path, cfg)
-    mixed = audio.load_preprocessed(path, cfg, audio.View(babble_of=(str(other),)))
-    np.testing.assert_array_equal(mixed, audio.load_preprocessed(path, cfg, audio.View(babble_of=(str(other),))))
+    mixed = views.load_view(path, cfg, views.View(babble_of=(str(other),)))
+    np.testing.assert_array_equal(mixed, views.load_view(path, cfg, views.View(babble_of=(str(other),))))
     spectrum = lambda v: np.abs(np.fft.rfft(v)) ** 2  # noqa: E731
     near = lambda v: spectrum(v)[np.abs(np.fft.rfftfreq(v.size, 1 / SR) - 2500) < 30].sum() / spectrum(v).sum()  # noqa: E731
     assert near(mixed) > 10 * near(clean)  # the other recording is under the file
@@ -280,14 +281,14 @@ def test_babble_view_mixes_other_recordings_under_the_file(tmp_path):
 
 def test_codec_view_is_seeded_lossy_and_keeps_length():
     y = speechlike(1.0)
-    coded = audio.lossy_codec(y, SR, seed=3)
+    coded = views.lossy_codec(y, SR, seed=3)
     assert coded.shape == y.shape and coded.dtype == np.float32
-    np.testing.assert_array_equal(coded, audio.lossy_codec(y, SR, seed=3))
+    np.testing.assert_array_equal(coded, views.lossy_codec(y, SR, seed=3))
     # lossy, not a copy; but aligned with the original (no codec delay), its coding noise 10 dB or more below it
     assert 1e-6 < np.mean((coded - y) ** 2) / np.mean(y**2) < 0.1
     # the whole range of levels the training view draws from is accepted by libsndfile
-    for level in inspect.signature(audio.lossy_codec).parameters["levels"].default:
-        assert audio.lossy_codec(y, SR, levels=(level, level)).shape == y.shape
+    for level in inspect.signature(views.lossy_codec).parameters["levels"].default:
+        assert views.lossy_codec(y, SR, levels=(level, level)).shape == y.shape
 
 
 def test_telephone_channel_band_limits_and_keeps_rate():
@@ -301,6 +302,19 @@ def test_telephone_channel_band_limits_and_keeps_rate():
     assert spectrum[freqs > 4500].mean() < 1e-3 * in_band      # nothing above the 8 kHz Nyquist
     assert spectrum[freqs < 100].mean() < 0.05 * in_band       # the 300 Hz high-pass
     np.testing.assert_array_equal(out, audio.telephone_channel(y, SR, seed=1))  # seeded
+
+
+def test_the_products_telephone_line_is_the_telephone_training_view(tmp_path):
+    """`ser evaluate --telephone` (`telephone_line`) scores exactly what the telephone view
+    trains and tests on: the same channel, seeded by the file name."""
+    cfg = FeatureConfig()
+    path = tmp_path / "03-01-05-01-01-01-01.wav"
+    sf.write(path, speechlike(1.0), SR)
+    y = speechlike(1.0)
+    np.testing.assert_array_equal(audio.telephone_line(y, SR, path.name), views.View(telephone=True).apply(y, SR, path.name))
+    np.testing.assert_array_equal(audio.load_preprocessed(path, cfg, audio.telephone_line),
+                                  views.load_view(path, cfg, views.View(telephone=True)))
+    np.testing.assert_array_equal(audio.load_preprocessed(path, cfg), views.load_view(path, cfg))
 
 
 def test_speech_intervals_ignore_line_noise_between_turns():

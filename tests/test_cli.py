@@ -1,6 +1,7 @@
 """The `ser` command-line contract, end to end on a few real RAVDESS clips."""
 import io
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -22,6 +23,12 @@ TINY = ["--feature", "n_mels=24", "--feature", "frames=40", "--feature", "mfcc_f
         "--arch", "filters=[8, 16]", "--arch", "dense_units=16",
         "--train", "epochs=2", "--train", "batch_size=16", "--train", "patience=1"]
 
+
+
+def run_script(script: Path, *args: str) -> str:
+    """stdout of a repository script run on this checkout's `ser_core` (not an installed copy)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True, text=True, check=True).stdout
 
 @pytest.fixture(scope="module")
 def tiny_data(corpus_root, tmp_path_factory):
@@ -101,19 +108,16 @@ def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
     conditions = pd.read_csv(out / "fold_1" / "predictions.csv")["condition"].value_counts()
     assert conditions["clean"] == conditions["telephone"] == 4 * 12
     script = Path(__file__).parents[1] / "experiments" / "ravdess_runs.py"
-    table = subprocess.run([sys.executable, str(script), "table", "--runs", str(tmp_path)],
-                           capture_output=True, text=True, check=True).stdout.splitlines()
+    table = run_script(script, "table", "--runs", str(tmp_path)).splitlines()
     row = next(line for line in table if line.startswith("| run |"))
     assert len(table) == 3 and table[2].count("|") == row.count("|")  # header, rule, one row
     assert f"| 2 | {metrics['mean']['all']['accuracy']['mean']:.3f} ± " in table[2]
-    compared = subprocess.run([sys.executable, str(script), "compare", "run", "--against", "run", "--runs", str(tmp_path)],
-                              capture_output=True, text=True, check=True).stdout.splitlines()
+    compared = run_script(script, "compare", "run", "--against", "run", "--runs", str(tmp_path)).splitlines()
     uars = [metrics["folds"][f]["all"]["uar"] for f in ("fold_1", "fold_2")]
     assert compared[2].startswith(f"| run | 1, 2 | {uars[0]:.3f} / {uars[1]:.3f} | ")
     assert compared[2].endswith("| +0.000 (0 of 2 folds better) |")
     # test-time augmentation re-scores each split's saved model: as recorded, it matches the run
-    tta = subprocess.run([sys.executable, str(script), "tta", "run", "--speeds", "1.1", "--runs", str(tmp_path)],
-                         capture_output=True, text=True, check=True).stdout
+    tta = run_script(script, "tta", "run", "--speeds", "1.1", "--runs", str(tmp_path))
     for fold in ("fold_1", "fold_2"):
         assert f"{fold}: UAR as recorded {metrics['folds'][fold]['all']['uar']:.3f}," in tta
 
@@ -265,8 +269,7 @@ def test_training_on_one_sentence_tests_on_both(corpus_root, tmp_path, monkeypat
     unheard = pred[pred["path"].str.split("/").str[-1].str.split("-").str[4] == "02"]
     uar = classification_metrics(unheard["true"].map(EMOTIONS.index), unheard["pred"].map(EMOTIONS.index))["uar"]
     script = Path(__file__).parents[1] / "experiments" / "ravdess_runs.py"
-    rows = subprocess.run([sys.executable, str(script), "statements", "run", "--runs", str(out.parent)],
-                          capture_output=True, text=True, check=True).stdout.splitlines()
+    rows = run_script(script, "statements", "run", "--runs", str(out.parent)).splitlines()
     assert rows[2].startswith("| run | 1 | clean | ") and f" | {uar:.3f} | " in rows[2]
     assert rows[-1].startswith("| single-sentence runs, heard against unheard sentence | | clean | ")
     assert f" | unheard {uar:.3f} | " in rows[-1]
@@ -278,7 +281,8 @@ def test_training_on_one_sentence_tests_on_both(corpus_root, tmp_path, monkeypat
 def test_predict_standardises_per_speaker_for_speaker_normalised_bundles(labelled_csv, tmp_path):
     from ser_core.bundle import save_bundle
     from ser_core.config import FeatureConfig, ModelConfig
-    from ser_core.features import extract_file, speaker_standardize
+    from ser_core.features import speaker_standardize
+    from ser_core.training.cnn_features import extract_file
     from ser_core.models import build_model
 
     fcfg = FeatureConfig(n_mels=24, frames=256, mfcc_frames=40, speaker_norm=True)  # one window per clip

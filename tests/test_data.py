@@ -1,6 +1,7 @@
 import numpy as np
 
-from ser_core.data import babble_talkers, fold_splits, ravdess_manifest, read_labelled_manifest, seed_split
+from ser_core.evaluation import read_labelled_manifest
+from ser_core.training.data import babble_talkers, fold_splits, ravdess_manifest, seed_split
 
 
 def test_folds_are_speaker_independent(corpus_root):

@@ -12,10 +12,10 @@ import pytest
 import soundfile as sf
 from conftest import speechlike
 
-from ser_core import download as dl
+from ser_core.training import download as dl
 from ser_core.cli import main, parser
-from ser_core.data import data_dir
-from ser_core.download import ChecksumError, download_ravdess, shipped_checksums
+from ser_core.training.data import data_dir
+from ser_core.training.download import ChecksumError, download_ravdess, shipped_checksums
 
 NAMES = ["03-01-05-02-01-01-01.wav", "03-01-01-01-02-02-12.wav"]
 

@@ -3,6 +3,7 @@ import pytest
 from conftest import SR, speechlike
 
 from ser_core import features as F
+from ser_core.training import cnn_features as CF
 from ser_core.config import FeatureConfig, ModelConfig
 
 
@@ -109,16 +110,16 @@ def test_extract_corpus_caches_and_records_errors(tmp_path, cfg):
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(SR, np.float32), SR)
     cache = tmp_path / "cache"
-    first = F.extract_corpus([good, silent], cfg, cache_dir=cache, n_jobs=1, progress=False)
+    first = CF.extract_corpus([good, silent], cfg, cache_dir=cache, n_jobs=1, progress=False)
     assert list(first.errors) == [1] and first.errors[1].startswith("silent")
     assert first.cube.shape == (2, *cfg.cube_shape) and np.abs(first.cube[0]).sum() > 0
     files = list(cache.glob("features-*.npz"))
     assert len(files) == 1
     mtime = files[0].stat().st_mtime_ns
-    second = F.extract_corpus([good, silent], cfg, cache_dir=cache, n_jobs=1, progress=False)
+    second = CF.extract_corpus([good, silent], cfg, cache_dir=cache, n_jobs=1, progress=False)
     np.testing.assert_array_equal(first.cube, second.cube)
     assert second.errors == first.errors and files[0].stat().st_mtime_ns == mtime
-    F.extract_corpus([good], FeatureConfig(n_mels=32), cache_dir=cache, n_jobs=1, progress=False)
+    CF.extract_corpus([good], FeatureConfig(n_mels=32), cache_dir=cache, n_jobs=1, progress=False)
     assert len(list(cache.glob("features-*.npz"))) == 2  # another config, another cache entry
 
 
@@ -127,17 +128,17 @@ def test_extract_corpus_caches_a_view_under_the_key_form_of_older_caches(tmp_pat
 
     import soundfile as sf
 
-    from ser_core.audio import View
+    from ser_core.training.views import View
 
     good = tmp_path / "good.wav"
     sf.write(good, speechlike(1.0), SR)
     view = View(speed=0.9, codec=True)
-    feats = F.extract_corpus([good], cfg, cache_dir=tmp_path, n_jobs=1, progress=False, view=view)
-    np.testing.assert_array_equal(feats.cube[0], F.extract_file(good, cfg, view).cube)
+    feats = CF.extract_corpus([good], cfg, cache_dir=tmp_path, n_jobs=1, progress=False, view=view)
+    np.testing.assert_array_equal(feats.cube[0], CF.extract_file(good, cfg, view).cube)
     old_key = f"{cfg.extraction_json()}speed=0.9telephone=Falsecodec=True{good}:{good.stat().st_size}"
     assert (tmp_path / f"features-{hashlib.sha256(old_key.encode()).hexdigest()[:20]}.npz").exists()
     with pytest.raises(ValueError, match="babble_of"):  # a corpus's talkers are per file
-        F.extract_corpus([good], cfg, cache_dir=tmp_path, n_jobs=1, progress=False, view=View(babble_of=(str(good),)))
+        CF.extract_corpus([good], cfg, cache_dir=tmp_path, n_jobs=1, progress=False, view=View(babble_of=(str(good),)))
 
 
 def test_speaker_standardize_uses_each_speakers_own_statistics():

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ser_core.corpora import CLASSES, class_mask, load_corpora
 from ser_core.head import HeadConfig, build_head, masked_emotion_loss, masked_intensity_loss
 from ser_core.labels import EMOTIONS
 from ser_core.scoring import predict_states
+from ser_core.training.corpora import CLASSES, class_mask, load_corpora
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +82,14 @@ def test_corpora_table_keeps_speakers_apart(data_root):
 
 def _smoke_setup(data_root, tmp_path, monkeypatch):
     """Two clips per corpus and class, a fresh cache, a tiny head on the tiny encoder, 2 epochs."""
-    from ser_core import head_training
+    from ser_core.training import heads
 
     monkeypatch.setenv("SER_CACHE_DIR", str(tmp_path / "cache"))
     full = load_corpora(data_root, ["ravdess", "crema_d"])
     few = full.groupby(["corpus", "emotion"], group_keys=False).head(2)
-    monkeypatch.setattr(head_training, "load_corpora",
+    monkeypatch.setattr(heads, "load_corpora",
                         lambda root, names, channels="speech": few[few["corpus"].isin(names)].reset_index(drop=True))
-    cfg = head_training.HeadTrainConfig(epochs=2, batch_size=8, views=("clean",))
+    cfg = heads.HeadTrainConfig(epochs=2, batch_size=8, views=("clean",))
     head_cfg = HeadConfig(encoder="whisper-tiny.en", conv_channels=32, attention_units=16, dense_units=32)
     return few, cfg, head_cfg
 
@@ -97,14 +97,14 @@ def _smoke_setup(data_root, tmp_path, monkeypatch):
 def test_training_smoke_run_on_both_corpora_and_bundle_round_trip(data_root, tmp_path, monkeypatch):
     """A head on a few clips of RAVDESS and CREMA-D (tiny encoder, 2 epochs): the
     protocol runs, writes a bundle, and the bundle scores files as it scored in training."""
-    from ser_core import head_training
     from ser_core.bundle import load_bundle, predict_files
     from ser_core.encoder_bundle import EncoderBundleError, load_encoder_bundle
+    from ser_core.training import heads
 
     few, cfg, head_cfg = _smoke_setup(data_root, tmp_path, monkeypatch)
     out = tmp_path / "run"
-    results = head_training.run_head_protocol(data_root, out, head_cfg, cfg, corpora=("ravdess", "crema_d"),
-                                              protocol="all", command="ser train --model encoder", verbose=0)
+    results = heads.run_head_protocol(data_root, out, head_cfg, cfg, corpora=("ravdess", "crema_d"),
+                                      protocol="all", command="ser train --model encoder", verbose=0)
     assert results["folds"]["all"]["train_clips"] == len(few)
     meta = json.loads((out / "bundle" / "bundle.json").read_text())
     assert meta["kind"] == "encoder" and meta["encoder"]["name"] == "whisper-tiny.en"
@@ -117,7 +117,7 @@ def test_training_smoke_run_on_both_corpora_and_bundle_round_trip(data_root, tmp
     assert pred["error"].isna().all()
     assert np.allclose(pred[list(EMOTIONS)].sum(axis=1), 1.0, atol=1e-4)
     # the bundle scores a file exactly as the cached training states score it
-    from ser_core.states import corpus_states, load_states, prep_config
+    from ser_core.training.states import corpus_states, load_states, prep_config
 
     files, _ = corpus_states(few["path"].tolist()[:4], "whisper-tiny.en", prep_config())
     emo, _ = bundle.score_states(load_states(files))
@@ -141,13 +141,13 @@ def test_training_smoke_run_on_both_corpora_and_bundle_round_trip(data_root, tmp
 def test_a_cross_validation_split_scores_as_ser_evaluate_with_its_bundle(data_root, tmp_path, monkeypatch):
     """One scoring path: a held-out split's figures are reproduced by `ser evaluate` run with
     the split's saved bundle on the same clips (over the same classes)."""
-    from ser_core import head_training
     from ser_core.cli import main
+    from ser_core.training import heads
 
     few, cfg, head_cfg = _smoke_setup(data_root, tmp_path, monkeypatch)
     out = tmp_path / "cross"
-    results = head_training.run_head_protocol(data_root, out, head_cfg, cfg, corpora=("crema_d",), protocol="cross",
-                                              test_corpus="ravdess", test_telephone=False, verbose=0)
+    results = heads.run_head_protocol(data_root, out, head_cfg, cfg, corpora=("crema_d",), protocol="cross",
+                                      test_corpus="ravdess", test_telephone=False, verbose=0)
     split = results["folds"]["cross_ravdess"]["clean"]
     cv = pd.read_csv(out / "predictions.csv")
     # RAVDESS's calm and surprised clips are not scored by a head that never learned them

@@ -170,7 +170,7 @@ def test_confusion_table_pools_clean_clips_with_recall_and_precision():
 def test_scores_split_clean_and_telephone_figures_by_vocal_channel():
     import pandas as pd
 
-    from ser_core.experiments import _scores
+    from ser_core.training.cnn_protocols import _scores
 
     rows = [{"condition": c, "vocal_channel": v, "true": "sad", "pred": p, "true_intensity": "normal", "pred_intensity": "normal"}
             for c in ("clean", "telephone") for v, p in (("speech", "sad"), ("song", "calm"))]

@@ -116,7 +116,7 @@ def _assert_bundle_round_trip(model, fcfg, mcfg, tmp_path):
 
 
 def _batches(views, **train):
-    from ser_core.training import AugmentedBatches, Targets
+    from ser_core.training.cnn import AugmentedBatches, Targets
 
     x = np.zeros((10, 4, 6, 3), np.float32)
     y = Targets(np.arange(10) % 8, np.arange(10) % 2)
@@ -143,7 +143,7 @@ def test_batches_draw_each_example_from_the_clip_or_one_of_its_views():
 
 
 def test_freq_warp_stretches_each_example_by_its_own_factor_within_bounds():
-    from ser_core.training import freq_warp
+    from ser_core.training.cnn import freq_warp
 
     rng = np.random.default_rng(0)
     ramp = np.broadcast_to(np.arange(16, dtype=np.float32)[None, :, None, None], (50, 16, 5, 3)).copy()
@@ -159,7 +159,7 @@ def test_freq_warp_stretches_each_example_by_its_own_factor_within_bounds():
 
 
 def test_random_crop_takes_a_restandardised_stretch_of_the_real_frames():
-    from ser_core.training import random_crop, valid_frames
+    from ser_core.training.cnn import random_crop, valid_frames
 
     rng = np.random.default_rng(0)
     real = rng.standard_normal((20, 16, 100, 3)).astype(np.float32)  # 100 real frames, edge-padded to 128
@@ -184,7 +184,7 @@ def test_random_crop_takes_a_restandardised_stretch_of_the_real_frames():
 
 
 def test_freq_warp_is_refused_for_the_mfcc_baseline():
-    from ser_core.training import Targets, fit
+    from ser_core.training.cnn import Targets, fit
 
     with pytest.raises(ValueError, match="freq_warp"):
         fit(ModelConfig(kind="baseline"), FeatureConfig(), TrainConfig(freq_warp=0.1),
@@ -192,7 +192,7 @@ def test_freq_warp_is_refused_for_the_mfcc_baseline():
 
 
 def test_balanced_pool_repeats_rarer_classes():
-    from ser_core.training import balanced_pool
+    from ser_core.training.cnn import balanced_pool
 
     labels = np.array([0, 1, 1, 2, 2, 0, 1, 2, 1, 2, 2, 2])
     pool = balanced_pool(labels)
@@ -213,7 +213,7 @@ def test_weight_averaging_validates_and_returns_the_moving_average():
     step (~learning rate) from its initial weights; plain training moves several steps."""
     import keras
 
-    from ser_core.training import Targets, fit
+    from ser_core.training.cnn import Targets, fit
 
     fcfg = FeatureConfig(n_mels=8, frames=8)
     mcfg = ModelConfig(kind="deep", filters=(4,), dense_units=8)
@@ -232,7 +232,7 @@ def test_weight_averaging_validates_and_returns_the_moving_average():
 
 
 def test_patience_zero_trains_every_epoch_and_keeps_the_last_weights():
-    from ser_core.training import Targets, fit
+    from ser_core.training.cnn import Targets, fit
 
     fcfg = FeatureConfig(n_mels=8, frames=8)
     mcfg = ModelConfig(kind="deep", filters=(4,), dense_units=8)
@@ -246,7 +246,7 @@ def test_patience_zero_trains_every_epoch_and_keeps_the_last_weights():
 def test_ema_swap_exchanges_weights_and_averages_by_copy():
     import keras
 
-    from ser_core.training import CopyingSwapEMAWeights
+    from ser_core.training.cnn import CopyingSwapEMAWeights
 
     class Optimizer:  # what the callback reads from an EMA optimizer
         _trainable_variables = [keras.Variable(np.array([1.0, 2.0]))]
@@ -272,7 +272,7 @@ def test_weight_averaged_training_and_saving_run_on_the_jax_backend(tmp_path):
 import numpy as np
 from ser_core.bundle import save_bundle
 from ser_core.config import FeatureConfig, ModelConfig, TrainConfig
-from ser_core.training import Targets, fit
+from ser_core.training.cnn import Targets, fit
 f, m = FeatureConfig(n_mels=8, frames=8), ModelConfig(kind="deep", filters=(4,), dense_units=8)
 t = TrainConfig(epochs=2, batch_size=4, ema_momentum=0.9, patience=0)
 x = np.random.default_rng(0).standard_normal((16, *f.cube_shape)).astype(np.float32)

@@ -30,7 +30,7 @@ def real_speech(seconds, sr, seed):
     """`seconds` of real speech (RAVDESS clips trimmed to their speech, back to back) at
     `sr`: the VAD segmenter (#27) finds speech, not the harmonic tones of `speechlike`."""
     from ser_core.audio import load_audio, resample, trim_silence
-    from ser_core.data import data_dir
+    from ser_core.training.data import data_dir
 
     root = data_dir()
     if root is None or not (root / "ravdess" / "speech").is_dir():

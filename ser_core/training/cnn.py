@@ -11,11 +11,11 @@ import keras
 import numpy as np
 import pandas as pd
 
-from .config import FeatureConfig, ModelConfig, TrainConfig
-from .features import standardize
-from .labels import EMOTIONS, INTENSITIES
-from .metrics import unweighted_average_recall
-from .models import build_model
+from ..config import FeatureConfig, ModelConfig, TrainConfig
+from ..features import standardize
+from ..labels import EMOTIONS, INTENSITIES
+from ..metrics import unweighted_average_recall
+from ..models import build_model
 
 
 class Targets(NamedTuple):

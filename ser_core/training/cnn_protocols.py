@@ -9,16 +9,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .audio import View
-from .bundle import save_bundle
-from .config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
+from ..bundle import save_bundle
+from ..config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
+from ..evaluation import write_evaluation
+from ..features import INPUT_TIME_AXIS, speaker_standardize
+from ..labels import EMOTIONS, INTENSITIES
+from ..metrics import classification_metrics, summarize
+from ..models import input_name
+from ..plots import plot_curves
+from .cnn import Targets, fit, predict
+from .cnn_features import extract_corpus
 from .data import Split, all_split, babble_talkers, fold_splits, ravdess_manifest, seed_split
-from .features import INPUT_TIME_AXIS, extract_corpus, speaker_standardize
-from .labels import EMOTIONS, INTENSITIES
-from .metrics import classification_metrics, report_text, summarize
-from .models import input_name
-from .plots import plot_confusion, plot_curves
-from .training import Targets, fit, predict
+from .views import View
 
 PROTOCOLS = ("folds", "seed-split", "all")
 
@@ -58,17 +60,6 @@ def splits(df: pd.DataFrame, protocol: str, n_val: int, folds: list[int] | None 
         keep = np.ones(len(df), bool) if folds is None else df["fold"].isin(folds).to_numpy()
         return [all_split(df)._replace(train=np.flatnonzero(keep))]
     raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
-
-
-def write_evaluation(out: Path, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
-    """metrics.json, classification_report.txt and both confusion-matrix PNGs."""
-    out.mkdir(parents=True, exist_ok=True)
-    m = classification_metrics(y_true, y_pred)
-    (out / "metrics.json").write_text(json.dumps(m, indent=2))
-    (out / "classification_report.txt").write_text(report_text(y_true, y_pred))
-    plot_confusion(m["confusion_matrix"], EMOTIONS, out / "confusion_matrix.png", normalize=False)
-    plot_confusion(m["confusion_matrix"], EMOTIONS, out / "confusion_matrix_normalized.png", normalize=True)
-    return m
 
 
 def _prediction_table(df: pd.DataFrame, split: Split, condition: str, emo: np.ndarray, inten: np.ndarray) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .labels import EMOTIONS
+from ..labels import EMOTIONS
 
 CORPORA: dict[str, dict[str, str]] = {
     "ravdess": {
@@ -83,7 +83,7 @@ def load_corpora(root: str | Path, names: Sequence[str], channels: str = "speech
     Parameters
     ----------
     root : path
-        The data folder holding ``ravdess/`` and ``crema_d/`` (`ser_core.data.data_dir`).
+        The data folder holding ``ravdess/`` and ``crema_d/`` (`ser_core.training.data.data_dir`).
     names : sequence of str
         Corpora to load, from `CORPORA`.
     channels : str

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import AudioError, View, load_preprocessed
-from .config import FeatureConfig
-from .features import default_cache_dir
+from ..audio import AudioError
+from ..config import FeatureConfig
+from .data import default_cache_dir
+from .views import View, load_view
 
 # bump when the encoder's numerics change (front end, layers): cached states are then stale
 STATES_VERSION = 1
@@ -67,7 +68,7 @@ def corpus_states(
     view : View
         The degraded view of each clip (seeded by its file name).
     cache_dir : path, optional
-        Default: `ser_core.features.default_cache_dir`.
+        Default: `ser_core.training.data.default_cache_dir`.
 
     Returns
     -------
@@ -76,7 +77,7 @@ def corpus_states(
     errors : dict
         Position -> error text of the unusable clips.
     """
-    from .encoder import encode, encoder_spec, load_encoder
+    from ..encoder import encode, encoder_spec, load_encoder
 
     folder = cache_folder(encoder_spec(encoder_name).npz_sha256, prep, view, cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -94,7 +95,7 @@ def corpus_states(
             continue
         if not target.exists():
             try:
-                y = load_preprocessed(p, prep, view)
+                y = load_view(p, prep, view)
             except AudioError as exc:
                 failed[target.name] = errors[i] = f"{exc.code}: {exc}"
                 files.append(None)

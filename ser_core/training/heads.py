@@ -27,15 +27,15 @@ import keras
 import numpy as np
 import pandas as pd
 
-from .audio import View
-from .config import _JsonConfig
+from ..config import _JsonConfig
+from ..encoder_bundle import save_encoder_bundle
+from ..head import HeadConfig, build_head, masked_emotion_loss, masked_intensity_loss
+from ..labels import EMOTIONS, INTENSITIES
+from ..metrics import classification_metrics, summarize
+from ..scoring import pad_batch, predict_states
 from .corpora import CLASSES, class_mask, credits, load_corpora
-from .encoder_bundle import save_encoder_bundle
-from .head import HeadConfig, build_head, masked_emotion_loss, masked_intensity_loss
-from .labels import EMOTIONS, INTENSITIES
-from .metrics import classification_metrics, summarize
-from .scoring import pad_batch, predict_states
 from .states import corpus_states, load_states, prep_config
+from .views import View
 
 PROTOCOLS = ("folds", "cross", "all")
 VIEWS: dict[str, View] = {"clean": View(), "telephone": View(telephone=True), "noise": View(noise=True),

@@ -1,4 +1,4 @@
-"""Corpus location, manifests and the evaluation protocols."""
+"""Where the corpora and the caches are, RAVDESS's manifest and the CNN protocols' speaker-independent splits."""
 from __future__ import annotations
 
 import os
@@ -9,8 +9,6 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .labels import EMOTIONS
-
 DATA_ENV = "SER_DATA_DIR"
 
 
@@ -20,11 +18,16 @@ def data_dir(explicit: str | Path | None = None) -> Path | None:
         return Path(explicit)
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV])
-    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
         candidate = base.parent / "shared" / "data"
         if candidate.is_dir():
             return candidate
     return None
+
+
+def default_cache_dir() -> Path:
+    """Where the training caches live: $SER_CACHE_DIR, else ~/.cache/ser."""
+    return Path(os.environ.get("SER_CACHE_DIR", Path.home() / ".cache" / "ser"))
 
 
 def ravdess_manifest(root: str | Path) -> pd.DataFrame:
@@ -34,23 +37,6 @@ def ravdess_manifest(root: str | Path) -> pd.DataFrame:
         root = root / "ravdess"
     df = pd.read_csv(root / "manifest.csv")
     df["path"] = [str((root / p).resolve()) for p in df["path"]]
-    return df
-
-
-def read_labelled_manifest(csv: str | Path) -> pd.DataFrame:
-    """A `path[,label][,speaker]` CSV; relative paths are taken relative to the CSV's folder.
-    A corpus manifest (RAVDESS's, CREMA-D's) reads as one: its `emotion` column is the label."""
-    csv = Path(csv)
-    df = pd.read_csv(csv)
-    if "path" not in df.columns:
-        raise ValueError(f"{csv} has no 'path' column")
-    if "label" not in df.columns and "emotion" in df.columns:
-        df = df.rename(columns={"emotion": "label"})
-    df["path"] = [str(p if Path(p).is_absolute() else (csv.parent / p).resolve()) for p in df["path"]]
-    if "label" in df.columns:
-        bad = sorted(set(df["label"]) - set(EMOTIONS))
-        if bad:
-            raise ValueError(f"{csv}: unknown labels {bad}; expected one of {EMOTIONS}")
     return df
 
 

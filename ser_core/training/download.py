@@ -38,7 +38,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .labels import parse_ravdess_name
+from ..labels import parse_ravdess_name
 
 HERE = Path(__file__).resolve().parent
 ZENODO_URL = "https://zenodo.org/records/1188976/files"

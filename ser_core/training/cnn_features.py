@@ -1,0 +1,93 @@
+"""The CNNs' input features of whole corpora, each clip in a training view, computed in
+parallel and cached on disk (`extract_corpus`); the features themselves are the product's
+(`ser_core.features`)."""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from ..audio import AudioError
+from ..config import FeatureConfig
+from ..features import Features, extract
+from .data import default_cache_dir
+from .views import View, load_view
+
+
+def extract_file(path: str | Path, cfg: FeatureConfig, view: View = View()) -> Features:
+    return extract(load_view(path, cfg, view), cfg)
+
+
+class CorpusFeatures(NamedTuple):
+    mfcc: np.ndarray        # (n, mfcc_frames, n_mfcc)
+    cube: np.ndarray        # (n, n_mels, frames, 3)
+    errors: dict[int, str]  # index -> reason, for files that could not be used
+
+
+def _extract_or_error(path: str, cfg: FeatureConfig, view: View) -> Features | str:
+    """`extract_file`, or the reason the file cannot be used."""
+    try:
+        return extract_file(path, cfg, view)
+    except AudioError as exc:
+        return f"{exc.code}: {exc}"
+
+
+def extract_corpus(
+    paths: Sequence[str | Path],
+    cfg: FeatureConfig,
+    cache_dir: str | Path | None = None,
+    n_jobs: int = -1,
+    progress: bool = True,
+    view: View = View(),
+    babble_of: Sequence[Sequence[str]] | None = None,
+) -> CorpusFeatures:
+    """Features for many files, each taken in `view` (with `babble_of[i]`, the recordings
+    mixed under `paths[i]`, as its babble), in parallel, cached on disk by config, view and
+    file list. A file that cannot be used gets zero features and an entry in `errors`.
+    """
+    paths = [str(p) for p in paths]
+    if view.babble_of:
+        raise ValueError("a corpus's babble talkers differ by file: pass them as babble_of")
+    babble_of = [tuple(str(v) for v in b) for b in babble_of] if babble_of is not None else [()] * len(paths)
+    if len(babble_of) != len(paths):
+        raise ValueError(f"babble_of has {len(babble_of)} entries for {len(paths)} paths")
+    # in the form of keys made before `room`, `noise`, `babble_of` and `codec` existed, so those hold
+    degradation = f"speed={view.speed}telephone={view.telephone}" + ("room=True" if view.room else "")
+    degradation += ("noise=True" if view.noise else "") + ("codec=True" if view.codec else "")
+    if any(babble_of):
+        degradation += "babble=" + "\n".join("|".join(b) for b in babble_of)
+    key = hashlib.sha256(
+        (cfg.extraction_json() + degradation + "\n".join(f"{p}:{os.path.getsize(p)}" for p in paths)).encode()
+    ).hexdigest()[:20]
+    cache = Path(cache_dir or default_cache_dir()) / f"features-{key}.npz"
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as z:
+            errors = {int(i): str(r) for i, r in zip(z["error_index"], z["error_reason"])}
+            return CorpusFeatures(z["mfcc"], z["cube"], errors)
+    jobs = Parallel(n_jobs=n_jobs, batch_size=16, return_as="generator")(
+        delayed(_extract_or_error)(p, cfg, replace(view, babble_of=b)) for p, b in zip(paths, babble_of)
+    )
+    mfccs = np.zeros((len(paths), *cfg.mfcc_shape), np.float32)
+    cubes = np.zeros((len(paths), *cfg.cube_shape), np.float32)
+    errors: dict[int, str] = {}
+    for i, res in enumerate(tqdm(jobs, total=len(paths), desc="features", disable=not progress)):
+        if isinstance(res, str):
+            errors[i] = res
+        else:
+            mfccs[i], cubes[i] = res
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # runs sharing the cache each write their own, then swap
+    np.savez(
+        tmp, mfcc=mfccs, cube=cubes,
+        error_index=np.array(sorted(errors), dtype=np.int64),
+        error_reason=np.array([errors[i] for i in sorted(errors)], dtype=str),
+    )
+    tmp.replace(cache)
+    return CorpusFeatures(mfccs, cubes, errors)
