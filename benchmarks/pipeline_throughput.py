@@ -3,17 +3,20 @@
 1. Throughput: the example calls (8 kHz stereo, G.711) copied N times, scored by the whole
    job in one process with each bundle: call audio per CPU second (x real time per core:
    the job's CPU time over all its threads, decoding, VAD, encoder and head included), per
-   wall second, and the ratio between the bundles.
+   wall second, and the ratio between the bundles. ``default@keras`` runs the default bundle
+   with its encoder on the Keras/TensorFlow runtime instead of ONNX Runtime (the product's
+   default), for the runtimes side by side.
 2. Memory: a 30-second example call, then stereo calls of a quarter of the length and
    the full length (default 2 hours, 16 kHz, looped example calls), each scored in a
    fresh process: peak RSS side by side. Bounded memory shows as a flat peak from the
    shorter long call to the longer one.
 
-    python benchmarks/pipeline_throughput.py [--models default,cnn] [--copies 12] [--hours 2] [--parts memory]
+    python benchmarks/pipeline_throughput.py [--models default,default@keras,cnn] [--copies 12] [--hours 2] [--parts memory]
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import subprocess
@@ -25,6 +28,7 @@ from pathlib import Path
 import soundfile as sf
 
 from pipelines import score_calls
+from ser_core import encoder, encoder_bundle
 from ser_core.audio import resample
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "calls"
@@ -43,8 +47,12 @@ def throughput(models: list[str], copies: int, tmp: Path) -> None:
     seconds = audio_seconds(calls)
     rates = {}
     for model in models:
+        bundle, _, runtime = model.partition("@")
+        # the benchmark's only lever on the product: which runtime the encoder bundle loads its encoder on
+        encoder_bundle.load_encoder = functools.partial(encoder.load_encoder, runtime=runtime or "onnxruntime")
         cpu0, t0 = time.process_time(), time.perf_counter()
-        score_calls.run([f"--input={calls}/*.wav", f"--output={tmp / ('out_' + Path(model).name)}", f"--model={model}"])
+        score_calls.run([f"--input={calls}/*.wav", f"--output={tmp / ('out_' + Path(model).name)}", f"--model={bundle}",
+                         "--log_level=ERROR"])
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
         rates[model] = seconds / cpu
         print(f"{model:>12}: {seconds / 60:.1f} min of calls, {cpu:.1f} CPU s, {wall:.1f} wall s: "
@@ -100,7 +108,8 @@ def memory(model: str, hours: float, tmp: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="default,cnn", help="comma-separated bundles ('default', 'cnn' or folders)")
+    ap.add_argument("--models", default="default,default@keras,cnn",
+                    help="comma-separated bundles ('default', 'cnn' or folders; BUNDLE@keras: encoder on Keras)")
     ap.add_argument("--copies", type=int, default=12, help="copies of the example calls for the throughput run")
     ap.add_argument("--hours", type=float, default=2.0, help="length of the long call for the memory run")
     ap.add_argument("--parts", nargs="+", choices=("throughput", "memory"), default=["throughput", "memory"])
@@ -111,7 +120,7 @@ def main() -> None:
         if "throughput" in args.parts:
             throughput(models, args.copies, tmp)
         if "memory" in args.parts:
-            for model in models:
+            for model in (m for m in models if "@" not in m):
                 print(f"-- {model}")
                 memory(model, args.hours, tmp)
 

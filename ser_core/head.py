@@ -5,7 +5,7 @@ Inputs: ``states`` (batch, layers, frames, width), the hidden states of every en
 layer (`ser_core.encoder.encode`), and ``mask`` (batch, frames), 1 on real frames and 0 on
 padding. Outputs: ``emotion`` (batch, 8) and ``intensity`` (batch, 2) probabilities.
 
-The losses take the classes each clip's corpus has (`ser_core.corpora.class_mask`): the
+The losses take the classes each clip's corpus has (`ser_core.training.corpora.class_mask`): the
 emotion loss is the cross-entropy of the softmax renormalised over those classes, so a
 corpus without calm or surprised never pushes those classes down.
 """

@@ -61,7 +61,8 @@ def test_intensity_loss_is_zero_where_intensity_is_unknown():
 
 
 def test_head_scores_a_clip_the_same_alone_and_padded_in_a_batch():
-    head = build_head(HeadConfig(conv_channels=16, attention_units=8, dense_units=16), n_layers=3, width=12)
+    cfg = HeadConfig(conv_channels=16, attention_units=8, dense_units=16)
+    head = build_head(cfg, n_layers=3, width=12, mean=np.full((3, 12), 0.5), variance=np.full((3, 12), 2.0))
     rng = np.random.default_rng(1)
     clips = [rng.standard_normal((3, t, 12)).astype(np.float32) for t in (7, 31, 60, 3)]
     emo_batch, inten_batch = predict_states(head, clips)

@@ -1,0 +1,68 @@
+"""The linear probe of issue #26 on cached encoder states: the floor a head must beat.
+
+For each clip (clean view) the mean of every unit of every hidden state over the frames
+(optionally also the standard deviation), standardised, then a logistic regression (C=0.01).
+Protocol: CREMA-D speaker folds of ``../shared/data``, trained on RAVDESS and the other CREMA-D
+folds, argmax over CREMA-D's 6 classes, UAR. ``--layers K`` keeps hidden states 0..K-1 only
+(what truncating the encoder would leave).
+
+    PYTHONPATH=. python experiments/encoder_probe.py [--encoder whisper-base] [--folds 1,2] [--layers 7 5 4] [--std]
+
+Reads the states cache of ``ser train --model encoder`` (computes missing clips).
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import recall_score
+from sklearn.preprocessing import StandardScaler
+
+from ser_core.training.corpora import CLASSES, load_corpora
+from ser_core.training.heads import _states_for
+
+
+def pooled(files: list, usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-clip (layers, width) means and standard deviations over frames."""
+    means, stds = [], []
+    for i in usable:
+        x = np.load(files[i]).astype(np.float32)
+        means.append(x.mean(axis=1))
+        stds.append(x.std(axis=1))
+    return np.stack(means), np.stack(stds)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--encoder", default="whisper-base")
+    ap.add_argument("--folds", default="1,2")
+    ap.add_argument("--layers", type=int, nargs="+", default=[0], help="hidden states kept (0: all)")
+    ap.add_argument("--std", action="store_true", help="add each unit's standard deviation")
+    args = ap.parse_args()
+    df = load_corpora(args.data, ["ravdess", "crema_d"])
+    files, usable = _states_for(df, args.encoder, ["clean"])
+    df = df.iloc[usable].reset_index(drop=True)
+    means, stds = pooled(files["clean"], usable)
+    classes = list(CLASSES["crema_d"])
+    for keep in args.layers:
+        keep = keep or means.shape[1]
+        x = means[:, :keep].reshape(len(df), -1)
+        if args.std:
+            x = np.concatenate([x, stds[:, :keep].reshape(len(df), -1)], axis=1)
+        uars = []
+        for fold in (int(f) for f in args.folds.split(",")):
+            test = ((df["corpus"] == "crema_d") & (df["fold"] == fold)).to_numpy()
+            scaler = StandardScaler().fit(x[~test])
+            clf = LogisticRegression(C=0.01, max_iter=2000).fit(scaler.transform(x[~test]), df["emotion"][~test])
+            proba = clf.predict_proba(scaler.transform(x[test]))
+            idx = [list(clf.classes_).index(c) for c in classes]
+            pred = np.array(classes)[proba[:, idx].argmax(axis=1)]
+            uars.append(recall_score(df["emotion"][test], pred, average="macro"))
+        print(f"hidden states 0..{keep - 1}{' mean+std' if args.std else ' mean'}: UAR per fold "
+              + " ".join(f"{u:.3f}" for u in uars) + f", mean {np.mean(uars):.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
