@@ -409,7 +409,8 @@ class OnnxEncoder:
         The npz's arrays.
     threads : int
         Intra-op threads of the session (0: one per core). Idle threads sleep instead of
-        spinning, so a Beam worker's other threads keep their cores.
+        spinning, so a Beam worker's other threads keep their cores; no memory arena, so
+        memory stays flat over inputs of ever new lengths.
     """
 
     def __init__(self, spec: EncoderSpec, arrays, threads: int = 0):
@@ -419,6 +420,10 @@ class OnnxEncoder:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # every segment length is a new input shape: without these, the arena and the memory
+        # patterns cached per shape grow over a long call (peak RSS 1.39x from 30 min to 2 h)
+        options.enable_cpu_mem_arena = False
+        options.enable_mem_pattern = False
         self.spec = spec
         self.session = ort.InferenceSession(onnx_graph(spec, arrays).SerializeToString(), options,
                                             providers=["CPUExecutionProvider"])
