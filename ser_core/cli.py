@@ -78,7 +78,6 @@ def cmd_train(args) -> int:
         folds=[int(f) for f in args.folds.split(",")] if args.folds else None,
         command=args.command_line, verbose=args.verbose, test_telephone=args.test_telephone,
         resume=args.resume,
-        train_statements=tuple(int(s) for s in args.train_statements.split(",")) if args.train_statements else (),
     )
     if args.cv_run and args.protocol == "all":
         from .bundle import attach_cross_validation
@@ -216,8 +215,6 @@ def parser() -> argparse.ArgumentParser:
                    help="keep the held-out splits already finished in --out by a run with the same configuration")
     p.add_argument("--test-telephone", action="store_true",
                    help="also score the test clips through the telephone channel (300-3400 Hz, 8 kHz, mu-law, 20 dB SNR)")
-    p.add_argument("--train-statements", help="comma-separated RAVDESS statements (1, 2) to train on; "
-                   "the held-out clips keep both, so the other sentence is unheard")
     _add_config_args(p, "feature", "train")
     p.add_argument("--model-config", help="JSON file with architecture settings")
     p.add_argument("--arch", action="append", default=[], metavar="KEY=VALUE", help="override one architecture setting")

@@ -19,6 +19,8 @@ class _JsonConfig:
 
     # fields added after configs were first saved, with the values they had before they existed
     ADDED_LATER: ClassVar[dict[str, Any]] = {}
+    # fields removed since, with the only value a saved config may still hold for them
+    REMOVED: ClassVar[dict[str, Any]] = {}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
@@ -38,7 +40,15 @@ class _JsonConfig:
     @classmethod
     def from_saved(cls: type[T], data: dict[str, Any]) -> T:
         """A config saved by `to_dict` (in a bundle or run): the fields it predates take the
-        values they had before they existed, not today's defaults, so it reads as it ran."""
+        values they had before they existed, not today's defaults, so it reads as it ran;
+        fields removed since are dropped where they hold the value that left them unused."""
+        data = dict(data)
+        for name, neutral in cls.REMOVED.items():
+            if name in data:
+                value = data.pop(name)
+                if value != neutral and not (isinstance(value, list) and tuple(value) == neutral):
+                    raise ValueError(f"this {cls.__name__} was saved with {name}={value!r}, an option this "
+                                     f"version no longer has (only {neutral!r} can be read)")
         return cls.from_dict({**cls.ADDED_LATER, **data})
 
     def digest(self) -> str:
@@ -125,29 +135,23 @@ class FeatureConfig(_JsonConfig):
 
 @dataclass(frozen=True)
 class ModelConfig(_JsonConfig):
-    """Architecture of either network."""
+    """Architecture of either CNN."""
+
+    REMOVED: ClassVar[dict[str, Any]] = {"recurrent_units": 0, "pool_real_frames": False, "residual": False}
 
     kind: str = "deep"                      # "baseline" (1-D CNN on MFCC) or "deep" (2-D CNN on the cube)
     filters: tuple[int, ...] = (32, 64, 128)
     dense_units: int = 1024
     dropout: float = 0.3
-    pooling: str = "stats"                  # "flatten" (the study), "stats" (mean+max over time) or
-                                            # "attention" (attention-weighted mean+sd over time)
-    recurrent_units: int = 0                # >0: a bidirectional GRU over time before the pooling (a CRNN)
-    pool_real_frames: bool = False          # deep, stats pooling: over the utterance's frames, not its padding
-    residual: bool = False                  # each block two convolutions with a shortcut around them (ResNet)
+    pooling: str = "stats"                  # "flatten" (the study) or "stats" (mean+max over time)
     context: int = 2                        # baseline: frames of context on each side
     l2: float = 1e-4
 
     def __post_init__(self) -> None:
         if self.kind not in ("baseline", "deep"):
             raise ValueError(f"kind must be baseline or deep, not {self.kind!r}")
-        if self.pooling not in ("flatten", "stats", "attention"):
-            raise ValueError(f"pooling must be flatten, stats or attention, not {self.pooling!r}")
-        if self.recurrent_units and self.pooling == "flatten":
-            raise ValueError("recurrent_units needs a pooling over time (stats or attention), not flatten")
-        if self.pool_real_frames and (self.kind, self.pooling, self.recurrent_units) != ("deep", "stats", 0):
-            raise ValueError("pool_real_frames masks the deep model's stats pooling (no recurrent layer)")
+        if self.pooling not in ("flatten", "stats"):
+            raise ValueError(f"pooling must be flatten or stats, not {self.pooling!r}")
 
     @classmethod
     def for_model(cls, kind: str) -> ModelConfig:
@@ -159,8 +163,12 @@ class ModelConfig(_JsonConfig):
 
 @dataclass(frozen=True)
 class TrainConfig(_JsonConfig):
-    """Optimisation and augmentation. The field defaults are the baseline's recipe;
-    `TrainConfig.for_model` gives each network the recipe it was tuned with."""
+    """Optimisation and augmentation of either CNN. The field defaults are the baseline's
+    recipe; `TrainConfig.for_model` gives each network the recipe it was tuned with."""
+
+    REMOVED: ClassVar[dict[str, Any]] = {
+        "freq_warp": 0.0, "crop_prob": 0.0, "crop_min_s": 0.5, "balance_classes": False, "speed_perturb": (),
+        "room_augment": False, "babble_augment": False}
 
     epochs: int = 60
     batch_size: int = 32
@@ -173,17 +181,9 @@ class TrainConfig(_JsonConfig):
     freq_masks: int = 2             # SpecAugment masks per example (0 disables)
     time_masks: int = 2
     max_mask_frac: float = 0.15
-    freq_warp: float = 0.0          # deep model: each example's frequency axis stretched by a random
-                                    # factor in [1 - freq_warp, 1 + freq_warp] (VTLP); 0 disables
-    crop_prob: float = 0.0          # deep model: share of examples replaced by a random stretch of the
-    crop_min_s: float = 0.5         # utterance at least this long (short call turns, partial sentences)
     val_actors: int = 2             # held out of the training actors for early stopping
-    balance_classes: bool = False   # repeat clips of rarer classes in each pass (RAVDESS: neutral x2)
-    speed_perturb: tuple[float, ...] = ()  # training views at these speeds, e.g. (0.9, 1.1)
     telephone_augment: bool = False  # a training view through the telephone channel
-    room_augment: bool = False      # a training view in a simulated reverberant room
     noise_augment: bool = False     # a training view in white or pink background noise, 0-20 dB SNR
-    babble_augment: bool = False    # a training view in the babble of the other actors of the clip's fold, 0-20 dB SNR
     codec_augment: bool = False     # a training view coded as MP3 at a random compression level
     ema_momentum: float = 0.0       # >0: validate and keep an exponential moving average of the weights
     seed: int = 0

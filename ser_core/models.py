@@ -1,4 +1,4 @@
-"""The two networks (Keras 3 functional API), each with two heads:
+"""The study's two CNNs (Keras 3 functional API), each with two outputs:
 `emotion` (8-way softmax) and `intensity` (normal/strong softmax)."""
 from __future__ import annotations
 
@@ -35,70 +35,6 @@ class FrameContext(layers.Layer):
         return {**super().get_config(), "context": self.context}
 
 
-@keras.saving.register_keras_serializable(package="ser_core")
-class AttentiveStatsPooling(layers.Layer):
-    """(batch, time, feat) -> (batch, 2 * feat): mean and standard deviation over time,
-    each frame weighted by a learned attention score (attentive statistics pooling)."""
-
-    def __init__(self, units: int = 64, **kwargs):
-        super().__init__(**kwargs)
-        self.units = units
-        self.hidden = layers.Dense(units, activation="tanh")
-        self.score = layers.Dense(1)
-
-    def build(self, input_shape):
-        self.hidden.build(input_shape)
-        self.score.build((*input_shape[:-1], self.units))
-
-    def call(self, x):
-        w = ops.softmax(self.score(self.hidden(x)), axis=1)  # (batch, time, 1)
-        mean = ops.sum(w * x, axis=1)
-        var = ops.sum(w * ops.square(x), axis=1) - ops.square(mean)
-        return ops.concatenate([mean, ops.sqrt(ops.maximum(var, 1e-6))], axis=-1)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], 2 * input_shape[-1])
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units}
-
-
-@keras.saving.register_keras_serializable(package="ser_core")
-class RealFrames(layers.Layer):
-    """(batch, freq, time, channels) edge-padded input -> (batch, time) 1.0 on the
-    utterance's real frames, 0.0 on its padding: the trailing run of frames equal to the
-    last one, less its first (the last real frame, which the padding repeats); the rule of
-    `training.valid_frames`, in the graph."""
-
-    def call(self, x):
-        same = ops.cast(ops.all(ops.equal(x, x[:, :, -1:, :]), axis=(1, 3)), "float32")  # (batch, time)
-        padding = ops.flip(ops.cumprod(ops.flip(same, axis=1), axis=1), axis=1)
-        real = ops.shape(x)[2] - ops.sum(padding, axis=1, keepdims=True) + 1.0
-        return ops.cast(ops.arange(ops.shape(x)[2], dtype="float32")[None, :] < real, "float32")
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], input_shape[2])
-
-
-@keras.saving.register_keras_serializable(package="ser_core")
-class MaskedStatsPooling(layers.Layer):
-    """[(batch, time, feat), (batch, input_time) real-frame mask] -> (batch, 2 * feat): mean
-    and max over the time steps that see at least one real input frame."""
-
-    def call(self, inputs):
-        x, real = inputs
-        steps = x.shape[1]
-        per_step = ops.shape(real)[1] // steps
-        m = ops.max(ops.reshape(real, (-1, steps, per_step)), axis=2)[:, :, None]  # (batch, time, 1)
-        mean = ops.sum(x * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
-        peak = ops.max(x * m + (m - 1.0) * 1e9, axis=1)
-        return ops.concatenate([mean, peak], axis=-1)
-
-    def compute_output_shape(self, input_shapes):
-        x = input_shapes[0]
-        return (x[0], 2 * x[-1])
-
-
 def _heads(x, cfg: ModelConfig) -> dict:
     x = layers.Dense(cfg.dense_units, activation="relu", kernel_regularizer=_reg(cfg), name="dense")(x)
     x = layers.Dropout(cfg.dropout)(x)
@@ -113,31 +49,18 @@ def _reg(cfg: ModelConfig):
 
 
 def _pool_time(x, cfg: ModelConfig):
-    """(batch, time, channels) -> vector: flatten (the study), mean+max over time, or
-    attention-weighted mean+sd over time; with `recurrent_units`, a bidirectional GRU
-    first carries context along time."""
+    """(batch, time, channels) -> vector: flatten (the study) or mean+max over time."""
     if cfg.pooling == "flatten":
         return layers.Flatten()(x)
-    if cfg.recurrent_units:
-        x = layers.Bidirectional(layers.GRU(cfg.recurrent_units, return_sequences=True), name="gru")(x)
-    if cfg.pooling == "attention":
-        return AttentiveStatsPooling(name="attentive_pooling")(x)
     return layers.Concatenate()([layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)])
 
 
 def _conv_blocks(x, cfg: ModelConfig, conv, pool, kernel: int):
-    """Filtering blocks: convolution, batch norm, ReLU, max-pooling by 2, dropout. With
-    `residual`, two convolutions per block and a 1x1 projection shortcut added before the ReLU."""
-    def conv_bn(x, filters: int, size: int, name: str):
-        x = conv(filters, size, padding="same", use_bias=False, kernel_regularizer=_reg(cfg), name=name)(x)
-        return layers.BatchNormalization()(x)
-
+    """Filtering blocks: convolution, batch norm, ReLU, max-pooling by 2, dropout."""
     for i, f in enumerate(cfg.filters):
-        y = conv_bn(x, f, kernel, f"conv{i}")
-        if cfg.residual:
-            y = conv_bn(layers.ReLU()(y), f, kernel, f"conv{i}b")
-            y = layers.Add()([y, conv_bn(x, f, 1, f"shortcut{i}")])
-        x = layers.ReLU()(y)
+        x = conv(f, kernel, padding="same", use_bias=False, kernel_regularizer=_reg(cfg), name=f"conv{i}")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.ReLU()(x)
         x = pool(2)(x)
         x = layers.Dropout(cfg.dropout / 2)(x)
     return x
@@ -159,9 +82,6 @@ def build_deep(cfg: ModelConfig, feature_cfg: FeatureConfig) -> keras.Model:
         freq, time, ch = x.shape[1:]
         x = layers.AveragePooling2D((freq, 1), name="freq_mean")(x)
         x = layers.Reshape((time, ch))(x)
-    if cfg.pool_real_frames:
-        pooled = MaskedStatsPooling(name="real_frame_pooling")([x, RealFrames(name="real_frames")(inputs)])
-        return keras.Model(inputs, _heads(pooled, cfg), name="deep")
     return keras.Model(inputs, _heads(_pool_time(x, cfg), cfg), name="deep")
 
 

@@ -17,7 +17,6 @@ from ser_core.bundle import BundleError, load_bundle, predict_files
 from ser_core.cli import main, parser, train_configs
 from ser_core.config import ModelConfig, TrainConfig
 from ser_core.labels import EMOTIONS
-from ser_core.metrics import classification_metrics
 
 TINY = ["--feature", "n_mels=24", "--feature", "frames=40", "--feature", "mfcc_frames=40",
         "--arch", "filters=[8, 16]", "--arch", "dense_units=16",
@@ -78,9 +77,8 @@ def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
     root, _ = tiny_data
     out = tmp_path / "run"
     assert main(["train", "--data", str(root), "--model", "baseline", "--protocol", "folds", "--test-telephone",
-                 "--out", str(out), "--verbose", "0", *TINY, "--train", "speed_perturb=[1.1]",
-                 "--train", "telephone_augment=true", "--train", "room_augment=true",
-                 "--train", "noise_augment=true", "--train", "babble_augment=true", "--train", "codec_augment=true"]) == 0
+                 "--out", str(out), "--verbose", "0", *TINY, "--train", "telephone_augment=true",
+                 "--train", "noise_augment=true", "--train", "codec_augment=true"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["folds"]) == {"fold_1", "fold_2"}
     for key in ("accuracy", "uar", "macro_f1"):
@@ -96,37 +94,60 @@ def test_train_folds_writes_reports(tiny_data, tmp_path, monkeypatch_module):
     assert "ser train" in (out / "command.txt").read_text()
     assert "fold_1" in (out / "report.md").read_text()
     config = json.loads((out / "config.json").read_text())
-    assert config["model_config"]["kind"] == "baseline" and config["train_config"]["speed_perturb"] == [1.1]
+    assert config["model_config"]["kind"] == "baseline" and config["train_config"]["codec_augment"] is True
     assert config["train_config"]["ema_momentum"] == TrainConfig().ema_momentum  # the baseline's recipe
-    # two training actors' clips, each seen as one of seven views (original, 1.1x speed, telephone, room, noise,
-    # babble, MP3)
+    # two training actors' clips, each seen as one of four views (original, telephone, noise, MP3)
     fold = metrics["folds"]["fold_1"]
-    assert fold["train_clips"] == 2 * 12 and fold["train_views"] == 7 and fold["test_clips"] == 4 * 12
+    assert fold["train_clips"] == 2 * 12 and fold["train_views"] == 4 and fold["test_clips"] == 4 * 12
     assert set(metrics["mean"]) == {"all", "telephone"}
     assert (out / "pooled_telephone" / "confusion_matrix.png").exists()
     assert (out / "fold_1" / "bundle" / "model.keras").exists()
-    conditions = pd.read_csv(out / "fold_1" / "predictions.csv")["condition"].value_counts()
+    pred = pd.read_csv(out / "fold_1" / "predictions.csv")
+    conditions = pred["condition"].value_counts()
     assert conditions["clean"] == conditions["telephone"] == 4 * 12
+    # one scoring path: `ser evaluate` with the split's bundle on its held-out clips gives the split's figures
+    for condition, flags in (("clean", []), ("telephone", ["--telephone"])):
+        held_out = pred[pred["condition"] == condition]
+        manifest = tmp_path / f"held_out_{condition}.csv"
+        held_out[["path", "true"]].rename(columns={"true": "label"}).to_csv(manifest, index=False)
+        assert main(["evaluate", "--model", str(out / "fold_1" / "bundle"), "--manifest", str(manifest),
+                     "--out", str(tmp_path / f"eval_{condition}"), *flags]) == 0
+        evaluated = json.loads((tmp_path / f"eval_{condition}" / "metrics.json").read_text())
+        split = metrics["folds"]["fold_1"]["all" if condition == "clean" else "telephone"]
+        assert evaluated["n"] == split["n"] == 4 * 12
+        assert evaluated["uar"] == pytest.approx(split["uar"], abs=1e-9)
+        assert evaluated["accuracy"] == pytest.approx(split["accuracy"], abs=1e-9)
     script = Path(__file__).parents[1] / "experiments" / "ravdess_runs.py"
     table = run_script(script, "table", "--runs", str(tmp_path)).splitlines()
     row = next(line for line in table if line.startswith("| run |"))
     assert len(table) == 3 and table[2].count("|") == row.count("|")  # header, rule, one row
     assert f"| 2 | {metrics['mean']['all']['accuracy']['mean']:.3f} ± " in table[2]
-    compared = run_script(script, "compare", "run", "--against", "run", "--runs", str(tmp_path)).splitlines()
-    uars = [metrics["folds"][f]["all"]["uar"] for f in ("fold_1", "fold_2")]
-    assert compared[2].startswith(f"| run | 1, 2 | {uars[0]:.3f} / {uars[1]:.3f} | ")
-    assert compared[2].endswith("| +0.000 (0 of 2 folds better) |")
-    # test-time augmentation re-scores each split's saved model: as recorded, it matches the run
-    tta = run_script(script, "tta", "run", "--speeds", "1.1", "--runs", str(tmp_path))
-    for fold in ("fold_1", "fold_2"):
-        assert f"{fold}: UAR as recorded {metrics['folds'][fold]['all']['uar']:.3f}," in tta
 
 
-def test_babble_view_refuses_a_protocol_whose_test_actors_share_folds_with_training(tiny_data, tmp_path):
-    root, _ = tiny_data
-    with pytest.raises(ValueError, match="babble_augment"):
-        main(["train", "--data", str(root), "--model", "baseline", "--protocol", "seed-split", "--out",
-              str(tmp_path / "run"), "--verbose", "0", *TINY, "--train", "babble_augment=true"])
+def test_every_recipe_pins_every_config_field_and_runs_what_it_reads(tmp_path):
+    """A recipe file names every field of today's configs, and its `ser train` command parses
+    back into exactly those configs, whatever the defaults."""
+    import dataclasses
+
+    from conftest import load_benchmark
+    from ser_core.config import FeatureConfig
+
+    runs_module = load_benchmark("ravdess_runs")
+    recipes = runs_module.recipes()
+    assert {"study_baseline_seed_speech", "study_deep_seed_speech", "cnn_band_all_both", "cnn_wideband_all_speech",
+            "baseline_folds_speech", "deep_folds_speech"} <= set(recipes)
+    for name, recipe in recipes.items():
+        for kind, cls in (("feature", FeatureConfig), ("model", ModelConfig), ("train", TrainConfig)):
+            assert set(recipe[f"{kind}_config"]) == {f.name for f in dataclasses.fields(cls)}, (name, kind)
+        args = parser().parse_args(runs_module.command(name, tmp_path, None)[1:])
+        f, m, t = train_configs(args)
+        assert f.to_dict() == FeatureConfig.from_dict(recipe["feature_config"]).to_dict(), name
+        assert m == ModelConfig.from_dict(recipe["model_config"]) and t == TrainConfig.from_dict(recipe["train_config"])
+        assert (args.model, args.protocol, args.channels, args.test_telephone) == (
+            recipe["model"], recipe["protocol"], recipe["channels"], recipe["test_telephone"])
+    # the shipped CNN bundle's recipes are its own saved configs
+    meta = json.loads((Path(__file__).parents[1] / "ser_core" / "cnn_model" / "bundle.json").read_text())
+    assert TrainConfig.from_saved(meta["train_config"]) == TrainConfig.from_dict(recipes["cnn_band_all_both"]["train_config"])
 
 
 def test_each_network_starts_from_its_own_architecture_and_recipe():
@@ -249,33 +270,6 @@ def test_resume_keeps_finished_splits_and_refuses_another_config(tiny_data, tmp_
     assert "resumed run" in (out / "report.md").read_text()
     with pytest.raises(ValueError, match="another configuration"):
         main([*args, "--resume", "--train", "epochs=3"])
-
-
-def test_training_on_one_sentence_tests_on_both(corpus_root, tmp_path, monkeypatch_module):
-    df = pd.read_csv(corpus_root / "manifest.csv")
-    df = df[(df["vocal_channel"] == "speech") & df["fold"].isin([1, 2])].groupby(["actor", "statement"]).head(6).copy()
-    df["path"] = [str(corpus_root / p) for p in df["path"]]
-    root = tmp_path / "ravdess"
-    root.mkdir()
-    df.to_csv(root / "manifest.csv", index=False)
-    out = tmp_path / "runs" / "run"
-    assert main(["train", "--data", str(root), "--model", "baseline", "--folds", "1", "--train-statements", "1",
-                 "--out", str(out), "--verbose", "0", *TINY]) == 0
-    fold = json.loads((out / "metrics.json").read_text())["folds"]["fold_1"]
-    # 2 training actors' sentence-1 clips (6 each); the 4 held-out actors' clips of both sentences
-    assert fold["train_clips"] == 2 * 6 and fold["test_clips"] == 4 * 12
-    assert json.loads((out / "config.json").read_text())["train_statements"] == [1]
-    pred = pd.read_csv(out / "predictions.csv")
-    unheard = pred[pred["path"].str.split("/").str[-1].str.split("-").str[4] == "02"]
-    uar = classification_metrics(unheard["true"].map(EMOTIONS.index), unheard["pred"].map(EMOTIONS.index))["uar"]
-    script = Path(__file__).parents[1] / "experiments" / "ravdess_runs.py"
-    rows = run_script(script, "statements", "run", "--runs", str(out.parent)).splitlines()
-    assert rows[2].startswith("| run | 1 | clean | ") and f" | {uar:.3f} | " in rows[2]
-    assert rows[-1].startswith("| single-sentence runs, heard against unheard sentence | | clean | ")
-    assert f" | unheard {uar:.3f} | " in rows[-1]
-    with pytest.raises(ValueError, match=r"statements \[3\]"):
-        main(["train", "--data", str(root), "--model", "baseline", "--train-statements", "3", "--out",
-              str(tmp_path / "none"), "--verbose", "0", *TINY])
 
 
 def test_predict_standardises_per_speaker_for_speaker_normalised_bundles(labelled_csv, tmp_path):

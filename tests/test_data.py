@@ -1,7 +1,7 @@
 import numpy as np
 
 from ser_core.evaluation import read_labelled_manifest
-from ser_core.training.data import babble_talkers, fold_splits, ravdess_manifest, seed_split
+from ser_core.training.data import fold_splits, ravdess_manifest, seed_split
 
 
 def test_folds_are_speaker_independent(corpus_root):
@@ -48,18 +48,3 @@ def test_labelled_manifest_resolves_relative_paths(tmp_path):
     assert np.all(df.columns == ["path", "label"])
 
 
-def test_babble_talkers_are_the_other_actors_of_the_clips_fold(corpus_root):
-    df = ravdess_manifest(corpus_root)
-    talkers = babble_talkers(df)
-    assert len(talkers) == len(df) and talkers == babble_talkers(df)
-    actor_of = dict(zip(df["path"], df["actor"]))
-    channel_of = dict(zip(df["path"], df["vocal_channel"]))
-    fold_of = dict(zip(df["actor"], df["fold"]))
-    for i in range(0, len(df), 97):
-        actors = [actor_of[p] for p in talkers[i]]
-        own = df["actor"].iloc[i]
-        assert sorted(actors) == sorted(a for a in fold_of if a != own and fold_of[a] == fold_of[own])
-        assert all(channel_of[p] == "speech" for p in talkers[i])
-    # one fold's clips draw their talkers from that fold alone, whatever else the manifest holds
-    fold1 = df[df["fold"] == 1].reset_index(drop=True)
-    assert {actor_of[p] for t in babble_talkers(fold1) for p in t} == set(fold1["actor"])

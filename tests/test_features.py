@@ -123,22 +123,22 @@ def test_extract_corpus_caches_and_records_errors(tmp_path, cfg):
     assert len(list(cache.glob("features-*.npz"))) == 2  # another config, another cache entry
 
 
-def test_extract_corpus_caches_a_view_under_the_key_form_of_older_caches(tmp_path, cfg):
-    import hashlib
-
+def test_extract_corpus_caches_each_view_under_its_own_key(tmp_path, cfg):
     import soundfile as sf
 
     from ser_core.training.views import View
 
     good = tmp_path / "good.wav"
     sf.write(good, speechlike(1.0), SR)
-    view = View(speed=0.9, codec=True)
+    view = View(codec=True)
     feats = CF.extract_corpus([good], cfg, cache_dir=tmp_path, n_jobs=1, progress=False, view=view)
     np.testing.assert_array_equal(feats.cube[0], CF.extract_file(good, cfg, view).cube)
-    old_key = f"{cfg.extraction_json()}speed=0.9telephone=Falsecodec=True{good}:{good.stat().st_size}"
-    assert (tmp_path / f"features-{hashlib.sha256(old_key.encode()).hexdigest()[:20]}.npz").exists()
-    with pytest.raises(ValueError, match="babble_of"):  # a corpus's talkers are per file
-        CF.extract_corpus([good], cfg, cache_dir=tmp_path, n_jobs=1, progress=False, view=View(babble_of=(str(good),)))
+    assert len(list(tmp_path.glob("features-*.npz"))) == 1
+    CF.extract_corpus([good], cfg, cache_dir=tmp_path, n_jobs=1, progress=False, view=View())
+    assert len(list(tmp_path.glob("features-*.npz"))) == 2
+    again = CF.extract_corpus([good], cfg, cache_dir=tmp_path, n_jobs=1, progress=False, view=view)
+    np.testing.assert_array_equal(again.cube, feats.cube)
+    assert len(list(tmp_path.glob("features-*.npz"))) == 2
 
 
 def test_speaker_standardize_uses_each_speakers_own_statistics():

@@ -57,116 +57,6 @@ def _ravdess_runs():
     return load_benchmark("ravdess_runs")
 
 
-def test_ensemble_averages_probabilities_of_runs_on_the_same_clips():
-    import pandas as pd
-
-    from ser_core.labels import EMOTIONS
-
-    def run(probs_for_true):  # two clips per split, true classes neutral and calm
-        rows = []
-        for split in ("fold_1", "fold_2"):
-            for path, true, p in (("a.wav", "neutral", probs_for_true[0]), ("b.wav", "calm", probs_for_true[1])):
-                probs = dict.fromkeys(EMOTIONS, 0.0) | {true: p, "angry": 1 - p}
-                rows.append({"split": split, "condition": "clean", "path": f"{split}/{path}", "true": true,
-                             **{f"p_{e}": v for e, v in probs.items()}})
-        return pd.DataFrame(rows)
-
-    ensemble_scores = _ravdess_runs().ensemble_scores
-    # run 1 is sure of clip a (0.9) and wrong on b (0.2); run 2 is wrong on a (0.4) and unsure on b (0.6)
-    one, two = run((0.9, 0.2)), run((0.4, 0.6))
-    assert ensemble_scores([one])["clean"]["uar"] == [0.5, 0.5]
-    assert ensemble_scores([two])["clean"]["uar"] == [0.5, 0.5]
-    # averaged: a 0.65 vs angry 0.35 -> right; b 0.4 vs angry 0.6 -> wrong
-    assert ensemble_scores([one, two])["clean"]["uar"] == [0.5, 0.5]
-    # a third run sure of b tips it: b 0.6 vs angry 0.4 on average -> both right
-    assert ensemble_scores([one, two, run((0.5, 1.0))])["clean"]["uar"] == [1.0, 1.0]
-    with pytest.raises(ValueError):
-        ensemble_scores([one, two.iloc[1:]])
-
-
-def test_breakdown_by_actor_sex_intensity_and_top2():
-    import pandas as pd
-
-    from ser_core.labels import EMOTIONS
-
-    def row(actor, true, intensity, ranked):  # ranked: the predicted classes, most probable first
-        probs = dict.fromkeys(EMOTIONS, 0.0) | {ranked[0]: 0.6, ranked[1]: 0.3, ranked[2]: 0.1}
-        return {"condition": "clean", "actor": actor, "true": true, "pred": ranked[0], "true_intensity": intensity,
-                **{f"p_{e}": v for e, v in probs.items()}}
-
-    pred = pd.DataFrame([
-        row(1, "sad", "normal", ("sad", "calm", "angry")),      # male, right
-        row(1, "calm", "normal", ("sad", "calm", "angry")),     # male, wrong, second guess right
-        row(2, "angry", "strong", ("angry", "sad", "calm")),    # female, right
-        row(2, "sad", "strong", ("calm", "angry", "sad")),      # female, wrong, third guess
-        {**row(2, "sad", "strong", ("sad", "calm", "angry")), "condition": "telephone"},  # not counted
-    ])
-    b = _ravdess_runs().breakdown_scores(pred)
-    assert b["actor_accuracy"] == {"1": 0.5, "2": 0.5}
-    assert b["sex_uar"] == {"female": 0.5, "male": 0.5}  # female: angry 1/1, sad 0/1; male: sad 1/1, calm 0/1
-    assert b["intensity_accuracy"] == {"normal": 0.5, "strong": 0.5}
-    assert b["top2_accuracy"] == {"all": 0.75}
-
-
-def test_predictions_of_a_speech_and_song_run_can_be_limited_to_one_vocal_channel(tmp_path):
-    import pandas as pd
-
-    (tmp_path / "run").mkdir()
-    pd.DataFrame({"path": ["a", "b", "c"], "vocal_channel": ["speech", "song", "speech"]}).to_csv(
-        tmp_path / "run" / "predictions.csv", index=False)
-    predictions = _ravdess_runs().predictions
-    assert list(predictions(tmp_path, "run")["path"]) == ["a", "b", "c"]
-    assert list(predictions(tmp_path, "run", "speech")["path"]) == ["a", "c"]
-
-
-def test_compare_pairs_folds_on_the_chosen_vocal_channel(tmp_path, capsys):
-    import pandas as pd
-
-    def run(name, folds):  # one speech and one song clip of class sad per fold: {fold: (speech right, song right)}
-        (tmp_path / name).mkdir()
-        pd.DataFrame([{"split": f"fold_{n}", "condition": "clean", "vocal_channel": v, "true": "sad",
-                       "pred": "sad" if ok else "calm"}
-                      for n, oks in folds.items() for v, ok in zip(("speech", "song"), oks)]).to_csv(
-            tmp_path / name / "predictions.csv", index=False)
-
-    run("new", {1: (True, False), 2: (True, True)}), run("ref", {1: (False, True)})  # fold 2: new only
-    compare = _ravdess_runs().compare
-    compare(tmp_path, ["new"], "ref")
-    assert "| new | 1 | 1.000 | 1.000 | 0.000 | +1.000 (1 of 1 folds better) |" in capsys.readouterr().out
-    compare(tmp_path, ["new"], "ref", vocal_channel="song")
-    assert "| new | 1 | 0.000 | 0.000 | 1.000 | -1.000 (0 of 1 folds better) |" in capsys.readouterr().out
-
-
-def test_an_archived_run_keeps_its_figures_and_predictions_but_no_models(tmp_path):
-    import pandas as pd
-
-    run = tmp_path / "runs" / "r"
-    (run / "fold_1" / "bundle").mkdir(parents=True)
-    (run / "fold_1" / "bundle" / "model.keras").write_bytes(b"weights")
-    for f in ("config.json", "metrics.json"):
-        (run / f).write_text("{}")
-    (run / "command.txt").write_text("ser train\n")
-    (run / "report.md").write_text("# r\n")
-    pred = pd.DataFrame({"path": ["a", "b"], "vocal_channel": ["speech", "song"]})
-    pred.to_csv(run / "predictions.csv", index=False)
-    rr = _ravdess_runs()
-    rr.archive(tmp_path / "runs", ["r"], tmp_path / "archive")
-    kept = sorted(p.name for p in (tmp_path / "archive" / "r").rglob("*"))
-    assert kept == ["command.txt", "config.json", "metrics.json", "predictions.csv.gz", "report.md"]
-    pd.testing.assert_frame_equal(rr.predictions(tmp_path / "archive", "r"), pred)
-
-
-def test_confusion_table_pools_clean_clips_with_recall_and_precision():
-    import pandas as pd
-
-    pred = pd.DataFrame([{"condition": c, "true": t, "pred": p} for c, t, p in (
-        ("clean", "sad", "sad"), ("clean", "sad", "calm"), ("clean", "calm", "calm"), ("telephone", "calm", "sad"))])
-    table = _ravdess_runs().confusion_table(pred).splitlines()
-    assert table[3] == "| calm | 0 | 1 | 0 | 0 | 0 | 0 | 0 | 0 | 1.00 |"
-    assert table[5] == "| sad | 0 | 1 | 0 | 1 | 0 | 0 | 0 | 0 | 0.50 |"
-    assert table[-1].startswith("| precision | 0.00 | 0.50 | 0.00 | 1.00 |")
-
-
 def test_scores_split_clean_and_telephone_figures_by_vocal_channel():
     import pandas as pd
 
@@ -199,7 +89,7 @@ def test_parallel_run_trains_each_fold_in_its_own_process_then_joins_them(tmp_pa
 
     monkeypatch.setattr(rr.subprocess, "Popen", Process)
     monkeypatch.setattr(rr, "run", lambda names, runs, folds, resume: joined.append((names, folds, resume)))
-    name = next(iter(rr.RECIPES))
+    name = next(iter(rr.recipes()))
     fail = False
     rr.run_parallel(name, tmp_path, "1,2")
     assert launched == ["1", "2"] and joined == [([name], "1,2", True)]

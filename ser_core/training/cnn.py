@@ -1,4 +1,4 @@
-"""Training one network: augmentation, early stopping on validation UAR, prediction."""
+"""Training one of the study's CNNs: augmentation, early stopping on validation UAR."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 
 from ..config import FeatureConfig, ModelConfig, TrainConfig
-from ..features import standardize
 from ..labels import EMOTIONS, INTENSITIES
 from ..metrics import unweighted_average_recall
 from ..models import build_model
@@ -45,95 +44,33 @@ def spec_augment(
     return x
 
 
-def freq_warp(x: np.ndarray, rng: np.random.Generator, freq_axis: int, max_warp: float) -> np.ndarray:
-    """Stretch or squeeze each example's frequency axis by its own random factor in
-    [1 - max_warp, 1 + max_warp] (linear interpolation, the top bin repeated where a squeeze
-    runs out): a vocal-tract-length perturbation (VTLP) on the features, as if a longer or
-    shorter vocal tract had spoken. `x` is a batch; `freq_axis` counts the batch axis."""
-    if max_warp <= 0:
-        return x
-    x = np.moveaxis(x, freq_axis, 1)
-    n_freq = x.shape[1]
-    out = np.empty_like(x)
-    for i, alpha in enumerate(rng.uniform(1 - max_warp, 1 + max_warp, len(x))):
-        src = np.minimum(np.arange(n_freq) / alpha, n_freq - 1)
-        lo = np.floor(src).astype(int)
-        hi = np.minimum(lo + 1, n_freq - 1)
-        w = (src - lo).reshape(-1, *[1] * (x.ndim - 2)).astype(x.dtype)
-        out[i] = x[i, lo] * (1 - w) + x[i, hi] * w
-    return np.moveaxis(out, 1, freq_axis)
-
-
-def valid_frames(x: np.ndarray, time_axis: int) -> int:
-    """Frames of one edge-padded input (no batch axis) before its padding: the padding
-    repeats the last real frame exactly, so it is the trailing run of identical frames."""
-    frames = np.moveaxis(x, time_axis, 0).reshape(x.shape[time_axis], -1)
-    same = np.all(frames == frames[-1], axis=1)
-    return len(same) - int(np.argmin(same[::-1])) + 1 if not same.all() else 1
-
-
-def random_crop(
-    x: np.ndarray, rng: np.random.Generator, time_axis: int, min_frames: int, prob: float,
-) -> np.ndarray:
-    """Replace each deep-model input of a batch, with probability `prob`, by a random
-    stretch of its utterance at least `min_frames` long, standardised again per channel
-    and edge-padded back to the input's length: what the model gets from a short call
-    turn or a partial sentence. `x` is a batch of cubes; `time_axis` counts the batch axis."""
-    if prob <= 0:
-        return x
-    x = x.copy()
-    frames = x.shape[time_axis]
-    for i in np.flatnonzero(rng.random(len(x)) < prob):
-        n = valid_frames(x[i], time_axis - 1)
-        if n <= min_frames:
-            continue
-        length = int(rng.integers(min_frames, n + 1))
-        start = int(rng.integers(0, n - length + 1))
-        crop = np.take(x[i], np.arange(start, start + length), axis=time_axis - 1)
-        crop = np.stack([standardize(crop[..., c]) for c in range(crop.shape[-1])], axis=-1)  # as `_unfixed`
-        pad = [(0, 0)] * crop.ndim
-        pad[time_axis - 1] = (0, frames - length)
-        x[i] = np.pad(crop, pad, mode="edge")
-    return x
-
-
-def balanced_pool(labels: np.ndarray) -> np.ndarray:
-    """Indices of one training pass in which each clip of a rarer class is repeated
-    (round(largest class / its class) times), so every class is seen about equally often."""
-    classes, counts = np.unique(labels, return_counts=True)
-    reps = dict(zip(classes, np.maximum(1, np.round(counts.max() / counts)).astype(int)))
-    return np.repeat(np.arange(len(labels)), [reps[c] for c in labels])
-
-
 class AugmentedBatches:
-    """Shuffled mini-batches with random crops, a frequency warp (VTLP), SpecAugment and
-    mixup; labels as one-hot dicts.
+    """Shuffled mini-batches with SpecAugment and mixup; labels as one-hot dicts.
 
     `views` are arrays aligned with `x` holding degraded versions of the same clips
-    (speed-perturbed, telephone channel): each example of a batch is taken from `x` or
+    (telephone channel, noise, codec): each example of a batch is taken from `x` or
     one of its views at random, so augmentation does not lengthen an epoch.
     Iterating yields batches forever, reshuffling after each pass (an endless
     generator avoids the per-epoch stall of `keras.utils.PyDataset`'s queue)."""
 
     def __init__(
         self, x: np.ndarray, y: Targets, cfg: TrainConfig, time_axis: int, freq_axis: int,
-        views: Sequence[np.ndarray] = (), crop_min_frames: int = 0,
+        views: Sequence[np.ndarray] = (),
     ):
         if any(v.shape != x.shape for v in views):
             raise ValueError("every view must have the shape of x")
-        self.x, self.y, self.cfg, self.views, self.crop_min_frames = x, y, cfg, list(views), crop_min_frames
+        self.x, self.y, self.cfg, self.views = x, y, cfg, list(views)
         self.axes = (time_axis, freq_axis)
         self.rng = np.random.default_rng(cfg.seed)
-        self.pool = balanced_pool(y.emotion) if cfg.balance_classes else np.arange(len(x))
-        self.order = self.rng.permutation(self.pool)
+        self.order = self.rng.permutation(len(x))
 
     def __len__(self) -> int:
-        return int(np.ceil(len(self.pool) / self.cfg.batch_size))
+        return int(np.ceil(len(self.x) / self.cfg.batch_size))
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         while True:
             yield from (self[i] for i in range(len(self)))
-            self.order = self.rng.permutation(self.pool)
+            self.order = self.rng.permutation(len(self.x))
 
     def __getitem__(self, i: int):
         c = self.cfg
@@ -144,8 +81,6 @@ class AugmentedBatches:
             for v, view in enumerate(self.views, start=1):
                 chosen = pick == v
                 x[chosen] = view[idx[chosen]]
-        x = random_crop(x, self.rng, self.axes[0], self.crop_min_frames, c.crop_prob)
-        x = freq_warp(x, self.rng, self.axes[1], c.freq_warp)
         x = spec_augment(x, self.rng, *self.axes, c.time_masks, c.freq_masks, c.max_mask_frac)
         emo = np.eye(len(EMOTIONS), dtype=np.float32)[self.y.emotion[idx]]
         inten = np.eye(len(INTENSITIES), dtype=np.float32)[self.y.intensity[idx]]
@@ -215,15 +150,10 @@ def fit(
 
     Returns the model and the per-epoch history (loss/accuracy for train and validation).
     """
-    if cfg.freq_warp and model_cfg.kind != "deep":
-        raise ValueError("freq_warp warps a frequency axis: the deep model's cube has one, MFCCs do not")
-    if cfg.crop_prob and model_cfg.kind != "deep":
-        raise ValueError("crop_prob re-standardises cube channels: the deep model's input only")
     keras.utils.set_random_seed(cfg.seed)
     model = build_model(model_cfg, feature_cfg)
     axes = (1, 2) if model_cfg.kind == "baseline" else (2, 1)  # (time, freq) axes
-    crop_min_frames = int(round(cfg.crop_min_s * feature_cfg.sample_rate / feature_cfg.hop_length))
-    batches = AugmentedBatches(x, y, cfg, *axes, views=views, crop_min_frames=crop_min_frames)
+    batches = AugmentedBatches(x, y, cfg, *axes, views=views)
     compile_model(model, cfg, len(batches))
     callbacks: list[keras.callbacks.Callback] = []
     validation_data = None

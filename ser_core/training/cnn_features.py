@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -46,25 +45,14 @@ def extract_corpus(
     n_jobs: int = -1,
     progress: bool = True,
     view: View = View(),
-    babble_of: Sequence[Sequence[str]] | None = None,
 ) -> CorpusFeatures:
-    """Features for many files, each taken in `view` (with `babble_of[i]`, the recordings
-    mixed under `paths[i]`, as its babble), in parallel, cached on disk by config, view and
-    file list. A file that cannot be used gets zero features and an entry in `errors`.
+    """Features for many files, each taken in `view`, in parallel, cached on disk by
+    config, view and file list. A file that cannot be used gets zero features and an
+    entry in `errors`.
     """
     paths = [str(p) for p in paths]
-    if view.babble_of:
-        raise ValueError("a corpus's babble talkers differ by file: pass them as babble_of")
-    babble_of = [tuple(str(v) for v in b) for b in babble_of] if babble_of is not None else [()] * len(paths)
-    if len(babble_of) != len(paths):
-        raise ValueError(f"babble_of has {len(babble_of)} entries for {len(paths)} paths")
-    # in the form of keys made before `room`, `noise`, `babble_of` and `codec` existed, so those hold
-    degradation = f"speed={view.speed}telephone={view.telephone}" + ("room=True" if view.room else "")
-    degradation += ("noise=True" if view.noise else "") + ("codec=True" if view.codec else "")
-    if any(babble_of):
-        degradation += "babble=" + "\n".join("|".join(b) for b in babble_of)
     key = hashlib.sha256(
-        (cfg.extraction_json() + degradation + "\n".join(f"{p}:{os.path.getsize(p)}" for p in paths)).encode()
+        (cfg.extraction_json() + repr(view) + "\n".join(f"{p}:{os.path.getsize(p)}" for p in paths)).encode()
     ).hexdigest()[:20]
     cache = Path(cache_dir or default_cache_dir()) / f"features-{key}.npz"
     if cache.exists():
@@ -72,7 +60,7 @@ def extract_corpus(
             errors = {int(i): str(r) for i, r in zip(z["error_index"], z["error_reason"])}
             return CorpusFeatures(z["mfcc"], z["cube"], errors)
     jobs = Parallel(n_jobs=n_jobs, batch_size=16, return_as="generator")(
-        delayed(_extract_or_error)(p, cfg, replace(view, babble_of=b)) for p, b in zip(paths, babble_of)
+        delayed(_extract_or_error)(p, cfg, view) for p in paths
     )
     mfccs = np.zeros((len(paths), *cfg.mfcc_shape), np.float32)
     cubes = np.zeros((len(paths), *cfg.cube_shape), np.float32)

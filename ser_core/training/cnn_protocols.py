@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..bundle import save_bundle
+from ..bundle import load_bundle, predict_files, save_bundle
 from ..config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
 from ..evaluation import write_evaluation
 from ..features import INPUT_TIME_AXIS, speaker_standardize
@@ -17,9 +17,9 @@ from ..labels import EMOTIONS, INTENSITIES
 from ..metrics import classification_metrics, summarize
 from ..models import input_name
 from ..plots import plot_curves
-from .cnn import Targets, fit, predict
+from .cnn import Targets, fit
 from .cnn_features import extract_corpus
-from .data import Split, all_split, babble_talkers, fold_splits, ravdess_manifest, seed_split
+from .data import Split, all_split, fold_splits, ravdess_manifest, seed_split
 from .views import View
 
 PROTOCOLS = ("folds", "seed-split", "all")
@@ -39,15 +39,11 @@ def targets(df: pd.DataFrame) -> Targets:
     )
 
 
-def training_views(train_cfg: TrainConfig, df: pd.DataFrame) -> list[dict[str, Any]]:
-    """The `extract_corpus` keyword arguments of each degraded view `train_cfg` trains on,
-    for the clips of `df`."""
-    views = [View(speed=f) for f in train_cfg.speed_perturb]
-    flags = {"telephone": train_cfg.telephone_augment, "room": train_cfg.room_augment,
-             "noise": train_cfg.noise_augment, "codec": train_cfg.codec_augment}
-    views += [View(**{flag: True}) for flag, on in flags.items() if on]
-    babble = [{"babble_of": babble_talkers(df, train_cfg.seed)}] if train_cfg.babble_augment else []
-    return [{"view": v} for v in views] + babble
+def training_views(train_cfg: TrainConfig) -> list[View]:
+    """The degraded views `train_cfg` trains on besides the clean one."""
+    flags = {"telephone": train_cfg.telephone_augment, "noise": train_cfg.noise_augment,
+             "codec": train_cfg.codec_augment}
+    return [View(**{flag: True}) for flag, on in flags.items() if on]
 
 
 def splits(df: pd.DataFrame, protocol: str, n_val: int, folds: list[int] | None = None) -> list[Split]:
@@ -62,15 +58,24 @@ def splits(df: pd.DataFrame, protocol: str, n_val: int, folds: list[int] | None 
     raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
 
 
-def _prediction_table(df: pd.DataFrame, split: Split, condition: str, emo: np.ndarray, inten: np.ndarray) -> pd.DataFrame:
-    pred = df.iloc[split.test][["path", "actor", "vocal_channel", "emotion", "intensity"]].rename(
-        columns={"emotion": "true", "intensity": "true_intensity"})
+def _prediction_table(df: pd.DataFrame, split: Split, bundle_dir: Path, telephone: bool) -> pd.DataFrame:
+    """The held-out clips of `split` scored by the split's saved bundle as `ser evaluate`
+    scores them (`predict_files`: windows over the whole utterance, averaged); a clip that
+    cannot be scored counts as wrong (`pred` empty)."""
+    test = df.iloc[split.test]
+    scored = predict_files(load_bundle(bundle_dir), list(test["path"]), telephone=telephone)
+    pred = test[["path", "actor", "vocal_channel", "emotion", "intensity"]].rename(
+        columns={"emotion": "true", "intensity": "true_intensity"}).reset_index(drop=True)
     pred.insert(0, "split", split.name)
-    pred.insert(1, "condition", condition)
-    pred["pred"] = [EMOTIONS[i] for i in emo.argmax(1)]
-    pred["pred_intensity"] = [INTENSITIES[i] for i in inten.argmax(1)]
-    for j, e in enumerate(EMOTIONS):
-        pred[f"p_{e}"] = emo[:, j]
+    pred.insert(1, "condition", "telephone" if telephone else "clean")
+    pred["pred"] = scored["label"].to_numpy()
+    pred["pred_intensity"] = scored["intensity"].to_numpy()
+    for e in EMOTIONS:
+        pred[f"p_{e}"] = scored[e].to_numpy()
+    unscored = scored["error"].notna().to_numpy()
+    if unscored.any():  # extraction read these clips; scoring must too
+        raise RuntimeError(f"{split.name}: {unscored.sum()} held-out clips could not be scored: "
+                           + "; ".join(scored["error"][unscored].head(3)))
     return pred
 
 
@@ -111,13 +116,13 @@ def run_protocol(
     verbose: int = 2,
     test_telephone: bool = False,
     resume: bool = False,
-    train_statements: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """Train and evaluate under `protocol`; write every report into `out_dir`.
 
-    Each held-out split's model is saved as a bundle in its folder; with
-    `test_telephone` it is also scored on the test clips passed through the telephone
-    channel (reported as the `telephone` group).
+    Each held-out split's model is saved as a bundle in its folder, and the held-out clips
+    are scored by that bundle as `ser evaluate` scores them (`predict_files`); with
+    `test_telephone` also through the telephone channel (`ser evaluate --telephone`,
+    reported as the `telephone` group).
 
     `folds` and `seed-split` hold actors out for testing (`folds` restricts which folds
     run); `all` trains on every clip (of the actors of `folds`, if given) for
@@ -125,24 +130,15 @@ def run_protocol(
 
     With `resume`, held-out splits already finished in `out_dir` by a run with the same
     configuration are read back instead of trained again (a 6-fold run can span sessions).
-
-    With `train_statements` (RAVDESS statement numbers), training and validation use only
-    the clips of those sentences while the held-out clips keep every sentence: the test
-    then holds sentences the model never heard (`ravdess_runs.py statements`).
     """
-    if train_cfg.babble_augment and protocol not in ("folds", "all"):
-        raise ValueError("babble_augment takes its talkers from each clip's fold: use --protocol folds or all")
     t0 = time.time()
     df = load_corpus(data_root, channels)
-    unknown = set(train_statements) - set(df["statement"])
-    if unknown:  # before anything is written or extracted
-        raise ValueError(f"no clips of statements {sorted(unknown)} to train on")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = {
         "feature_config": feature_cfg.to_dict(), "model_config": model_cfg.to_dict(),
         "train_config": train_cfg.to_dict(), "protocol": protocol, "channels": channels,
-        "test_telephone": test_telephone, **({"train_statements": list(train_statements)} if train_statements else {}),
+        "test_telephone": test_telephone,
     }
     config_file = out / "config.json"
     if resume and config_file.exists() and _config_differs(json.loads(config_file.read_text()), config):
@@ -160,23 +156,16 @@ def run_protocol(
         return speaker_standardize(x, speakers, time_axis) if feature_cfg.speaker_norm else x
 
     x_all = per_speaker(getattr(feats, name)[usable])
-    # degraded copies aligned with x_all: speed/telephone views for training, telephone test set
-    paths = list(df["path"])
-
-    def degraded(**how: Any) -> np.ndarray:
-        return per_speaker(getattr(extract_corpus(paths, feature_cfg, **how), name)[usable])
-
-    x_augmented = [degraded(**how) for how in training_views(train_cfg, df)]
-    x_telephone = degraded(view=View(telephone=True)) if test_telephone and protocol != "all" else None
+    # degraded training views, aligned with x_all
+    x_augmented = [per_speaker(getattr(extract_corpus(df["path"], feature_cfg, view=v), name)[usable])
+                   for v in training_views(train_cfg)]
     df = df.iloc[usable].reset_index(drop=True)
     y_all = targets(df)
     n_val = 0 if protocol == "all" else train_cfg.val_actors
     results: dict[str, Any] = {"protocol": protocol, "channels": channels, "model": model_cfg.kind,
                                "n_clips": len(df), "unusable_clips": len(feats.errors), "folds": {}}
     predictions = []
-    heard = df["statement"].isin(train_statements).to_numpy() if train_statements else np.ones(len(df), bool)
     for split in splits(df, protocol, n_val, folds):
-        split = split._replace(train=split.train[heard[split.train]], val=split.val[heard[split.val]])
         fold_dir = out / split.name
         if resume and (fold_dir / "fold.json").exists() and (fold_dir / "predictions.csv").exists():
             pred = pd.read_csv(fold_dir / "predictions.csv")
@@ -206,9 +195,8 @@ def run_protocol(
             continue
         save_bundle(fold_dir / "bundle", model, feature_cfg, model_cfg, train_cfg,
                     {"training_command": command, "test_actors": sorted(int(a) for a in set(df["actor"].iloc[split.test]))})
-        pred = _prediction_table(df, split, "clean", *predict(model, x_all[split.test]))
-        if x_telephone is not None:
-            pred = pd.concat([pred, _prediction_table(df, split, "telephone", *predict(model, x_telephone[split.test]))])
+        pred = pd.concat([_prediction_table(df, split, fold_dir / "bundle", telephone)
+                          for telephone in ((False, True) if test_telephone else (False,))], ignore_index=True)
         pred.to_csv(fold_dir / "predictions.csv", index=False)
         clean = pred[pred["condition"] == "clean"]
         write_evaluation(fold_dir, clean["true"].map(EMOTIONS.index), clean["pred"].map(EMOTIONS.index))

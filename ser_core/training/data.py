@@ -40,19 +40,6 @@ def ravdess_manifest(root: str | Path) -> pd.DataFrame:
     return df
 
 
-def babble_talkers(df: pd.DataFrame, seed: int = 0) -> list[tuple[str, ...]]:
-    """For each clip, one recording (speech where the manifest has any) of each other actor
-    of its fold: the talkers of a babble training view. Voices never cross a fold boundary,
-    so under the `folds` and `all` protocols no held-out actor is heard in training, not
-    even as background."""
-    pool = df[df["vocal_channel"] == "speech"] if (df["vocal_channel"] == "speech").any() else df
-    recordings = {a: sorted(g["path"]) for a, g in pool.groupby("actor")}
-    fold_of = dict(zip(df["actor"], df["fold"]))
-    mates = {a: [b for b in sorted(recordings) if b != a and fold_of[b] == fold_of[a]] for a in fold_of}
-    rng = np.random.default_rng(seed)
-    return [tuple(str(rng.choice(recordings[b])) for b in mates[a]) for a in df["actor"]]
-
-
 class Split(NamedTuple):
     name: str
     train: np.ndarray  # row positions into the manifest

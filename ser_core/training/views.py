@@ -1,5 +1,6 @@
-"""The degraded views a model trains on: speed perturbation, a room, background noise,
-babble, the telephone line, an MP3 codec; `View` chains them, seeded by each file's name.
+"""The degraded views a model trains on: background noise, the telephone line, an MP3
+codec (and a reverberant room, for robustness tests); `View` chains them, seeded by each
+file's name.
 
 Training and the robustness experiments use these; the product's only degradation is the
 telephone line of `ser evaluate --telephone` (`ser_core.audio.telephone_line`).
@@ -7,7 +8,6 @@ telephone line of `ser evaluate --telephone` (`ser_core.audio.telephone_line`).
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,13 +15,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import fftconvolve
 
-from ..audio import load_audio, load_preprocessed, name_seed, resample, telephone_channel
+from ..audio import load_preprocessed, name_seed, telephone_channel
 from ..config import FeatureConfig
-
-
-def speed_perturb(y: np.ndarray, sr: int, factor: float) -> np.ndarray:
-    """Play `factor` times faster (tempo and pitch both scale), as in Kaldi's speed perturbation."""
-    return y if factor == 1.0 else resample(y, int(round(sr * factor)), sr)
 
 
 def room_reverb(
@@ -72,48 +67,25 @@ def lossy_codec(y: np.ndarray, sr: int, seed: int = 0, levels: tuple[float, floa
     return np.pad(z[: y.size], (0, max(0, y.size - z.size)))
 
 
-def babble(n: int, voices: Sequence[np.ndarray], rng: np.random.Generator, talkers: int | None = None) -> np.ndarray:
-    """Babble of `talkers` of `voices` (all by default), each at equal RMS and looped to
-    `n` samples from a random start: the overlapping speech of a busy room."""
-    out = np.zeros(n, np.float64)
-    for i in rng.choice(len(voices), size=len(voices) if talkers is None else talkers, replace=False):
-        v = voices[i] / max(_rms(voices[i]), 1e-12)
-        out += np.roll(np.resize(v, n), -int(rng.integers(v.size)))
-    return out
-
-
-def babble_noise(y: np.ndarray, voices: Sequence[np.ndarray], seed: int = 0,
-                 snr_db: tuple[float, float] = (0.0, 20.0)) -> np.ndarray:
-    """`y` in the `babble` of all `voices`, at an SNR drawn from `snr_db` against the signal's RMS."""
-    rng = np.random.default_rng(seed)
-    return mix_at_snr(y, babble(y.size, voices, rng), rng.uniform(*snr_db))
-
-
 @dataclass(frozen=True)
 class View:
     """A degraded view of a recording, for training views and robustness tests. Its steps
-    run in this order: `speed_perturb`, a `room_reverb` room, `background_noise`, the
-    `babble_noise` of the recordings `babble_of` (other talkers), the `telephone_channel`,
+    run in this order: a `room_reverb` room, `background_noise`, the `telephone_channel`,
     an MP3 `lossy_codec`. Each is seeded by the file's name, so a file's view is the same
     in every run. `View()` is the recording as it is."""
 
-    speed: float = 1.0
     room: bool = False
     noise: bool = False
-    babble_of: tuple[str, ...] = ()
     telephone: bool = False
     codec: bool = False
 
     def apply(self, y: np.ndarray, sr: int, name: str) -> np.ndarray:
         """This view of `y`, a mono recording at `sr` named `name` (its seed)."""
         seed = name_seed(name)
-        y = speed_perturb(y, sr, self.speed)
         if self.room:
             y = room_reverb(y, sr, seed=seed)
         if self.noise:
             y = background_noise(y, sr, seed=seed)
-        if self.babble_of:
-            y = babble_noise(y, [load_audio(p, sr=sr, mono=True)[0] for p in self.babble_of], seed=seed)
         if self.telephone:
             y = telephone_channel(y, sr, seed=seed)
         if self.codec:
