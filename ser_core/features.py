@@ -78,26 +78,37 @@ def mel_spectrogram(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
 
 def mfcc(y: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     """MFCCs: (n_mfcc, frames), unfixed length."""
-    return librosa.feature.mfcc(
-        y=y, sr=cfg.sample_rate, n_mfcc=cfg.n_mfcc, n_fft=cfg.n_fft,
-        hop_length=cfg.hop_length, fmin=cfg.fmin, fmax=cfg.fmax, n_mels=128,
-    )
+    return _mfcc(_power_stft(y, cfg), cfg)
 
 
-def _unfixed(y: np.ndarray, cfg: FeatureConfig) -> Features:
-    """Both model inputs over the whole utterance (time last), standardised per utterance."""
+def _mfcc(power: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """MFCCs of a power STFT: the DCT of its 128-band log-mel spectrum (as `librosa.feature.mfcc`)."""
+    mel = librosa.feature.melspectrogram(S=power, sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=128,
+                                         fmin=cfg.fmin, fmax=cfg.fmax)
+    return librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=cfg.n_mfcc)
+
+
+def _unfixed(y: np.ndarray, cfg: FeatureConfig, names: tuple[str, ...] = ("mfcc", "cube")) -> dict[str, np.ndarray]:
+    """The model inputs `names` over the whole utterance (time last), standardised per
+    utterance, from one STFT."""
     power = _power_stft(y, cfg)
-    mel = _mel_power(power, cfg)
-    channels = [
-        _spectrogram(power, cfg),
-        _mel_filterbank(mel),
-        librosa.power_to_db(mel, ref=np.max, amin=_EPS, top_db=80.0),
-    ]
-    m = mfcc(y, cfg)
-    if cfg.standardize:
-        channels = [standardize(c) for c in channels]
-        m = (m - m.mean(axis=1, keepdims=True)) / (m.std(axis=1, keepdims=True) + 1e-5)
-    return Features(mfcc=m, cube=np.stack(channels, axis=-2))
+    out = {}
+    if "cube" in names:
+        mel = _mel_power(power, cfg)
+        channels = [
+            _spectrogram(power, cfg),
+            _mel_filterbank(mel),
+            librosa.power_to_db(mel, ref=np.max, amin=_EPS, top_db=80.0),
+        ]
+        if cfg.standardize:
+            channels = [standardize(c) for c in channels]
+        out["cube"] = np.stack(channels, axis=-2)
+    if "mfcc" in names:
+        m = _mfcc(power, cfg)
+        if cfg.standardize:
+            m = (m - m.mean(axis=1, keepdims=True)) / (m.std(axis=1, keepdims=True) + 1e-5)
+        out["mfcc"] = m
+    return out
 
 
 def _frames(name: str, cfg: FeatureConfig) -> int:
@@ -117,7 +128,7 @@ def extract(y: np.ndarray, cfg: FeatureConfig) -> Features:
     """Both model inputs from a preprocessed waveform, each fixed to its frame count
     (the utterance's first frames; shorter ones edge-padded)."""
     full = _unfixed(y, cfg)
-    return Features(mfcc=_window(full.mfcc, "mfcc", 0, cfg), cube=_window(full.cube, "cube", 0, cfg))
+    return Features(mfcc=_window(full["mfcc"], "mfcc", 0, cfg), cube=_window(full["cube"], "cube", 0, cfg))
 
 
 def window_starts(n_frames: int, window: int, overlap: float = 0.5) -> list[int]:
@@ -134,7 +145,7 @@ def extract_windows(y: np.ndarray, cfg: FeatureConfig, name: str, overlap: float
     batch axis first: the model's fixed-length input slid over the utterance instead of
     cropping it. Features are computed over the whole utterance, so an utterance that
     fits one window gives exactly `extract`'s input."""
-    full = getattr(_unfixed(y, cfg), name)
+    full = _unfixed(y, cfg, (name,))[name]
     starts = window_starts(full.shape[-1], _frames(name, cfg), overlap)
     return np.stack([_window(full, name, s, cfg) for s in starts])
 

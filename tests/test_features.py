@@ -25,6 +25,17 @@ def test_fix_frames_edge_pads_and_crops():
     np.testing.assert_array_equal(F.fix_frames(x, 2), x[:, :2])
 
 
+def test_mfcc_from_the_shared_stft_is_librosas_mfcc_of_the_waveform(cfg, y):
+    import librosa
+
+    reference = librosa.feature.mfcc(y=y, sr=cfg.sample_rate, n_mfcc=cfg.n_mfcc, n_fft=cfg.n_fft,
+                                     hop_length=cfg.hop_length, fmin=cfg.fmin, fmax=cfg.fmax, n_mels=128)
+    np.testing.assert_allclose(F.mfcc(y, cfg), reference, atol=1e-4)
+    # one input alone is the same as both computed together
+    np.testing.assert_array_equal(F.extract_windows(y, cfg, "mfcc")[0], F.extract(y, cfg).mfcc)
+    np.testing.assert_array_equal(F.extract_windows(y, cfg, "cube")[0], F.extract(y, cfg).cube)
+
+
 def test_each_representation_shape(cfg, y):
     frames = 1 + y.size // cfg.hop_length
     assert F.mfcc(y, cfg).shape == (40, frames)
