@@ -521,8 +521,6 @@ def build(p: beam.Pipeline, opts: ScoreCallsOptions, staging: str, refs: Sequenc
         | "SegmentAndTrim" >> beam.ParDo(SegmentAndTrimFn(seg_cfg, feature_cfg)).with_outputs(
             SegmentAndTrimFn.CALLS, SegmentAndTrimFn.ERRORS, main="segments")
     )
-    if feature_cfg.speaker_norm:
-        raise UsageError("bundles trained with speaker_norm are not served by the job")
     segments = (
         split.segments
         | "ExtractFeatures" >> ExtractFeatures(inputs)

@@ -28,7 +28,7 @@ from .audio import HIGH_BAND_HZ, AudioError, is_wideband, load_preprocessed, tel
 from .config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
 from .encoder import sha256_file
 from .encoder_bundle import EncoderBundle, EncoderInputs, is_encoder_bundle, load_encoder_bundle, read_encoder_inputs
-from .features import INPUT_TIME_AXIS, extract_windows, speaker_standardize
+from .features import extract_windows
 from .labels import EMOTIONS, INTENSITIES, valence_arousal
 from .models import input_name
 
@@ -211,8 +211,8 @@ def load_bundle(spec: str | Path) -> Bundle | EncoderBundle:
 
 def _check_companion(meta: dict[str, Any], companion: dict[str, Any]) -> None:
     """A wideband companion must be the one recorded in the bundle, read the bundle's
-    preprocessed waveform in the same windows, with the same labels, on its own (no speaker
-    statistics), and have no companion itself."""
+    preprocessed waveform in the same windows, with the same labels, and have no companion
+    itself."""
     recorded = meta.get(WIDEBAND_DIR, {}).get("sha256", companion["sha256"])
     if recorded != companion["sha256"]:
         raise BundleError(f"the wideband companion is not the one recorded in the bundle's {META_FILE}")
@@ -222,8 +222,6 @@ def _check_companion(meta: dict[str, Any], companion: dict[str, Any]) -> None:
         raise BundleError(f"the wideband companion differs from its bundle in {', '.join(differing)}")
     if (meta["labels"], meta["intensities"]) != (companion["labels"], companion["intensities"]):
         raise BundleError("the wideband companion has other labels than its bundle")
-    if own.speaker_norm or other.speaker_norm:
-        raise BundleError("a bundle with a wideband companion cannot standardise per speaker")
     if WIDEBAND_DIR in companion:
         raise BundleError("a wideband companion cannot carry a companion itself")
     if own.sample_rate < 2 * HIGH_BAND_HZ[1]:
@@ -263,7 +261,6 @@ def _score_files_encoder(bundle: EncoderBundle, paths: Sequence[str | Path], tel
 
 def predict_files(
     bundle: Bundle | EncoderBundle, paths: Sequence[str | Path], telephone: bool = False,
-    speakers: Sequence[Any] | None = None,
 ) -> pd.DataFrame:
     """One row per file: class probabilities (columns named by class), top label,
     confidence, intensity, valence, arousal, the seconds of sound scored after trimming
@@ -275,13 +272,11 @@ def predict_files(
     fixed-length input slides over it (`extract_windows`, half-overlapping windows) and the
     windows' probabilities are averaged (with a wideband companion, over both networks
     where the audio is wideband).
-    With `telephone`, each file first goes through the simulated telephone
-    channel. `speakers` (one id per file) groups the files whose statistics a bundle
-    trained with `speaker_norm` standardises together; without it each file is its own group."""
+    With `telephone`, each file first goes through the simulated telephone channel."""
     if isinstance(bundle, EncoderBundle):
         ok, emo, inten, n, seconds, errors = _score_files_encoder(bundle, paths, telephone)
     else:
-        ok, emo, inten, n, seconds, errors = _score_files_cnn(bundle, paths, telephone, speakers)
+        ok, emo, inten, n, seconds, errors = _score_files_cnn(bundle, paths, telephone)
     df = pd.DataFrame({"path": [str(p) for p in paths]})
     df = df.join(pd.DataFrame(emo, columns=list(bundle.labels), index=ok))
     df["label"] = pd.Series([bundle.labels[j] for j in emo.argmax(axis=1)], index=ok, dtype=object)
@@ -296,7 +291,7 @@ def predict_files(
     return df
 
 
-def _score_files_cnn(bundle: Bundle, paths: Sequence[str | Path], telephone: bool, speakers: Sequence[Any] | None):
+def _score_files_cnn(bundle: Bundle, paths: Sequence[str | Path], telephone: bool):
     """Per file: emotion and intensity averaged over the CNN's windows (`extract_windows`)."""
     cfg, inputs = bundle.feature_config, bundle.inputs
     windows: list[Routed] = []
@@ -313,10 +308,6 @@ def _score_files_cnn(bundle: Bundle, paths: Sequence[str | Path], telephone: boo
             seconds[i] = y.size / cfg.sample_rate
         except AudioError as exc:
             errors[i] = f"{exc.code}: {exc}"
-    if windows and cfg.speaker_norm:  # never with a companion (`_check_companion`): one network
-        groups = np.asarray(speakers if speakers is not None else range(len(paths)))[owner]
-        x = speaker_standardize(np.stack([w[0] for w in windows]), groups, 1 + INPUT_TIME_AXIS[inputs.networks[0][1]])
-        windows = [(v,) for v in x]
     emo_w, inten_w = bundle.predict_routed(windows)
     ok, file_of_window, n = np.unique(np.asarray(owner, dtype=np.int64), return_inverse=True, return_counts=True)
     emo, inten = (np.zeros((len(ok), w.shape[1]), np.float32) for w in (emo_w, inten_w))

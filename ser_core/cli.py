@@ -28,10 +28,13 @@ def _config(cls, path: str | None, overrides: list[str], base=None):
 
 
 def cmd_plot(args) -> int:
+    from .bundle import read_bundle_inputs
+    from .encoder_bundle import EncoderInputs
     from .plots import plot_audio
 
-    cfg = _config(FeatureConfig, args.feature_config, args.feature)
-    for p in plot_audio(args.audio, args.out, cfg):
+    inputs, _ = read_bundle_inputs(args.model)
+    cfg = _config(FeatureConfig, args.feature_config, args.feature, base=inputs.feature_config)
+    for p in plot_audio(args.audio, args.out, cfg, encoder=isinstance(inputs, EncoderInputs)):
         print(p)
     return 0
 
@@ -88,11 +91,6 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _speakers(manifest):
-    """The manifest's optional `speaker` column (who speaks in each file), else None."""
-    return list(manifest["speaker"]) if "speaker" in manifest.columns else None
-
-
 def cmd_evaluate(args) -> int:
     from .bundle import load_bundle, predict_files
     from .evaluation import read_labelled_manifest, write_evaluation
@@ -106,7 +104,7 @@ def cmd_evaluate(args) -> int:
     if unknown:
         sys.exit(f"--classes: unknown classes {unknown}; expected some of {list(EMOTIONS)}")
     bundle = load_bundle(args.model)
-    pred = predict_files(bundle, df["path"], telephone=args.telephone, speakers=_speakers(df))
+    pred = predict_files(bundle, df["path"], telephone=args.telephone)
     ok = pred["error"].isna().to_numpy()
     if args.classes:  # the top class among those the test set can have
         pred.loc[ok, "label"] = pred.loc[ok, classes].idxmax(axis=1)
@@ -126,7 +124,7 @@ def cmd_predict(args) -> int:
     paths = list(df["path"]) if df is not None else args.files
     if not paths:
         sys.exit("give audio files or --manifest")
-    pred = predict_files(load_bundle(args.model), paths, speakers=_speakers(df) if df is not None else None)
+    pred = predict_files(load_bundle(args.model), paths)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     pred.to_csv(args.out, index=False)
     print(f"{len(pred)} rows ({pred['error'].notna().sum()} unusable) -> {args.out}")
@@ -169,12 +167,19 @@ def cmd_report(args) -> int:
 
     from .plots import plot_call_timeline
 
-    segments = pd.read_parquet(Path(args.output) / "segments", filters=[("call_id", "==", args.call)])
-    if args.date:
-        segments = segments[segments["date"].astype(str) == args.date]
+    def rows(table: str) -> pd.DataFrame:
+        df = pd.read_parquet(Path(args.output) / table, filters=[("call_id", "==", args.call)])
+        return df[df["date"].astype(str) == args.date] if args.date else df
+
+    segments = rows("segments")
     if segments.empty:
         sys.exit(f"no segments for call {args.call!r} in {args.output}/segments")
-    print(plot_call_timeline(segments, args.out, title=f"call {args.call}"))
+    dates = sorted(segments["date"].astype(str).unique())
+    if len(dates) > 1:
+        sys.exit(f"call {args.call!r} was scored on several dates ({', '.join(dates)}): pass --date")
+    calls = rows("calls")
+    call = {**calls.iloc[0].to_dict(), "date": dates[0]} if len(calls) else {"date": dates[0]}
+    print(plot_call_timeline(segments, args.out, title=f"call {args.call}", call=call))
     return 0
 
 
@@ -189,8 +194,11 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="ser", description="Speech emotion recognition toolkit.")
     sub = ap.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("plot", help="figures of the four representations of one file")
+    p = sub.add_parser("plot", help="figures of one file as a bundle reads it")
     p.add_argument("audio")
+    p.add_argument("--model", default="default",
+                   help="bundle whose preprocessing and input are shown: 'default' (Whisper log-mel), 'cnn' "
+                        "(the four representations) or a bundle directory")
     p.add_argument("--out", required=True, help="output directory for PNG files")
     _add_config_args(p, "feature")
     p.set_defaults(func=cmd_plot)
@@ -222,8 +230,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a labelled manifest (path,label) with a bundle")
     p.add_argument("--model", default="default", help="bundle directory or 'default'")
-    p.add_argument("--manifest", required=True,
-                   help="CSV with path and label columns, and optionally speaker (for speaker-normalised bundles)")
+    p.add_argument("--manifest", required=True, help="CSV with path and label columns")
     p.add_argument("--out", required=True)
     p.add_argument("--telephone", action="store_true",
                    help="pass every file through the simulated telephone channel first (robustness check)")
@@ -233,7 +240,7 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="class probabilities per file")
     p.add_argument("--model", default="default", help="bundle directory or 'default'")
-    p.add_argument("--manifest", help="CSV with a path column, and optionally speaker (for speaker-normalised bundles)")
+    p.add_argument("--manifest", help="CSV with a path column")
     p.add_argument("files", nargs="*")
     p.add_argument("--out", required=True, help="output CSV")
     p.set_defaults(func=cmd_predict)
@@ -252,7 +259,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="picture of one call's emotion timeline from the job's output")
     p.add_argument("--output", required=True, help="the Beam job's output folder")
     p.add_argument("--call", required=True, help="call_id")
-    p.add_argument("--date", help="partition date (default: all dates)")
+    p.add_argument("--date", help="partition date (needed when the call was scored on several dates)")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.set_defaults(func=cmd_report)
 

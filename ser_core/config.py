@@ -67,6 +67,7 @@ class FeatureConfig(_JsonConfig):
     """
 
     ADDED_LATER: ClassVar[dict[str, Any]] = {"trim_noise_margin_db": 0.0, "spectrogram_fmax": None}
+    REMOVED: ClassVar[dict[str, Any]] = {"speaker_norm": False}
 
     sample_rate: int = 16000
     trim_db: float = 30.0           # silence threshold below the loudest frame
@@ -86,7 +87,6 @@ class FeatureConfig(_JsonConfig):
     frames: int = 128               # columns of every cube channel
     pad_mode: str = "edge"
     standardize: bool = True        # per-utterance, per-channel zero mean / unit variance
-    speaker_norm: bool = False      # then per speaker: each band standardised over all the speaker's audio
 
     def __post_init__(self) -> None:
         if self.normalize not in ("peak", "rms", "none"):
@@ -103,11 +103,11 @@ class FeatureConfig(_JsonConfig):
                              f"for {self.n_mels} rows: raise it, or lower n_mels")
 
     def extraction_json(self) -> str:
-        """JSON of the fields that shape one file's features (`speaker_norm` is applied
-        afterwards, across files): the key of the feature cache. Fields added later are left
-        out at the values they had before they existed, so caches written before them stay valid."""
+        """JSON of the fields that shape one file's features: the key of the feature cache.
+        Fields added later are left out at the values they had before they existed, so caches
+        written before them stay valid."""
         fields = {k: v for k, v in self.to_dict().items()
-                  if k != "speaker_norm" and not (k in self.ADDED_LATER and v == self.ADDED_LATER[k])}
+                  if not (k in self.ADDED_LATER and v == self.ADDED_LATER[k])}
         return json.dumps(fields, sort_keys=True, indent=2)
 
     @property

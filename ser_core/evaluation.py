@@ -14,7 +14,7 @@ from .metrics import classification_metrics, report_text
 
 
 def read_labelled_manifest(csv: str | Path) -> pd.DataFrame:
-    """A `path[,label][,speaker]` CSV; relative paths are taken relative to the CSV's folder.
+    """A `path[,label]` CSV (other columns are kept); relative paths are taken relative to the CSV's folder.
     A corpus manifest (RAVDESS's, CREMA-D's) reads as one: its `emotion` column is the label."""
     csv = Path(csv)
     df = pd.read_csv(csv)

@@ -148,23 +148,3 @@ def extract_windows(y: np.ndarray, cfg: FeatureConfig, name: str, overlap: float
     full = _unfixed(y, cfg, (name,))[name]
     starts = window_starts(full.shape[-1], _frames(name, cfg), overlap)
     return np.stack([_window(full, name, s, cfg) for s in starts])
-
-
-# time axis of one model input (a `Features` field, no batch axis)
-INPUT_TIME_AXIS = {"mfcc": 0, "cube": 1}
-
-
-def standardize_bands(x: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
-    """Apply per-band statistics (shaped to broadcast over time)."""
-    return (x - mean) / (sd + 1e-5)
-
-
-def speaker_standardize(x: np.ndarray, speakers: np.ndarray, time_axis: int) -> np.ndarray:
-    """Standardise a batch of features per speaker: each band (every axis but the batch and
-    time axes) to zero mean and unit variance over all of that speaker's clips and frames."""
-    out = np.empty_like(x)
-    for s in np.unique(speakers):
-        m = speakers == s
-        out[m] = standardize_bands(x[m], x[m].mean(axis=(0, time_axis), keepdims=True),
-                                   x[m].std(axis=(0, time_axis), keepdims=True))
-    return out

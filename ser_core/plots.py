@@ -25,8 +25,46 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_audio(path: str | Path, out_dir: str | Path, cfg: FeatureConfig) -> list[Path]:
-    """Waveform with the trimmed region marked, and the four representations (unfixed length)."""
+def _image(data: np.ndarray, path: Path, *, title: str, unit: str, sr: int, hop_length: int, y_axis: str | None = None,
+           extent_hz: tuple[float, float] | None = None, ylabel: str | None = None, **mel) -> Path:
+    """One time-frequency (or time-coefficient) image with a labelled colour bar."""
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    if extent_hz is not None:  # equal-width linear bands over [lo, hi] Hz
+        seconds = data.shape[1] * hop_length / sr
+        img = ax.imshow(data, origin="lower", aspect="auto", extent=(0, seconds, *extent_hz), cmap="magma")
+        ax.set(xlabel="Time (s)", ylabel="Frequency (Hz)")
+    else:
+        img = librosa.display.specshow(data, sr=sr, hop_length=hop_length, x_axis="s", y_axis=y_axis, ax=ax, **mel)
+        ax.set(xlabel="Time (s)")
+        if ylabel:
+            ax.set(ylabel=ylabel)
+    fig.colorbar(img, ax=ax).set_label(unit)
+    ax.set(title=title)
+    return _save(fig, path)
+
+
+def plot_audio(path: str | Path, out_dir: str | Path, cfg: FeatureConfig, *, encoder: bool = False) -> list[Path]:
+    """The waveform with the part the model scores marked, then what the model reads.
+
+    Parameters
+    ----------
+    path : str or Path
+        An audio file.
+    out_dir : str or Path
+        Folder for the PNG files.
+    cfg : FeatureConfig
+        The bundle's preprocessing (`bundle.json`): trim, level, rate, and for a CNN its
+        feature settings.
+    encoder : bool
+        True for an encoder bundle: the encoder's input, Whisper's log-mel spectrogram
+        (``whisper_log_mel.png``). False for a CNN bundle: its four representations
+        (``mfcc.png``, ``spectrogram.png``, ``mel_filterbank.png``, ``mel_spectrogram.png``).
+
+    Returns
+    -------
+    list of Path
+        The figures written, ``waveform.png`` first.
+    """
     out_dir = Path(out_dir)
     raw, sr = load_audio(path, mono=True)
     raw = resample(raw, sr, cfg.sample_rate)
@@ -35,23 +73,34 @@ def plot_audio(path: str | Path, out_dir: str | Path, cfg: FeatureConfig) -> lis
     fig, ax = plt.subplots(figsize=(10, 2.5))
     ax.plot(t, raw, lw=0.5)
     ax.axvspan(start / cfg.sample_rate, end / cfg.sample_rate, color="tab:orange", alpha=0.25,
-               label=f"kept (trim at {cfg.trim_db:g} dB)")
-    ax.set(xlabel="time (s)", ylabel="amplitude", title=Path(path).name)
+               label=f"scored (trim at {cfg.trim_db:g} dB below the peak)")
+    ax.set(xlabel="Time (s)", ylabel="Amplitude (full scale = 1)", title=Path(path).name)
     ax.legend(loc="upper right")
     outputs = [_save(fig, out_dir / "waveform.png")]
     y = preprocess(raw, cfg.sample_rate, cfg)
-    reps = {
-        "mfcc": (mfcc(y, cfg), f"MFCC ({cfg.n_mfcc} coefficients)"),
-        "spectrogram": (spectrogram(y, cfg), "spectrogram (dB, linear bands)"),
-        "mel_filterbank": (mel_filterbank(y, cfg), "mel filterbank (log energy, band mean removed)"),
-        "mel_spectrogram": (mel_spectrogram(y, cfg), "mel spectrogram (dB)"),
-    }
-    for name, (data, title) in reps.items():
-        fig, ax = plt.subplots(figsize=(8, 3.5))
-        img = librosa.display.specshow(data, sr=cfg.sample_rate, hop_length=cfg.hop_length, x_axis="time", ax=ax)
-        fig.colorbar(img, ax=ax)
-        ax.set(title=title, ylabel="coefficient" if name == "mfcc" else "band")
-        outputs.append(_save(fig, out_dir / f"{name}.png"))
+    sr, hop = cfg.sample_rate, cfg.hop_length
+    if encoder:
+        from .encoder import HOP, SAMPLE_RATE, log_mel  # the encoder's own front end
+
+        y = resample(y, sr, SAMPLE_RATE)
+        outputs.append(_image(log_mel(y).T, out_dir / "whisper_log_mel.png", sr=SAMPLE_RATE, hop_length=HOP,
+                              y_axis="mel", fmin=0.0, fmax=SAMPLE_RATE / 2,
+                              title="Encoder input: Whisper log-mel spectrogram (80 bands, 25 ms / 10 ms)",
+                              unit="(log10 power, floored 8 below the max, + 4) / 4"))
+        return outputs
+    lo, hi = cfg.spectrogram_bins
+    hz = sr / cfg.n_fft
+    mel = {"y_axis": "mel", "fmin": cfg.fmin, "fmax": cfg.fmax or sr / 2}
+    outputs += [
+        _image(mfcc(y, cfg), out_dir / "mfcc.png", sr=sr, hop_length=hop, ylabel="MFCC coefficient index",
+               title=f"MFCC ({cfg.n_mfcc} coefficients of a 128-band log-mel spectrum)", unit="Cepstral value (dB)"),
+        _image(spectrogram(y, cfg), out_dir / "spectrogram.png", sr=sr, hop_length=hop, extent_hz=(lo * hz, hi * hz),
+               title=f"Spectrogram ({cfg.n_mels} linear bands)", unit="Power (dB re. utterance max)"),
+        _image(mel_filterbank(y, cfg), out_dir / "mel_filterbank.png", sr=sr, hop_length=hop, **mel,
+               title=f"Mel filterbank ({cfg.n_mels} bands, band mean removed)", unit="Log energy - band mean (ln)"),
+        _image(mel_spectrogram(y, cfg), out_dir / "mel_spectrogram.png", sr=sr, hop_length=hop, **mel,
+               title=f"Mel spectrogram ({cfg.n_mels} bands)", unit="Power (dB re. utterance max)"),
+    ]
     return outputs
 
 
@@ -92,12 +141,24 @@ EMOTION_COLORS = {
 }
 
 
-def plot_call_timeline(segments: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+def plot_call_timeline(segments: pd.DataFrame, path: str | Path, title: str = "", call: dict | None = None) -> Path:
     """One call's emotion timeline: a lane per role with segments coloured by the top
-    emotion (opacity = confidence), and each role's valence over time underneath."""
+    emotion (opacity = confidence), and each role's valence over time underneath.
+
+    Parameters
+    ----------
+    segments : DataFrame
+        The call's rows of the job's `segments` table.
+    path : str or Path
+        PNG file to write.
+    title : str
+        Figure title (default: "emotion timeline").
+    call : dict, optional
+        The call's row of the `calls` table: its date and satisfaction proxy go in the title.
+    """
     roles = [r for r in ("agent", "customer", "mixed") if r in set(segments["role"])] or sorted(set(segments["role"]))
     fig, (lanes, val) = plt.subplots(2, 1, figsize=(12, 1.2 + 1.1 * len(roles) + 2.2), sharex=True,
-                                     gridspec_kw={"height_ratios": [len(roles), 2]})
+                                     gridspec_kw={"height_ratios": [len(roles), 2], "hspace": 0.55})
     for i, role in enumerate(roles):
         rows = segments[segments["role"] == role].sort_values("start_s")
         for _, r in rows.iterrows():
@@ -107,10 +168,18 @@ def plot_call_timeline(segments: pd.DataFrame, path: str | Path, title: str = ""
         val.plot(mid, rows["valence"], marker="o", ms=3, label=role)
     lanes.set_yticks(range(len(roles)), roles)
     lanes.invert_yaxis()
-    lanes.set_title(title or "emotion timeline")
+    details = []
+    if call is not None:
+        if call.get("date") is not None:
+            details.append(f"date {call['date']}")
+        sat = call.get("satisfaction_proxy")
+        details.append("satisfaction proxy " + ("n/a (mono call)" if sat is None or pd.isna(sat) else f"{sat:.2f} (0-1)"))
+    lanes.set_title((title or "emotion timeline") + (" — " + ", ".join(details) if details else ""))
     handles = [Patch(color=c, label=e) for e, c in EMOTION_COLORS.items()]
-    lanes.legend(handles=handles, ncol=8, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.05), frameon=False)
+    lanes.legend(handles=handles, ncol=8, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.05), frameon=False,
+                 title="colour: the segment's top emotion; shading: its confidence (faint = low, solid = high)",
+                 title_fontsize=7)
     val.axhline(0, color="grey", lw=0.5)
-    val.set(ylim=(-1, 1), ylabel="valence", xlabel="time in call (s)")
+    val.set(ylim=(-1, 1), ylabel="valence (-1 negative, +1 positive)", xlabel="Time in call (s)")
     val.legend(fontsize=8)
     return _save(fig, Path(path))

@@ -95,3 +95,27 @@ def test_mono_call_customer_is_mixed_and_no_speech_gives_nulls():
     row = summarize_call("m", "/m.wav", CallInfo(3.0, 16000, 1), [], {0: np.zeros((0, 2))}, ("agent", "customer"), "x", "1.0")
     assert row["customer_role"] is None and row["silence_s"] == pytest.approx(3.0)
     assert row["customer_dominant_emotion"] is None and row["satisfaction_proxy"] is None
+
+
+def test_report_titles_the_timeline_with_the_calls_date_and_satisfaction_and_explains_the_shading(
+        example_calls_output, tmp_path, monkeypatch):
+    import matplotlib.figure
+    import pandas as pd
+
+    from ser_core.cli import main
+
+    out, _ = example_calls_output
+    call = pd.read_parquet(out / "calls").iloc[0]
+    texts = []
+    original = matplotlib.figure.Figure.savefig
+
+    def savefig(fig, *a, **k):
+        texts.extend([fig.axes[0].get_title(), fig.axes[0].get_legend().get_title().get_text()])
+        return original(fig, *a, **k)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    png = tmp_path / "call.png"
+    assert main(["report", "--output", str(out), "--call", call["call_id"], "--out", str(png)]) == 0
+    assert png.stat().st_size > 5000
+    assert f"date {call['date']}" in texts[0] and f"satisfaction proxy {call['satisfaction_proxy']:.2f}" in texts[0]
+    assert any("shading" in t and "confidence" in t for t in texts[1:])

@@ -220,11 +220,28 @@ def test_predict_rows_per_file_with_errors(trained_bundle, labelled_csv, tmp_pat
     assert len(pd.read_csv(out2)) == 10
 
 
-def test_plot_writes_the_figures(labelled_csv, tmp_path):
+def test_plot_shows_what_each_bundle_reads_with_labelled_axes(labelled_csv, tmp_path, monkeypatch):
+    import matplotlib.figure
+
     audio = pd.read_csv(labelled_csv)["path"][0]
-    assert main(["plot", audio, "--out", str(tmp_path)]) == 0
+    seen = []  # (axes labels, colour-bar label) of every image saved
+    original = matplotlib.figure.Figure.savefig
+
+    def savefig(fig, *a, **k):
+        main_ax, *bars = fig.axes
+        seen.append((main_ax.get_xlabel(), main_ax.get_ylabel(), bars[0].get_ylabel() if bars else None))
+        return original(fig, *a, **k)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    assert main(["plot", audio, "--model", "cnn", "--out", str(tmp_path / "cnn")]) == 0
     for name in ("waveform", "mfcc", "spectrogram", "mel_filterbank", "mel_spectrogram"):
-        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+        assert (tmp_path / "cnn" / f"{name}.png").stat().st_size > 1000
+    assert main(["plot", audio, "--out", str(tmp_path / "default")]) == 0
+    assert sorted(p.name for p in (tmp_path / "default").iterdir()) == ["waveform.png", "whisper_log_mel.png"]
+    assert seen[0][:2] == ("Time (s)", "Amplitude (full scale = 1)")
+    for xlabel, ylabel, bar in seen[1:5] + seen[6:]:
+        assert xlabel == "Time (s)" and ylabel and bar  # every image: time, a frequency or coefficient axis, a unit
+    assert [s[1] for s in seen[1:5]] == ["MFCC coefficient index", "Frequency (Hz)", "Hz", "Hz"]
 
 
 def test_attach_cv_records_matching_runs_only(trained_bundle, tiny_data, tmp_path):
@@ -254,7 +271,7 @@ def test_resume_keeps_finished_splits_and_refuses_another_config(tiny_data, tmp_
     assert main([*args, "--folds", "1"]) == 0
     first = (out / "fold_1" / "bundle" / "model.keras").stat().st_mtime_ns
     saved = json.loads((out / "config.json").read_text())
-    del saved["feature_config"]["speaker_norm"]  # as written before that field existed: still the same config
+    saved["feature_config"]["speaker_norm"] = False  # as written when that option existed: still the same config
     (out / "config.json").write_text(json.dumps(saved))
     fold_json = out / "fold_1" / "fold.json"
     scored = json.loads(fold_json.read_text())
@@ -270,31 +287,6 @@ def test_resume_keeps_finished_splits_and_refuses_another_config(tiny_data, tmp_
     assert "resumed run" in (out / "report.md").read_text()
     with pytest.raises(ValueError, match="another configuration"):
         main([*args, "--resume", "--train", "epochs=3"])
-
-
-def test_predict_standardises_per_speaker_for_speaker_normalised_bundles(labelled_csv, tmp_path):
-    from ser_core.bundle import save_bundle
-    from ser_core.config import FeatureConfig, ModelConfig
-    from ser_core.features import speaker_standardize
-    from ser_core.training.cnn_features import extract_file
-    from ser_core.models import build_model
-
-    fcfg = FeatureConfig(n_mels=24, frames=256, mfcc_frames=40, speaker_norm=True)  # one window per clip
-    mcfg = ModelConfig(filters=(8, 16), dense_units=16)
-    bundle = load_bundle(save_bundle(tmp_path / "b", build_model(mcfg, fcfg), fcfg, mcfg, TrainConfig(), {}))
-    paths = list(pd.read_csv(labelled_csv)["path"])[:6]
-    speakers = ["x", "x", "x", "y", "y", "y"]
-    cubes = np.stack([extract_file(p, fcfg).cube for p in paths])
-    expected, _ = bundle.predict_inputs(speaker_standardize(cubes, np.array(speakers), time_axis=2))
-    grouped = predict_files(bundle, paths, speakers=speakers)
-    np.testing.assert_allclose(grouped[list(EMOTIONS)].to_numpy(), expected, atol=1e-5)
-    alone = predict_files(bundle, paths)  # no speakers: each file standardised by itself
-    assert not np.allclose(alone[list(EMOTIONS)].to_numpy(), expected, atol=1e-3)
-    # through the CLI: the manifest's speaker column
-    csv = tmp_path / "m.csv"
-    pd.DataFrame({"path": paths, "speaker": speakers}).to_csv(csv, index=False)
-    assert main(["predict", "--model", str(tmp_path / "b"), "--manifest", str(csv), "--out", str(tmp_path / "p.csv")]) == 0
-    np.testing.assert_allclose(pd.read_csv(tmp_path / "p.csv")[list(EMOTIONS)].to_numpy(), expected, atol=1e-5)
 
 
 def test_predict_averages_the_windows_of_whole_utterances(labelled_csv, tmp_path):

@@ -152,32 +152,9 @@ def test_extract_corpus_caches_each_view_under_its_own_key(tmp_path, cfg):
     assert len(list(tmp_path.glob("features-*.npz"))) == 2
 
 
-def test_speaker_standardize_uses_each_speakers_own_statistics():
-    from ser_core.features import speaker_standardize
-
-    rng = np.random.default_rng(0)
-    # cube batch (clips, bands, frames, channels); speaker b is louder and brighter
-    x = rng.normal(0.0, 1.0, (6, 4, 10, 3)).astype(np.float32)
-    x[3:] = 5.0 + 3.0 * x[3:] + np.arange(4)[None, :, None, None]
-    speakers = np.array(["a", "a", "a", "b", "b", "b"])
-    z = speaker_standardize(x, speakers, time_axis=2)
-    for s in ("a", "b"):
-        zs = z[speakers == s]
-        np.testing.assert_allclose(zs.mean(axis=(0, 2)), 0.0, atol=1e-5)  # per band and channel
-        np.testing.assert_allclose(zs.std(axis=(0, 2)), 1.0, atol=1e-3)
-    # a speaker's result does not depend on the other speakers' audio, nor on their order
-    alone = speaker_standardize(x[:3], speakers[:3], time_axis=2)
-    np.testing.assert_allclose(z[:3], alone, atol=1e-6)
-    np.testing.assert_allclose(speaker_standardize(x[::-1], speakers[::-1], time_axis=2)[::-1], z, atol=1e-6)
-    # standardised by a band's statistics over clips and frames, not per clip
-    assert not np.allclose(z[0].mean(axis=1), 0.0, atol=1e-3)
-
-
-def test_feature_cache_key_ignores_speaker_norm(tmp_path, cfg):
-    """Per-speaker standardisation happens after extraction, across files: it shares the cache."""
+def test_feature_cache_key_follows_the_extraction_fields(tmp_path, cfg):
     import dataclasses
 
-    assert dataclasses.replace(cfg, speaker_norm=True).extraction_json() == cfg.extraction_json()
     assert dataclasses.replace(cfg, n_mels=cfg.n_mels + 1).extraction_json() != cfg.extraction_json()
     # options added after caches existed, at their earlier values, leave the keys unchanged
     plain = dataclasses.replace(cfg, trim_noise_margin_db=0.0)

@@ -28,6 +28,10 @@ def test_saved_configs_drop_removed_options_only_at_their_neutral_value():
     assert TrainConfig.from_saved(train) == TrainConfig()
     with pytest.raises(ValueError, match="speed_perturb"):
         TrainConfig.from_saved({**train, "speed_perturb": [0.9, 1.1]})
+    features = {**FeatureConfig().to_dict(), "speaker_norm": False}
+    assert FeatureConfig.from_saved(features) == FeatureConfig()
+    with pytest.raises(ValueError, match="speaker_norm=True"):
+        FeatureConfig.from_saved({**features, "speaker_norm": True})
     with pytest.raises(ValueError, match="unknown"):
         ModelConfig.from_dict(saved)  # a config given by hand (not a saved one) must name only today's fields
 

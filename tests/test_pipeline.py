@@ -14,11 +14,9 @@ from conftest import speechlike
 
 from pipelines import score_calls as sc
 from schemas import CALLS, ERRORS, SCHEMA_VERSION, SEGMENTS
-from ser_core.bundle import save_bundle
 from ser_core.cli import main
-from ser_core.config import FeatureConfig, ModelConfig, SegmentConfig, TrainConfig
+from ser_core.config import FeatureConfig, SegmentConfig
 from ser_core.labels import EMOTIONS
-from ser_core.models import build_model
 
 SR = 8000
 AGENT = [(0.5, 2.0), (4.0, 5.5)]
@@ -171,17 +169,6 @@ def test_whole_job_end_to_end_and_rerun(calls_dir, bundle, tmp_path):
     png = tmp_path / "call_a.png"
     assert main(["report", "--output", str(out), "--call", "call_a", "--date", "2026-11-23", "--out", str(png)]) == 0
     assert png.stat().st_size > 5000
-
-
-def test_the_job_refuses_a_speaker_normalised_bundle(calls_dir, tmp_path):
-    """Per-speaker standardisation is not served (no shipped bundle uses it): refused, not mis-scored."""
-    fcfg = FeatureConfig(n_mels=24, frames=64, mfcc_frames=64, speaker_norm=True)
-    mcfg = ModelConfig(filters=(8, 16), dense_units=16)
-    bundle = str(save_bundle(tmp_path / "bundle", build_model(mcfg, fcfg), fcfg, mcfg, TrainConfig(),
-                             {"training_command": "untrained test bundle"}))
-    with pytest.raises(sc.UsageError, match="speaker_norm"):
-        sc.run([f"--input={calls_dir}/call_*", f"--output={tmp_path / 'out'}", f"--model={bundle}", "--date=2026-11-23"])
-    assert not (tmp_path / "out" / "calls").exists()
 
 
 def test_empty_match_fails_and_touches_nothing(bundle, tmp_path):

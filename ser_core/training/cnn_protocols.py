@@ -12,7 +12,6 @@ import pandas as pd
 from ..bundle import load_bundle, predict_files, save_bundle
 from ..config import FeatureConfig, ModelConfig, TrainConfig, differing_configs
 from ..evaluation import write_evaluation
-from ..features import INPUT_TIME_AXIS, speaker_standardize
 from ..labels import EMOTIONS, INTENSITIES
 from ..metrics import classification_metrics, summarize
 from ..models import input_name
@@ -149,15 +148,9 @@ def run_protocol(
     feats = extract_corpus(df["path"], feature_cfg)
     usable = np.setdiff1d(np.arange(len(df)), list(feats.errors))
     name = input_name(model_cfg)
-    speakers = df["actor"].to_numpy()[usable]
-    time_axis = 1 + INPUT_TIME_AXIS[name]
-
-    def per_speaker(x: np.ndarray) -> np.ndarray:
-        return speaker_standardize(x, speakers, time_axis) if feature_cfg.speaker_norm else x
-
-    x_all = per_speaker(getattr(feats, name)[usable])
+    x_all = getattr(feats, name)[usable]
     # degraded training views, aligned with x_all
-    x_augmented = [per_speaker(getattr(extract_corpus(df["path"], feature_cfg, view=v), name)[usable])
+    x_augmented = [getattr(extract_corpus(df["path"], feature_cfg, view=v), name)[usable]
                    for v in training_views(train_cfg)]
     df = df.iloc[usable].reset_index(drop=True)
     y_all = targets(df)
