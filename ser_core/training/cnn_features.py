@@ -21,10 +21,43 @@ from .views import View, load_view
 
 
 def extract_file(path: str | Path, cfg: FeatureConfig, view: View = View()) -> Features:
+    """Both CNN inputs of one audio file, taken in `view`.
+
+    Parameters
+    ----------
+    path : path
+        A mono audio file.
+    cfg : FeatureConfig
+        Preprocessing and features.
+    view : View
+        The degraded view (seeded by the file's name); `View()`: the file as it is.
+
+    Returns
+    -------
+    Features
+        ``mfcc`` [shape=(mfcc_frames, n_mfcc)] and ``cube`` [shape=(n_mels, frames, 3)].
+
+    Raises
+    ------
+    ser_core.audio.AudioError
+        If the file cannot be used (unreadable, several channels, too short, ...).
+    """
     return extract(load_view(path, cfg, view), cfg)
 
 
 class CorpusFeatures(NamedTuple):
+    """The CNN inputs of a corpus, clip for clip.
+
+    Attributes
+    ----------
+    mfcc : np.ndarray [shape=(n, mfcc_frames, n_mfcc), dtype=float32]
+        The baseline's input.
+    cube : np.ndarray [shape=(n, n_mels, frames, 3), dtype=float32]
+        The deep model's input (spectrogram, mel filterbank, mel spectrogram).
+    errors : dict of int to str
+        Position -> reason, for the files that could not be used (their features are zero).
+    """
+
     mfcc: np.ndarray        # (n, mfcc_frames, n_mfcc)
     cube: np.ndarray        # (n, n_mels, frames, 3)
     errors: dict[int, str]  # index -> reason, for files that could not be used
@@ -41,6 +74,7 @@ def _extract_or_error(path: str, cfg: FeatureConfig, view: View) -> Features | s
 def extract_corpus(
     paths: Sequence[str | Path],
     cfg: FeatureConfig,
+    *,
     cache_dir: str | Path | None = None,
     n_jobs: int = -1,
     progress: bool = True,
@@ -49,6 +83,28 @@ def extract_corpus(
     """Features for many files, each taken in `view`, in parallel, cached on disk by
     config, view and file list. A file that cannot be used gets zero features and an
     entry in `errors`.
+
+    Parameters
+    ----------
+    paths : sequence of path
+        Audio files.
+    cfg : FeatureConfig
+        Preprocessing and features (its `extraction_json` is part of the cache key).
+    cache_dir : path, optional
+        Default: `ser_core.training.data.default_cache_dir`; the cache is
+        ``features-<key>.npz`` there.
+    n_jobs : int
+        Parallel workers (joblib; -1: one per CPU core).
+    progress : bool
+        Show a progress bar.
+    view : View
+        The degraded view of every file.
+
+    Returns
+    -------
+    CorpusFeatures
+        ``mfcc`` [shape=(n, mfcc_frames, n_mfcc)], ``cube`` [shape=(n, n_mels, frames, 3)],
+        float32, aligned with `paths`, and ``errors``.
     """
     paths = [str(p) for p in paths]
     key = hashlib.sha256(

@@ -25,6 +25,22 @@ PROTOCOLS = ("folds", "seed-split", "all")
 
 
 def load_corpus(data_root: str | Path, channels: str = "speech") -> pd.DataFrame:
+    """RAVDESS's manifest, restricted to one vocal channel.
+
+    Parameters
+    ----------
+    data_root : path
+        The data folder, or its ``ravdess/`` folder (`ravdess_manifest`).
+    channels : str
+        ``speech``, ``song`` or ``both``.
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per clip, the manifest's columns (`download.MANIFEST_COLUMNS`: ``path``
+        absolute, ``actor``, ``sex``, ``vocal_channel``, ``emotion``, ``intensity``,
+        ``fold``, ...), index 0..n-1.
+    """
     df = ravdess_manifest(data_root)
     if channels != "both":
         df = df[df["vocal_channel"] == channels]
@@ -32,6 +48,18 @@ def load_corpus(data_root: str | Path, channels: str = "speech") -> pd.DataFrame
 
 
 def targets(df: pd.DataFrame) -> Targets:
+    """The CNN targets of a manifest's clips.
+
+    Parameters
+    ----------
+    df : pd.DataFrame
+        Clips with ``emotion`` (a name in `EMOTIONS`) and ``intensity`` (in `INTENSITIES`).
+
+    Returns
+    -------
+    Targets
+        Class indices, each of shape (len(df),).
+    """
     return Targets(
         emotion=df["emotion"].map(EMOTIONS.index).to_numpy(),
         intensity=df["intensity"].map(INTENSITIES.index).to_numpy(),
@@ -39,13 +67,49 @@ def targets(df: pd.DataFrame) -> Targets:
 
 
 def training_views(train_cfg: TrainConfig) -> list[View]:
-    """The degraded views `train_cfg` trains on besides the clean one."""
+    """The degraded views `train_cfg` trains on besides the clean one.
+
+    Parameters
+    ----------
+    train_cfg : TrainConfig
+        Its `telephone_augment`, `noise_augment` and `codec_augment` flags.
+
+    Returns
+    -------
+    list of View
+        One single-step view per flag set, in that order (empty: clean audio only).
+    """
     flags = {"telephone": train_cfg.telephone_augment, "noise": train_cfg.noise_augment,
              "codec": train_cfg.codec_augment}
     return [View(**{flag: True}) for flag, on in flags.items() if on]
 
 
 def splits(df: pd.DataFrame, protocol: str, n_val: int, folds: list[int] | None = None) -> list[Split]:
+    """The train/validation/test splits of a protocol.
+
+    Parameters
+    ----------
+    df : pd.DataFrame
+        The clips (`load_corpus`): ``path``, ``actor``, ``sex``, ``vocal_channel``, ``fold``.
+    protocol : str
+        One of `PROTOCOLS`: ``folds`` (each manifest fold held out in turn), ``seed-split``
+        (`seed_split`) or ``all`` (every clip trains, nothing is tested).
+    n_val : int
+        Training actors held out for early stopping, per split.
+    folds : list of int, optional
+        ``folds``: only these folds run; ``all``: only the actors of these folds train.
+        None: every fold.
+
+    Returns
+    -------
+    list of Split
+        Row positions into `df`.
+
+    Raises
+    ------
+    ValueError
+        If `protocol` is not one of `PROTOCOLS`.
+    """
     if protocol == "folds":
         chosen = list(fold_splits(df, n_val))
         return [s for s in chosen if folds is None or int(s.name.split("_")[1]) in folds]
@@ -108,6 +172,7 @@ def run_protocol(
     feature_cfg: FeatureConfig,
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
+    *,
     protocol: str = "folds",
     channels: str = "speech",
     folds: list[int] | None = None,
@@ -129,6 +194,52 @@ def run_protocol(
 
     With `resume`, held-out splits already finished in `out_dir` by a run with the same
     configuration are read back instead of trained again (a 6-fold run can span sessions).
+
+    Parameters
+    ----------
+    data_root : path
+        The data folder holding RAVDESS (`load_corpus`).
+    out_dir : path
+        Where the reports go: ``config.json``, ``command.txt``, ``metrics.json``,
+        ``report.md``, ``predictions.csv`` and ``pooled*/``; per split a folder with
+        ``history.csv``, ``curves.png``, ``bundle/`` and (held-out splits) ``fold.json``,
+        ``predictions.csv`` and the evaluation figures.
+    feature_cfg : FeatureConfig
+        Feature extraction (cached by `extract_corpus`).
+    model_cfg : ModelConfig
+        The network.
+    train_cfg : TrainConfig
+        Optimisation, augmentation and training views (`training_views`), `val_actors`.
+    protocol : str
+        One of `PROTOCOLS` (see `splits`).
+    channels : str
+        RAVDESS vocal channel: ``speech``, ``song`` or ``both``.
+    folds : list of int, optional
+        Restricts the folds (see `splits`).
+    command : str
+        The command line, recorded in ``command.txt`` and the bundles.
+    verbose : int
+        Keras verbosity (0 silent, 2 one line per epoch).
+    test_telephone : bool
+        Also score the held-out clips through the telephone channel.
+    resume : bool
+        Reuse splits already finished in `out_dir`.
+
+    Returns
+    -------
+    dict
+        What ``metrics.json`` holds: ``protocol``, ``channels``, ``model``, ``n_clips``,
+        ``unusable_clips``, ``folds`` (split name -> its figures), ``wall_seconds``,
+        ``train_seconds``; with held-out splits also ``pooled`` (figures over all test
+        clips) and ``mean`` (mean and sd over splits), per group (``all``, ``speech``,
+        ``song``, ``telephone``, ...).
+
+    Raises
+    ------
+    ValueError
+        If `protocol` is unknown, or `resume` finds `out_dir` run with another configuration.
+    RuntimeError
+        If a held-out clip that extraction read cannot be scored by its split's bundle.
     """
     t0 = time.time()
     df = load_corpus(data_root, channels)
@@ -169,8 +280,8 @@ def run_protocol(
         fold_t0 = time.time()
         val = (x_all[split.val], y_all.take(split.val)) if len(split.val) else None
         x_train = x_all[split.train]
-        model, history = fit(model_cfg, feature_cfg, train_cfg, x_train, y_all.take(split.train), val, verbose,
-                             views=[xa[split.train] for xa in x_augmented])
+        model, history = fit(model_cfg, feature_cfg, train_cfg, x_train, y_all.take(split.train), val=val,
+                             verbose=verbose, views=[xa[split.train] for xa in x_augmented])
         fold_dir.mkdir(exist_ok=True)
         history.to_csv(fold_dir / "history.csv", index=False)
         plot_curves(history, fold_dir / "curves.png")
@@ -218,7 +329,20 @@ def run_protocol(
 
 
 def render_report(results: dict[str, Any], commands: list[str]) -> str:
-    """A short Markdown summary linking every figure of the run."""
+    """A short Markdown summary linking every figure of the run.
+
+    Parameters
+    ----------
+    results : dict
+        `run_protocol`'s results.
+    commands : list of str
+        The command lines of the run (more than one for a resumed run).
+
+    Returns
+    -------
+    str
+        The Markdown text of ``report.md``.
+    """
     lines = [f"# {results['model']} model, protocol `{results['protocol']}`, {results['channels']}", "",
              "Command" + ("s (a resumed run)" if len(commands) > 1 else "") + ": "
              + " then ".join(f"`{c}`" for c in commands),

@@ -44,7 +44,20 @@ def _corpus_root(root: Path, name: str) -> Path:
 
 
 def ravdess(root: str | Path, channels: str = "speech") -> pd.DataFrame:
-    """RAVDESS clips (`channels`: speech, song or both) in the common table."""
+    """RAVDESS clips in the common table.
+
+    Parameters
+    ----------
+    root : path
+        The data folder holding ``ravdess/``, or that folder itself.
+    channels : str
+        Vocal channel: ``speech``, ``song`` or ``both``.
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per clip, columns `COLUMNS`; speakers ``ravdess:NN``.
+    """
     base = _corpus_root(Path(root), "ravdess")
     df = pd.read_csv(base / "manifest.csv")
     if channels != "both":
@@ -62,7 +75,19 @@ def ravdess(root: str | Path, channels: str = "speech") -> pd.DataFrame:
 
 
 def crema_d(root: str | Path) -> pd.DataFrame:
-    """CREMA-D clips in the common table (intensity only where the level is low or high)."""
+    """CREMA-D clips in the common table (intensity only where the level is low or high).
+
+    Parameters
+    ----------
+    root : path
+        The data folder holding ``crema_d/``, or that folder itself.
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per clip, columns `COLUMNS`; speakers ``crema_d:NNNN``; `intensity`
+        ``normal`` (level low), ``strong`` (high) or empty.
+    """
     base = _corpus_root(Path(root), "crema_d")
     df = pd.read_csv(base / "manifest.csv")
     return pd.DataFrame({
@@ -93,6 +118,11 @@ def load_corpora(root: str | Path, names: Sequence[str], channels: str = "speech
     -------
     pandas.DataFrame
         One row per clip, columns `COLUMNS`, index 0..n-1.
+
+    Raises
+    ------
+    ValueError
+        If a name is not in `CORPORA`.
     """
     unknown = sorted(set(names) - set(CORPORA))
     if unknown:
@@ -102,11 +132,33 @@ def load_corpora(root: str | Path, names: Sequence[str], channels: str = "speech
 
 
 def class_mask(corpus: Sequence[str]) -> np.ndarray:
-    """(n, 8) float32: 1 where the clip's corpus has the class, 0 where it does not."""
+    """Which classes each clip's corpus has.
+
+    Parameters
+    ----------
+    corpus : sequence of str [shape=(n,)]
+        Each clip's corpus, a key of `CLASSES`.
+
+    Returns
+    -------
+    np.ndarray [shape=(n, 8), dtype=float32]
+        1 where the clip's corpus has the class (columns: `EMOTIONS`), 0 where it does not.
+    """
     table = {name: np.array([e in classes for e in EMOTIONS], np.float32) for name, classes in CLASSES.items()}
     return np.stack([table[c] for c in corpus]) if len(corpus) else np.zeros((0, len(EMOTIONS)), np.float32)
 
 
 def credits(names: Sequence[str]) -> list[dict[str, str]]:
-    """Title, licence and whether commercial use is allowed, per corpus (for bundle.json)."""
+    """Title, licence and whether commercial use is allowed, per corpus (for bundle.json).
+
+    Parameters
+    ----------
+    names : sequence of str
+        Corpora, keys of `CORPORA`.
+
+    Returns
+    -------
+    list of dict
+        Per corpus: ``corpus``, ``title``, ``licence``, ``commercial_use`` (``yes``/``no``).
+    """
     return [{"corpus": n, **CORPORA[n]} for n in names]

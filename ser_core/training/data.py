@@ -13,7 +13,19 @@ DATA_ENV = "SER_DATA_DIR"
 
 
 def data_dir(explicit: str | Path | None = None) -> Path | None:
-    """The one data-path setting: argument, else $SER_DATA_DIR, else ../shared/data if present."""
+    """The one data-path setting: argument, else $SER_DATA_DIR, else ../shared/data if present.
+
+    Parameters
+    ----------
+    explicit : path, optional
+        A folder given on the command line (``--data``).
+
+    Returns
+    -------
+    Path or None
+        The data folder; None where none is set or found (``shared/data`` is looked for
+        beside the working directory and beside the repository).
+    """
     if explicit:
         return Path(explicit)
     if os.environ.get(DATA_ENV):
@@ -26,12 +38,30 @@ def data_dir(explicit: str | Path | None = None) -> Path | None:
 
 
 def default_cache_dir() -> Path:
-    """Where the training caches live: $SER_CACHE_DIR, else ~/.cache/ser."""
+    """Where the training caches live: $SER_CACHE_DIR, else ~/.cache/ser.
+
+    Returns
+    -------
+    Path
+        The cache folder (not created here).
+    """
     return Path(os.environ.get("SER_CACHE_DIR", Path.home() / ".cache" / "ser"))
 
 
 def ravdess_manifest(root: str | Path) -> pd.DataFrame:
-    """Read RAVDESS's manifest.csv (in `root` or `root/ravdess`), with absolute paths."""
+    """Read RAVDESS's manifest.csv (in `root` or `root/ravdess`), with absolute paths.
+
+    Parameters
+    ----------
+    root : path
+        The ``ravdess/`` folder or the data folder holding it.
+
+    Returns
+    -------
+    pd.DataFrame
+        One row per clip, the manifest's columns (`download.MANIFEST_COLUMNS`), ``path``
+        made absolute.
+    """
     root = Path(root)
     if not (root / "manifest.csv").exists() and (root / "ravdess" / "manifest.csv").exists():
         root = root / "ravdess"
@@ -41,6 +71,17 @@ def ravdess_manifest(root: str | Path) -> pd.DataFrame:
 
 
 class Split(NamedTuple):
+    """One speaker-independent split.
+
+    Attributes
+    ----------
+    name : str
+        E.g. ``fold_3``, ``seed_split``, ``all``.
+    train, val, test : np.ndarray [shape=(k,), dtype=int]
+        Row positions into the manifest; `val` are the clips of training actors kept for
+        early stopping. No actor of a test clip is in `train` or `val`.
+    """
+
     name: str
     train: np.ndarray  # row positions into the manifest
     val: np.ndarray
@@ -71,7 +112,21 @@ def _split(name: str, df: pd.DataFrame, test: np.ndarray, n_val: int) -> Split:
 
 
 def fold_splits(df: pd.DataFrame, n_val: int = 2) -> Iterator[Split]:
-    """The manifest's speaker-independent folds: each fold's actors held out in turn."""
+    """The manifest's speaker-independent folds: each fold's actors held out in turn.
+
+    Parameters
+    ----------
+    df : pd.DataFrame
+        The clips: ``actor``, ``sex``, ``fold``.
+    n_val : int
+        Training actors held out for early stopping (alternating female and male,
+        highest numbers first).
+
+    Yields
+    ------
+    Split
+        ``fold_<k>`` for each fold k, in order.
+    """
     for fold in sorted(df["fold"].unique()):
         yield _split(f"fold_{fold}", df, np.flatnonzero(df["fold"].to_numpy() == fold), n_val)
 
@@ -79,13 +134,37 @@ def fold_splits(df: pd.DataFrame, n_val: int = 2) -> Iterator[Split]:
 def seed_split(df: pd.DataFrame, n_val: int = 2) -> Split:
     """The original study's split: song then speech, actor folders and files sorted,
     first 80% train, last 20% test. Other clips of the test actors (their songs) are
-    left out of training, so the split is strictly speaker-independent."""
+    left out of training, so the split is strictly speaker-independent.
+
+    Parameters
+    ----------
+    df : pd.DataFrame
+        The clips: ``path``, ``actor``, ``sex``, ``vocal_channel``.
+    n_val : int
+        Training actors held out for early stopping.
+
+    Returns
+    -------
+    Split
+        Named ``seed_split``.
+    """
     order = np.lexsort((df["path"].to_numpy(), df["actor"].to_numpy(), (df["vocal_channel"] != "song").to_numpy()))
     cut = int(round(0.8 * len(order)))
     return _split("seed_split", df, order[cut:], n_val)
 
 
 def all_split(df: pd.DataFrame) -> Split:
-    """Every clip for training, no validation or test (for the shipped model)."""
+    """Every clip for training, no validation or test (for the shipped model).
+
+    Parameters
+    ----------
+    df : pd.DataFrame
+        The clips.
+
+    Returns
+    -------
+    Split
+        Named ``all``; `val` and `test` empty.
+    """
     empty = np.zeros(0, dtype=np.int64)
     return Split("all", np.arange(len(df)), empty, empty)

@@ -74,17 +74,50 @@ CREMA_D_COLUMNS = ["path", "speaker", "sex", "age", "race", "ethnicity", "senten
 
 
 class ChecksumError(RuntimeError):
-    pass
+    """A downloaded file is unknown, does not match its shipped sha256, or is missing upstream."""
 
 
 def shipped_checksums(table: str | Path = CHECKSUMS) -> dict[str, str]:
-    """file name -> sha256 from a shipped table (default: RAVDESS's)."""
+    """file name -> sha256 from a shipped table (default: RAVDESS's).
+
+    Parameters
+    ----------
+    table : path
+        A CSV with columns ``file`` and ``sha256`` (`CHECKSUMS`, `CREMA_D_CHECKSUMS`).
+
+    Returns
+    -------
+    dict of str to str
+        WAV file name -> hex sha256.
+    """
     with open(table, newline="") as f:
         return {row["file"]: row["sha256"] for row in csv.DictReader(f)}
 
 
 def check_sha256(name: str, digest: str, expected: dict[str, str], where: str = "") -> str:
-    """Raise ChecksumError unless `name` is in `expected` with sha256 `digest`; returns the digest."""
+    """Raise ChecksumError unless `name` is in `expected` with sha256 `digest`; returns the digest.
+
+    Parameters
+    ----------
+    name : str
+        The file name.
+    digest : str
+        Its hex sha256.
+    expected : dict of str to str
+        File name -> hex sha256 (`shipped_checksums`).
+    where : str
+        Appended to the file name in the error message (e.g. ``" in archive.zip"``).
+
+    Returns
+    -------
+    str
+        `digest`.
+
+    Raises
+    ------
+    ChecksumError
+        If `name` is not in `expected` or its sha256 differs.
+    """
     if name not in expected:
         raise ChecksumError(f"{name}{where}: not a known file (not in the shipped checksum list)")
     if digest != expected[name]:
@@ -100,6 +133,25 @@ def fetch(url: str, dest: Path, expected: dict[str, str] | None = None) -> Path:
     that does not match raises ChecksumError (the .part is removed). Without it, an existing
     `dest` is reused as is. An HTTP error (e.g. 404, the file missing upstream) raises
     ChecksumError naming the file.
+
+    Parameters
+    ----------
+    url : str
+        What to download.
+    dest : Path
+        Where it goes (parent folders are created).
+    expected : dict of str to str, optional
+        File name -> hex sha256.
+
+    Returns
+    -------
+    Path
+        `dest`.
+
+    Raises
+    ------
+    ChecksumError
+        If the download does not match `expected`, or the server answers with an HTTP error.
     """
     name = dest.name
     if dest.exists():
@@ -137,7 +189,22 @@ def _write_flac(y: np.ndarray, sr: int, dest: Path) -> None:
 def convert(wav_bytes: bytes, dest: Path, sr: int = 16000) -> float:
     """Down-mix, resample and write 16-bit FLAC; returns the duration in seconds.
 
-    A file already at `sr`, mono, 16-bit is stored losslessly (the same integer samples)."""
+    A file already at `sr`, mono, 16-bit is stored losslessly (the same integer samples).
+
+    Parameters
+    ----------
+    wav_bytes : bytes
+        An audio file (WAV) in memory, any rate and channel count.
+    dest : Path
+        The FLAC to write (parent folders are created).
+    sr : int
+        Target sample rate in Hz (soxr very-high-quality resampling where it differs).
+
+    Returns
+    -------
+    float
+        Duration of the written audio in seconds, rounded to 0.1 ms.
+    """
     info = sf.info(io.BytesIO(wav_bytes))
     if info.samplerate == sr and info.channels == 1 and info.subtype == "PCM_16":
         y, _ = sf.read(io.BytesIO(wav_bytes), dtype="int16")
@@ -163,12 +230,38 @@ def _write_manifest(path: Path, columns: list[str], rows: list[dict]) -> Path:
 
 def download_ravdess(
     dest: str | Path,
+    *,
     base_url: str = ZENODO_URL,
     channels: tuple[str, ...] = ("speech", "song"),
     checksums: dict[str, str] | None = None,
     sample_rate: int = 16000,
 ) -> Path:
-    """Download, verify and convert RAVDESS into `dest/ravdess`; returns the manifest path."""
+    """Download, verify and convert RAVDESS into `dest/ravdess`; returns the manifest path.
+
+    Parameters
+    ----------
+    dest : path
+        The data folder; the archives are kept in ``dest/downloads/``.
+    base_url : str
+        Where the Zenodo archives (`ARCHIVES`) are.
+    channels : tuple of str
+        Vocal channels to fetch: ``speech``, ``song``.
+    checksums : dict of str to str, optional
+        WAV file name -> hex sha256; default: the shipped `CHECKSUMS`.
+    sample_rate : int
+        Sample rate of the FLACs in Hz.
+
+    Returns
+    -------
+    Path
+        ``dest/ravdess/manifest.csv``, columns `MANIFEST_COLUMNS`.
+
+    Raises
+    ------
+    ChecksumError
+        If a WAV is unknown or does not match its sha256, a checksummed file of `channels` is
+        missing from the archives, or a download fails with an HTTP error.
+    """
     dest = Path(dest)
     root = dest / "ravdess"
     expected = shipped_checksums(CHECKSUMS) if checksums is None else checksums
@@ -203,7 +296,23 @@ def download_ravdess(
 
 
 def parse_speakers(spec: str | None) -> tuple[int, ...] | None:
-    """`--speakers`: None/'all' -> None (every actor); '1001,1005-1007' -> (1001, 1005, 1006, 1007)."""
+    """`--speakers`: None/'all' -> None (every actor); '1001,1005-1007' -> (1001, 1005, 1006, 1007).
+
+    Parameters
+    ----------
+    spec : str, optional
+        Comma-separated actor ids and inclusive ranges, or ``all``.
+
+    Returns
+    -------
+    tuple of int or None
+        The actor ids, sorted and unique; None for every actor.
+
+    Raises
+    ------
+    ValueError
+        If an item is not an id or a range of ids.
+    """
     if spec is None or spec.strip().lower() in ("", "all"):
         return None
     out: set[int] = set()
@@ -218,7 +327,20 @@ def parse_speakers(spec: str | None) -> tuple[int, ...] | None:
 
 
 def crema_d_folds(sex_by_speaker: dict[int, str], n_folds: int = CREMA_D_FOLDS) -> dict[int, int]:
-    """Speaker -> fold 1..n: within each sex, actors sorted by id dealt round-robin (deterministic)."""
+    """Speaker -> fold 1..n: within each sex, actors sorted by id dealt round-robin (deterministic).
+
+    Parameters
+    ----------
+    sex_by_speaker : dict of int to str
+        Actor id -> sex.
+    n_folds : int
+        Number of folds.
+
+    Returns
+    -------
+    dict of int to int
+        Actor id -> fold, 1..`n_folds`.
+    """
     folds: dict[int, int] = {}
     for sex in sorted(set(sex_by_speaker.values())):
         for i, speaker in enumerate(sorted(s for s, x in sex_by_speaker.items() if x == sex)):
@@ -233,6 +355,7 @@ def _read_csv(path: Path) -> list[dict]:
 
 def download_crema_d(
     dest: str | Path,
+    *,
     base_url: str = CREMA_D_URL,
     meta_url: str = CREMA_D_META_URL,
     speakers: tuple[int, ...] | None = None,
@@ -241,8 +364,35 @@ def download_crema_d(
 ) -> Path:
     """Download, verify and store CREMA-D into `dest/crema_d`; returns the manifest path.
 
-    `speakers`: actor ids to fetch (default: all 91). `jobs`: parallel downloads. Raw WAVs are
-    kept, verified, in `dest/downloads/crema_d/AudioWAV/` (a re-run reuses them).
+    Raw WAVs are kept, verified, in `dest/downloads/crema_d/AudioWAV/` (a re-run reuses them).
+
+    Parameters
+    ----------
+    dest : path
+        The data folder.
+    base_url : str
+        Where the WAVs are (``<base_url>/<name>.wav``).
+    meta_url : str
+        Where `CREMA_D_DEMOGRAPHICS` and `CREMA_D_VOTES` are.
+    speakers : tuple of int, optional
+        Actor ids to fetch (`parse_speakers`); default: all 91.
+    checksums : dict of str to str, optional
+        WAV file name -> hex sha256; default: the shipped `CREMA_D_CHECKSUMS`.
+    jobs : int
+        Parallel downloads.
+
+    Returns
+    -------
+    Path
+        ``dest/crema_d/manifest.csv``, columns `CREMA_D_COLUMNS`.
+
+    Raises
+    ------
+    ValueError
+        If a speaker is not a CREMA-D actor.
+    ChecksumError
+        If a WAV does not match its sha256, a speaker is missing from the demographics,
+        or a download fails with an HTTP error.
     """
     dest = Path(dest)
     root = dest / "crema_d"

@@ -61,7 +61,20 @@ class HeadTrainConfig(_JsonConfig):
 
 class StateBatches:
     """Batches of cached states: each epoch, each clip in one of its views (drawn at random),
-    a random crop of at most `max_frames`, clips of similar length batched together."""
+    a random crop of at most `max_frames`, clips of similar length batched together.
+
+    Parameters
+    ----------
+    views : list of list of np.ndarray [shape=(layers, frames_i, width)]
+        One list per view, each aligned clip for clip: the encoder states of each clip
+        (float16 memory maps, `load_states`); frames at 50 per second.
+    y_emotion : np.ndarray [shape=(n, 16), dtype=float32]
+        One-hot emotion and class mask (`targets`).
+    y_intensity : np.ndarray [shape=(n, 3), dtype=float32]
+        One-hot intensity and whether it is known (`targets`).
+    cfg : HeadTrainConfig
+        `batch_size`, `max_frames`, `crop_prob`, `crop_min_frames`, `seed`.
+    """
 
     def __init__(self, views: list[list[np.ndarray]], y_emotion: np.ndarray, y_intensity: np.ndarray,
                  cfg: HeadTrainConfig):
@@ -76,7 +89,18 @@ class StateBatches:
         return self.n_batches
 
     def epoch(self):
-        """One pass: (inputs, targets) per batch, in random order."""
+        """One pass: (inputs, targets) per batch, in random order.
+
+        Yields
+        ------
+        inputs : dict of str to np.ndarray
+            ``states`` [shape=(b, layers, t, width), dtype=float32], zero-padded, and
+            ``mask`` [shape=(b, t), dtype=float32], 1 on real frames (`pad_batch`: t is the
+            longest crop rounded up to a multiple of 25).
+        targets : dict of str to np.ndarray
+            ``emotion`` [shape=(b, 16)] and ``intensity`` [shape=(b, 3)], rows of `y_emotion`
+            and `y_intensity`.
+        """
         n, b = len(self.lengths), self.cfg.batch_size
         order = self.rng.permutation(n)
         # sort within chunks of about 20 batches: similar lengths together, order still random
@@ -97,7 +121,13 @@ class StateBatches:
             yield pad_batch(crops), {"emotion": self.y_emotion[idx], "intensity": self.y_intensity[idx]}
 
     def dataset(self):
-        """A `tf.data.Dataset` of one epoch (re-drawn each time it is iterated), any frame count."""
+        """A `tf.data.Dataset` of one epoch (re-drawn each time it is iterated), any frame count.
+
+        Returns
+        -------
+        tf.data.Dataset
+            The batches of `epoch`, float32, prefetched two ahead.
+        """
         import tensorflow as tf
 
         n_layers, _, width = self.views[0][0].shape
@@ -109,7 +139,21 @@ class StateBatches:
 
 
 def targets(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The losses' targets: (n, 16) one-hot emotion + class mask; (n, 3) one-hot intensity + known."""
+    """The losses' targets: (n, 16) one-hot emotion + class mask; (n, 3) one-hot intensity + known.
+
+    Parameters
+    ----------
+    df : pd.DataFrame
+        Clips in the common table (`load_corpora`): ``emotion``, ``intensity`` (empty where
+        the corpus does not say), ``corpus``.
+
+    Returns
+    -------
+    emotion : np.ndarray [shape=(n, 16), dtype=float32]
+        Columns 0-7 one-hot over `EMOTIONS`, columns 8-15 the clip's `class_mask`.
+    intensity : np.ndarray [shape=(n, 3), dtype=float32]
+        Columns 0-1 one-hot over `INTENSITIES` (zero where unknown), column 2 1 where known.
+    """
     onehot = np.eye(len(EMOTIONS), dtype=np.float32)[df["emotion"].map(EMOTIONS.index).to_numpy()]
     known = df["intensity"].isin(INTENSITIES).to_numpy()
     inten = np.zeros((len(df), 3), np.float32)
@@ -119,7 +163,22 @@ def targets(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def unit_statistics(states: list[np.ndarray], seed: int = 0, clips: int = 1000) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and variance (layers, width) of every unit over the frames of up to `clips` clips."""
+    """Mean and variance (layers, width) of every unit over the frames of up to `clips` clips.
+
+    Parameters
+    ----------
+    states : list of np.ndarray [shape=(layers, frames_i, width)]
+        Encoder states per clip.
+    seed : int
+        Picks the clips when there are more than `clips`.
+    clips : int
+        At most this many clips are read.
+
+    Returns
+    -------
+    mean, variance : np.ndarray [shape=(layers, width), dtype=float32]
+        Per unit over all frames of the clips read; variance at least 1e-6.
+    """
     pick = np.random.default_rng(seed).permutation(len(states))[:clips]
     total = squares = 0.0
     for i in pick:  # one read of each clip
@@ -132,7 +191,29 @@ def unit_statistics(states: list[np.ndarray], seed: int = 0, clips: int = 1000) 
 
 def fit_head(head_cfg: HeadConfig, cfg: HeadTrainConfig, views: list[list[np.ndarray]], df: pd.DataFrame,
              verbose: int = 2) -> tuple[keras.Model, pd.DataFrame]:
-    """Train a head on the states of `df`'s clips (one list per view, aligned with `df`)."""
+    """Train a head on the states of `df`'s clips (one list per view, aligned with `df`).
+
+    Parameters
+    ----------
+    head_cfg : HeadConfig
+        The head's architecture.
+    cfg : HeadTrainConfig
+        Optimisation and crops (`StateBatches`).
+    views : list of list of np.ndarray [shape=(layers, frames_i, width)]
+        Per view in `cfg.views`, the encoder states of each clip of `df`.
+    df : pd.DataFrame
+        The clips (`targets`): ``emotion``, ``intensity``, ``corpus``.
+    verbose : int
+        Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.
+
+    Returns
+    -------
+    head : keras.Model
+        The trained head (`ser_core.head.build_head`), units standardised by `unit_statistics`
+        of the first view.
+    history : pd.DataFrame
+        One row per epoch: Keras's training losses (``loss``, ``emotion_loss``, ...).
+    """
     keras.utils.set_random_seed(cfg.seed)
     n_layers, _, width = views[0][0].shape
     head = build_head(head_cfg, n_layers, width, *unit_statistics(views[0], cfg.seed))
@@ -147,17 +228,56 @@ def fit_head(head_cfg: HeadConfig, cfg: HeadTrainConfig, views: list[list[np.nda
 
 
 def allowed_classes(test_corpus: str, train_corpora: list[str]) -> list[str]:
-    """Classes a test corpus's figures are computed over: those it has that training knew."""
+    """Classes a test corpus's figures are computed over: those it has that training knew.
+
+    Parameters
+    ----------
+    test_corpus : str
+        A key of `CLASSES`.
+    train_corpora : list of str
+        The corpora the head trained on.
+
+    Returns
+    -------
+    list of str
+        Class names, in `EMOTIONS` order.
+    """
     known = {e for c in train_corpora for e in CLASSES[c]}
     return [e for e in EMOTIONS if e in CLASSES[test_corpus] and e in known]
 
 
 def restricted_argmax(emo: np.ndarray, classes: list[str]) -> np.ndarray:
+    """The most probable class of each clip among `classes`.
+
+    Parameters
+    ----------
+    emo : np.ndarray [shape=(n, 8)]
+        Emotion probabilities over `EMOTIONS`.
+    classes : list of str
+        The classes allowed (`allowed_classes`).
+
+    Returns
+    -------
+    np.ndarray [shape=(n,), dtype=int]
+        Indices into `EMOTIONS`.
+    """
     idx = np.array([EMOTIONS.index(e) for e in classes])
     return idx[emo[:, idx].argmax(axis=1)]
 
 
 def scores(pred: pd.DataFrame) -> dict[str, Any]:
+    """Headline figures of a prediction table.
+
+    Parameters
+    ----------
+    pred : pd.DataFrame
+        Columns ``true`` and ``pred``: class names in `EMOTIONS`.
+
+    Returns
+    -------
+    dict
+        ``n``, ``accuracy``, ``uar``, ``macro_f1`` (`classification_metrics`).
+    """
     m = classification_metrics(pred["true"].map(EMOTIONS.index), pred["pred"].map(EMOTIONS.index))
     return {k: m[k] for k in ("n", "accuracy", "uar", "macro_f1")}
 
@@ -168,17 +288,57 @@ def _states_for(df: pd.DataFrame, encoder: str, views: list[str]) -> tuple[dict[
     files: dict[str, list] = {}
     bad: set[int] = set()
     for v in views:
-        files[v], errors = corpus_states(list(df["path"]), encoder, prep, VIEWS[v])
+        files[v], errors = corpus_states(list(df["path"]), encoder, prep, view=VIEWS[v])
         bad |= set(errors)
     return files, np.setdiff1d(np.arange(len(df)), sorted(bad))
 
 
 def run_head_protocol(
-    data_root: str | Path, out_dir: str | Path, head_cfg: HeadConfig, cfg: HeadTrainConfig,
+    data_root: str | Path, out_dir: str | Path, head_cfg: HeadConfig, cfg: HeadTrainConfig, *,
     corpora: tuple[str, ...] = ("ravdess", "crema_d"), protocol: str = "folds", test_corpus: str | None = None,
     test_telephone: bool = True, command: str = "", verbose: int = 2,
 ) -> dict[str, Any]:
-    """Train and evaluate the head under `protocol`; reports and bundles into `out_dir`."""
+    """Train and evaluate the head under `protocol`; reports and bundles into `out_dir`.
+
+    Parameters
+    ----------
+    data_root : path
+        The data folder holding the corpora (`load_corpora`).
+    out_dir : path
+        Where the reports go: ``config.json``, ``metrics.json``, ``predictions.csv``; per
+        split a folder with ``history.csv``, ``fold.json`` and ``bundle/`` (protocol ``all``:
+        the bundle is ``out_dir/bundle``).
+    head_cfg : HeadConfig
+        The head, and the encoder whose cached states it trains on (`corpus_states`).
+    cfg : HeadTrainConfig
+        Optimisation and the training views.
+    corpora : tuple of str
+        Training corpora, keys of `CORPORA`.
+    protocol : str
+        One of `PROTOCOLS` (see the module docstring).
+    test_corpus : str, optional
+        The corpus held out: among `corpora` for ``folds``, not among them for ``cross``.
+    test_telephone : bool
+        Also score the held-out clips through the telephone channel (not for ``all``).
+    command : str
+        The command line, recorded in ``config.json`` and the bundles.
+    verbose : int
+        Keras verbosity; nonzero also prints each split's figures.
+
+    Returns
+    -------
+    dict
+        What ``metrics.json`` holds: ``protocol``, ``corpora``, ``test_corpus``, ``classes``
+        (those scored, `allowed_classes`), ``n_clips``, ``unusable_clips``, ``folds`` (split
+        name -> its figures per condition), ``wall_seconds``; with test clips also
+        ``pooled`` and ``mean`` (mean and sd over splits), per condition (``clean``,
+        ``telephone``).
+
+    Raises
+    ------
+    ValueError
+        If `protocol` is unknown or `test_corpus` does not fit it.
+    """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
     if protocol == "cross" and (test_corpus is None or test_corpus in corpora):

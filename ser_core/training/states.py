@@ -27,23 +27,70 @@ STATES_VERSION = 1
 
 def prep_config() -> FeatureConfig:
     """How a waveform is prepared for the encoder: 16 kHz, the 30 dB trim, RMS
-    normalisation to -20 dBFS per utterance, no pre-emphasis (Whisper hears raw speech)."""
+    normalisation to -20 dBFS per utterance, no pre-emphasis (Whisper hears raw speech).
+
+    Returns
+    -------
+    FeatureConfig
+        `FeatureConfig` defaults with ``normalize="rms"``, ``preemphasis=0.0``.
+    """
     return FeatureConfig(normalize="rms", preemphasis=0.0)
 
 
 def cache_key(encoder_sha256: str, prep: FeatureConfig, view: View) -> str:
-    """Short hash of what shapes a clip's states: code version, encoder weights, preprocessing, view."""
+    """Short hash of what shapes a clip's states: code version, encoder weights, preprocessing, view.
+
+    Parameters
+    ----------
+    encoder_sha256 : str
+        Hex sha256 of the encoder's weights.
+    prep : FeatureConfig
+        The preprocessing (its `extraction_json`).
+    view : View
+        The degraded view.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+    """
     blob = json.dumps({"version": STATES_VERSION, "encoder": encoder_sha256, "prep": json.loads(prep.extraction_json()),
                        "view": repr(view)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def entry_name(path: str | Path) -> str:
+    """A clip's file name in the cache: sha1 of its resolved path, size and modification time.
+
+    Parameters
+    ----------
+    path : path
+        An existing audio file.
+
+    Returns
+    -------
+    str
+        ``<40 hex digits>.npy``.
+    """
     st = Path(path).stat()
     return hashlib.sha1(f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest() + ".npy"
 
 
 def cache_folder(encoder_sha256: str, prep: FeatureConfig, view: View, cache_dir: str | Path | None = None) -> Path:
+    """The folder of one encoder, preprocessing and view's states: ``<cache_dir>/states/<cache_key>``.
+
+    Parameters
+    ----------
+    encoder_sha256, prep, view
+        As for `cache_key`.
+    cache_dir : path, optional
+        Default: `ser_core.training.data.default_cache_dir`.
+
+    Returns
+    -------
+    Path
+        The folder (not created here).
+    """
     return Path(cache_dir or default_cache_dir()) / "states" / cache_key(encoder_sha256, prep, view)
 
 
@@ -51,6 +98,7 @@ def corpus_states(
     paths: Sequence[str],
     encoder_name: str,
     prep: FeatureConfig,
+    *,
     view: View = View(),
     cache_dir: str | Path | None = None,
     log_every: int = 200,
@@ -69,13 +117,16 @@ def corpus_states(
         The degraded view of each clip (seeded by its file name).
     cache_dir : path, optional
         Default: `ser_core.training.data.default_cache_dir`.
+    log_every : int
+        Print progress every this many newly encoded clips (0: never).
 
     Returns
     -------
     files : list of Path or None
-        One ``.npy`` per clip, (layers, frames, width) float16; None where the clip was unusable.
-    errors : dict
-        Position -> error text of the unusable clips.
+        One ``.npy`` per clip, [shape=(layers, frames, width), dtype=float16] with frames at
+        50 per second; None where the clip was unusable.
+    errors : dict of int to str
+        Position -> error text of the unusable clips (remembered in the folder's ``errors.json``).
     """
     from ..encoder import encode, encoder_spec, load_encoder
 
@@ -114,5 +165,16 @@ def corpus_states(
 
 
 def load_states(files: Sequence[Path]) -> list[np.ndarray]:
-    """Memory-mapped states (read on demand, shared through the page cache)."""
+    """Memory-mapped states (read on demand, shared through the page cache).
+
+    Parameters
+    ----------
+    files : sequence of Path
+        ``.npy`` files of `corpus_states`.
+
+    Returns
+    -------
+    list of np.ndarray [shape=(layers, frames, width), dtype=float16]
+        Read-only memory maps, one per file.
+    """
     return [np.load(f, mmap_mode="r") for f in files]

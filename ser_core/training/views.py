@@ -20,11 +20,31 @@ from ..config import FeatureConfig
 
 
 def room_reverb(
-    y: np.ndarray, sr: int, seed: int = 0, rt60_s: tuple[float, float] = (0.2, 0.8), drr_db: tuple[float, float] = (0.0, 10.0),
+    y: np.ndarray, sr: int, *, seed: int = 0, rt60_s: tuple[float, float] = (0.2, 0.8),
+    drr_db: tuple[float, float] = (0.0, 10.0),
 ) -> np.ndarray:
     """A speaker in a room: `y` convolved with a synthetic impulse response — the direct
     path, then exponentially decaying noise reaching -60 dB after RT60 — with RT60 and
-    the direct-to-reverberant energy ratio drawn from the ranges; same length and RMS."""
+    the direct-to-reverberant energy ratio drawn from the ranges; same length and RMS.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono waveform.
+    sr : int
+        Its sample rate in Hz.
+    seed : int
+        Seeds the draws.
+    rt60_s : tuple of float
+        (low, high) of the reverberation time RT60, in seconds.
+    drr_db : tuple of float
+        (low, high) of the direct-to-reverberant ratio, in dB.
+
+    Returns
+    -------
+    np.ndarray [shape=(n,), dtype=float32]
+        The reverberant waveform.
+    """
     rng = np.random.default_rng(seed)
     rt60 = rng.uniform(*rt60_s)
     t = np.arange(1, int(rt60 * sr)) / sr
@@ -40,13 +60,43 @@ def _rms(v: np.ndarray) -> float:
 
 
 def mix_at_snr(y: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """`y` plus `noise` scaled to `snr_db` below the signal's RMS."""
+    """`y` plus `noise` scaled to `snr_db` below the signal's RMS.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        The signal.
+    noise : np.ndarray [shape=(n,)]
+        The noise, at any level.
+    snr_db : float
+        Signal-to-noise ratio of the mix in dB (RMS against RMS).
+
+    Returns
+    -------
+    np.ndarray [shape=(n,), dtype=float32]
+    """
     return (y + noise * (_rms(y) / max(_rms(noise), 1e-12)) * 10 ** (-snr_db / 20)).astype(np.float32)
 
 
-def background_noise(y: np.ndarray, sr: int, seed: int = 0, snr_db: tuple[float, float] = (0.0, 20.0)) -> np.ndarray:
+def background_noise(y: np.ndarray, sr: int, *, seed: int = 0, snr_db: tuple[float, float] = (0.0, 20.0)) -> np.ndarray:
     """`y` in stationary background noise: white or pink (1/f, drawn at random), at an SNR
-    drawn from `snr_db` against the signal's RMS."""
+    drawn from `snr_db` against the signal's RMS.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono waveform.
+    sr : int
+        Its sample rate in Hz.
+    seed : int
+        Seeds the noise, its colour and the SNR.
+    snr_db : tuple of float
+        (low, high) of the SNR, in dB.
+
+    Returns
+    -------
+    np.ndarray [shape=(n,), dtype=float32]
+    """
     rng = np.random.default_rng(seed)
     spectrum = np.fft.rfft(rng.standard_normal(y.size))
     if rng.random() < 0.5:  # pink: power falling 3 dB an octave
@@ -54,10 +104,26 @@ def background_noise(y: np.ndarray, sr: int, seed: int = 0, snr_db: tuple[float,
     return mix_at_snr(y, np.fft.irfft(spectrum, n=y.size), rng.uniform(*snr_db))
 
 
-def lossy_codec(y: np.ndarray, sr: int, seed: int = 0, levels: tuple[float, float] = (0.3, 0.99)) -> np.ndarray:
+def lossy_codec(y: np.ndarray, sr: int, *, seed: int = 0, levels: tuple[float, float] = (0.3, 0.99)) -> np.ndarray:
     """`y` coded as MP3 (variable bit rate, at a compression level drawn from `levels`,
     libsndfile's scale: 0 best, 1 smallest; libsndfile 1.2 refuses levels above 0.9999)
-    and decoded back, cut or padded to its length."""
+    and decoded back, cut or padded to its length.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono waveform; clipped to [-1, 1] before coding.
+    sr : int
+        Its sample rate in Hz (a rate MP3 has, e.g. 16000 or 44100).
+    seed : int
+        Seeds the compression level.
+    levels : tuple of float
+        (low, high) of the compression level.
+
+    Returns
+    -------
+    np.ndarray [shape=(n,), dtype=float32]
+    """
     rng = np.random.default_rng(seed)
     buf = io.BytesIO()
     sf.write(buf, np.clip(y, -1.0, 1.0), sr, format="MP3", subtype="MPEG_LAYER_III",
@@ -72,7 +138,13 @@ class View:
     """A degraded view of a recording, for training views and robustness tests. Its steps
     run in this order: a `room_reverb` room, `background_noise`, the `telephone_channel`,
     an MP3 `lossy_codec`. Each is seeded by the file's name, so a file's view is the same
-    in every run. `View()` is the recording as it is."""
+    in every run. `View()` is the recording as it is.
+
+    Attributes
+    ----------
+    room, noise, telephone, codec : bool
+        Whether the view takes that step.
+    """
 
     room: bool = False
     noise: bool = False
@@ -80,7 +152,23 @@ class View:
     codec: bool = False
 
     def apply(self, y: np.ndarray, sr: int, name: str) -> np.ndarray:
-        """This view of `y`, a mono recording at `sr` named `name` (its seed)."""
+        """This view of `y`, a mono recording at `sr` named `name` (its seed).
+
+        Parameters
+        ----------
+        y : np.ndarray [shape=(n,)]
+            Mono waveform.
+        sr : int
+            Its sample rate in Hz.
+        name : str
+            The file's name; seeds every step (`ser_core.audio.name_seed`).
+
+        Returns
+        -------
+        np.ndarray [shape=(m,)]
+            The degraded waveform at `sr`; m = n, except that the telephone step's
+            resampling may add or drop a few samples.
+        """
         seed = name_seed(name)
         if self.room:
             y = room_reverb(y, sr, seed=seed)
@@ -94,5 +182,25 @@ class View:
 
 
 def load_view(path: str | Path, cfg: FeatureConfig, view: View = View()) -> np.ndarray:
-    """`ser_core.audio.load_preprocessed` of the file's `view`."""
+    """`ser_core.audio.load_preprocessed` of the file's `view`.
+
+    Parameters
+    ----------
+    path : path
+        A mono audio file.
+    cfg : FeatureConfig
+        The preprocessing.
+    view : View
+        Applied to the waveform as read, at its own rate, before preprocessing.
+
+    Returns
+    -------
+    np.ndarray [shape=(n,), dtype=float32]
+        The preprocessed waveform at `cfg.sample_rate` Hz.
+
+    Raises
+    ------
+    ser_core.audio.AudioError
+        If the file cannot be used.
+    """
     return load_preprocessed(path, cfg, view.apply)
