@@ -56,7 +56,7 @@ def build_call(clips: pd.DataFrame, agent: int, customer: int, agent_emotions, c
         row = pool.iloc[rng.integers(len(pool))]
         pick_used.add(row["path"])
         y, _ = load_audio(row["path"], sr=SR)
-        y, _ = trim_silence(y, 30.0, 256, 64)
+        y, _ = trim_silence(y, top_db=30.0, frame_length=256, hop_length=64)
         return y, Path(row["path"]).name
 
     for turn in range(len(agent_emotions) + len(customer_emotions)):

@@ -39,7 +39,7 @@ def _view(**how: bool) -> Condition:
 def _middle(seconds: float) -> Condition:
     """The middle `seconds` of the clip's 30 dB trim: a short call turn."""
     def cut(y: np.ndarray, sr: int, name: str) -> tuple[np.ndarray, int, str, str]:
-        speech = trim_silence(y, 30.0)[0]
+        speech = trim_silence(y, top_db=30.0)[0]
         n = int(seconds * sr)
         start = max(0, (speech.size - n) // 2)
         return speech[start : start + n], sr, "WAV", "PCM_16"

@@ -71,7 +71,28 @@ def load_audio(
 ) -> tuple[np.ndarray, int]:
     """Decode any format libsndfile reads; optionally down-mix and resample.
 
-    Returns (y, sr) with y float32, (samples,) when mono else (channels, samples).
+    Parameters
+    ----------
+    path : str or Path
+        Audio file.
+    sr : int, optional
+        Target sample rate in Hz (`resample`); None keeps the file's own rate.
+    mono : bool
+        Average the channels into one.
+
+    Returns
+    -------
+    y : np.ndarray [shape=(n,) if mono else (channels, n)], float32
+        The samples, full scale 1.0.
+    sr : int
+        Sample rate of `y` in Hz.
+
+    Raises
+    ------
+    UnreadableAudioError
+        The file cannot be decoded.
+    EmptyAudioError
+        The file holds no samples.
     """
     try:
         data, native_sr = sf.read(str(path), dtype="float32", always_2d=True)
@@ -89,7 +110,21 @@ def load_audio(
 
 
 def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """High-quality resampling (soxr) along the last axis."""
+    """High-quality resampling (soxr, "HQ") along the last axis.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,) or (channels, n)]
+        Audio signal.
+    orig_sr, target_sr : int
+        Sample rates of `y` and of the result, in Hz.
+
+    Returns
+    -------
+    np.ndarray [shape=(m,) or (channels, m)], float32
+        `y` at `target_sr`, m ~ n * target_sr / orig_sr; `y` itself (not converted) when
+        the rates are equal.
+    """
     if orig_sr == target_sr:
         return y
     out = soxr.resample(np.asarray(y, dtype=np.float32).T, orig_sr, target_sr, quality="HQ")
@@ -97,19 +132,55 @@ def resample(y: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
 
 
 def peak_dbfs(y: np.ndarray) -> float:
+    """Peak absolute sample level in dBFS (full scale 1.0 = 0 dBFS).
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(...)]
+        Audio signal, any shape.
+
+    Returns
+    -------
+    float
+        20 log10 of the peak; -inf for an empty or all-zero signal.
+    """
     peak = float(np.max(np.abs(y))) if y.size else 0.0
     return 20.0 * np.log10(peak) if peak > 0 else -np.inf
 
 
 def rms_dbfs(y: np.ndarray) -> float:
-    """RMS level in dBFS (-inf for digital silence)."""
+    """RMS level in dBFS (full scale 1.0 = 0 dBFS).
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(...)]
+        Audio signal, any shape (all samples pooled).
+
+    Returns
+    -------
+    float
+        20 log10 of the RMS; -inf for an empty signal or digital silence.
+    """
     rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64)))) if y.size else 0.0
     return 20.0 * np.log10(rms) if rms > 0 else -np.inf
 
 
 def dc_offset(y: np.ndarray, frame_length: int = 1024) -> float:
     """A recording's DC offset: the mean of its quietest fifth of frames (by variance),
-    which neither a click nor the asymmetry of a loud voice biases."""
+    which neither a click nor the asymmetry of a loud voice biases.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono signal.
+    frame_length : int
+        Frame length in samples; with fewer than 5 whole frames the plain mean is used.
+
+    Returns
+    -------
+    float
+        The offset, in the units of `y` (0.0 for an empty signal).
+    """
     n = y.size // frame_length
     if n < 5:
         return float(np.mean(y, dtype=np.float64)) if y.size else 0.0
@@ -121,13 +192,24 @@ def remove_offset(y: np.ndarray) -> np.ndarray:
     """`y` less its `dc_offset` when that exceeds `DC_OFFSET_SHARE` of the peak: a larger
     offset reads as a steady noise floor just under the speech, and a level-based trim or
     segmenter then cuts the speech itself. A smaller one lies far below any threshold they
-    use, and `y` is returned as it is."""
+    use, and `y` is returned as it is.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)], float
+        Mono signal.
+
+    Returns
+    -------
+    np.ndarray [shape=(n,)]
+        `y` less its offset, in `y`'s dtype, or `y` itself.
+    """
     offset = dc_offset(y)
     return (y - np.float32(offset)).astype(y.dtype) if abs(offset) > DC_OFFSET_SHARE * float(np.max(np.abs(y))) else y
 
 
 def trim_silence(
-    y: np.ndarray, top_db: float = 30.0, frame_length: int = 1024, hop_length: int = 256, noise_margin_db: float = 0.0,
+    y: np.ndarray, *, top_db: float = 30.0, frame_length: int = 1024, hop_length: int = 256, noise_margin_db: float = 0.0,
     sr: int = 16000,
 ) -> tuple[np.ndarray, tuple[int, int]]:
     """Cut leading and trailing audio quieter than `top_db` below the loudest frame and,
@@ -147,7 +229,32 @@ def trim_silence(
     a quiet recording as sound, or as a noise floor). Without a click the interval is
     exactly `librosa.effects.trim`'s at the same threshold.
 
-    Returns the trimmed signal and its (start, end) sample interval in `y`.
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)], float
+        Mono signal.
+    top_db : float > 0
+        Threshold in dB below the loudest frame (clicks left out).
+    frame_length, hop_length : int
+        RMS frame length and hop, in samples.
+    noise_margin_db : float >= 0
+        Margin in dB above a steady noise floor that a kept frame needs; 0: no floor test.
+    sr : int
+        Sample rate in Hz (sets the click window, `IMPULSE_S`).
+
+    Returns
+    -------
+    y_trimmed : np.ndarray [shape=(end - start,)]
+        ``y[start:end]`` (a view of `y`).
+    interval : tuple of int
+        (start, end) sample indices in `y`.
+
+    Raises
+    ------
+    EmptyAudioError
+        `y` is empty.
+    SilentAudioError
+        Its peak, DC offset removed, is below `SILENCE_FLOOR_DBFS`.
     """
     if y.size == 0:
         raise EmptyAudioError("no samples to trim")
@@ -193,7 +300,20 @@ def _impulse(y: np.ndarray, frame: int, frame_length: int, hop_length: int, sr: 
 def frame_levels_db(y: np.ndarray, hop_length: int) -> np.ndarray:
     """RMS level in dBFS of consecutive, non-overlapping frames of `hop_length` samples
     along the last axis (the last partial frame is zero-padded). Block-wise callers get
-    identical results when their blocks are multiples of `hop_length`."""
+    identical results when their blocks are multiples of `hop_length`.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(..., n)]
+        Audio signal; frames run along the last axis.
+    hop_length : int
+        Frame length (and hop) in samples.
+
+    Returns
+    -------
+    np.ndarray [shape=(..., ceil(n / hop_length))], float32
+        10 log10 of each frame's mean square (dBFS), floored at -120 dB.
+    """
     n = y.shape[-1]
     frames = -(-n // hop_length)
     padded = np.zeros((*y.shape[:-1], frames * hop_length), dtype=np.float32)
@@ -212,7 +332,24 @@ def speech_threshold_db(levels_db: np.ndarray, ref_db: float, top_db: float, noi
     quietest frames of a recording cut tight around its speech are the speech's own weak
     consonants and pauses, whose levels spread widely; taking them for noise would trim
     the utterance again at every pass (a call segment, a clip some other tool already
-    trimmed), eating its onset and ending."""
+    trimmed), eating its onset and ending.
+
+    Parameters
+    ----------
+    levels_db : np.ndarray [shape=(frames,)]
+        Frame levels in dB.
+    ref_db : float
+        Reference level in dB, on the scale of `levels_db` (e.g. the loudest frame's).
+    top_db : float
+        Threshold in dB below `ref_db`.
+    noise_margin_db : float
+        Margin in dB above a steady noise floor.
+
+    Returns
+    -------
+    float
+        The threshold in dB, on the scale of `levels_db`.
+    """
     threshold = ref_db - top_db
     floor, steady = np.percentile(levels_db, [5, 20])
     if ref_db - floor > noise_margin_db + 6.0 and steady - floor <= STEADY_FLOOR_DB:
@@ -224,6 +361,7 @@ def speech_regions(
     levels_db: np.ndarray,
     hop_length: int,
     sr: int,
+    *,
     top_db: float = 30.0,
     min_speech_s: float = 0.3,
     min_silence_s: float = 0.3,
@@ -239,6 +377,31 @@ def speech_regions(
     above that floor, so line noise between turns is not speech. Level alone cannot tell
     a channel of pure stationary noise from unbroken speech: both count as speech. Gaps
     shorter than `min_silence_s` are bridged and regions shorter than `min_speech_s` dropped.
+    A frame at or below `SILENCE_FLOOR_DBFS` is never speech.
+
+    Parameters
+    ----------
+    levels_db : np.ndarray [shape=(frames,)]
+        Frame levels in dBFS (`frame_levels_db`), frame i covering samples
+        ``[i, i + 1) * hop_length``.
+    hop_length : int
+        Frame length in samples.
+    sr : int
+        Sample rate in Hz.
+    top_db : float
+        Threshold in dB below the reference.
+    min_speech_s, min_silence_s : float
+        Shortest region kept and shortest gap not bridged, in seconds.
+    ref_db : float, optional
+        Reference level in dBFS; default: the 95th-percentile frame level.
+    noise_margin_db : float
+        Margin in dB above a measured noise floor.
+
+    Returns
+    -------
+    np.ndarray [shape=(n_regions, 2)], int64
+        [start, end) sample intervals, sorted; the last may end up to a frame past the
+        signal (its last frame is zero-padded).
     """
     if levels_db.size == 0:
         return np.zeros((0, 2), dtype=np.int64)
@@ -263,7 +426,25 @@ def split_windows(regions: np.ndarray, sr: int, max_segment_s: float = 4.0, over
 
     `overlap_s` > 0 keeps the former full-length windows overlapping by `overlap_s` (the
     last one ends at the region's end), for `speech_intervals`' callers; the nightly job
-    never asks for it."""
+    never asks for it.
+
+    Parameters
+    ----------
+    regions : np.ndarray [shape=(n, 2)], int
+        [start, end) sample intervals.
+    sr : int
+        Sample rate in Hz.
+    max_segment_s : float
+        Longest window in seconds.
+    overlap_s : float
+        0: equal pieces that tile each region; > 0: full-length windows overlapping by this
+        many seconds.
+
+    Returns
+    -------
+    np.ndarray [shape=(m, 2)], int64
+        [start, end) sample intervals, region by region.
+    """
     win = int(max_segment_s * sr)
     out: list[tuple[int, int]] = []
     for s, e in regions:
@@ -284,6 +465,7 @@ def split_windows(regions: np.ndarray, sr: int, max_segment_s: float = 4.0, over
 def speech_intervals(
     y: np.ndarray,
     sr: int,
+    *,
     top_db: float = 30.0,
     min_speech_s: float = 0.3,
     min_silence_s: float = 0.3,
@@ -293,11 +475,41 @@ def speech_intervals(
     hop_length: int = 256,
     noise_margin_db: float = 10.0,
 ) -> np.ndarray:
-    """Model-sized speech segments of a long mono signal: `speech_regions` then `split_windows`."""
+    """Model-sized speech segments of a long mono signal: `frame_levels_db`, `speech_regions`
+    (clipped to the signal), then `split_windows`.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono signal.
+    sr : int
+        Sample rate in Hz.
+    top_db, min_speech_s, min_silence_s : float
+        As in `speech_regions` (dB; seconds).
+    max_segment_s, overlap_s : float
+        As in `split_windows`, in seconds (note the overlapping default here).
+    ref_db : float, optional
+        As in `speech_regions` (dBFS).
+    hop_length : int
+        Level frame length in samples.
+    noise_margin_db : float
+        As in `speech_regions` (dB).
+
+    Returns
+    -------
+    np.ndarray [shape=(m, 2)], int64
+        [start, end) sample intervals in `y`.
+
+    Raises
+    ------
+    ValueError
+        `y` is not 1-D.
+    """
     if y.ndim != 1:
         raise ValueError("speech_intervals expects mono audio")
     levels = frame_levels_db(y, hop_length)
-    regions = speech_regions(levels, hop_length, sr, top_db, min_speech_s, min_silence_s, ref_db, noise_margin_db)
+    regions = speech_regions(levels, hop_length, sr, top_db=top_db, min_speech_s=min_speech_s,
+                             min_silence_s=min_silence_s, ref_db=ref_db, noise_margin_db=noise_margin_db)
     regions = np.minimum(regions, y.size)
     return split_windows(regions, sr, max_segment_s, overlap_s)
 
@@ -305,7 +517,22 @@ def speech_intervals(
 def high_band_stats(y: np.ndarray, sr: int) -> tuple[float, float]:
     """(level, range) of the band above a phone line (4.2-7 kHz): its power relative to the
     line's band (0.3-3.4 kHz), and how far its loud frames (95th percentile) stand above its
-    quiet ones (10th), both in dB; (-inf, 0) when `sr` cannot hold it or `y` is under a frame."""
+    quiet ones (10th), both in dB; (-inf, 0) when `sr` cannot hold it or `y` is under a frame.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono signal.
+    sr : int
+        Sample rate in Hz.
+
+    Returns
+    -------
+    level : float
+        High-band power relative to the line band, in dB (or -inf).
+    range : float
+        95th less 10th percentile of the high band's frame levels, in dB.
+    """
     if sr < 2 * HIGH_BAND_HZ[1] or y.size < WIDEBAND_FRAME:
         return float("-inf"), 0.0
     f, _, z = stft(y, sr, nperseg=WIDEBAND_FRAME, noverlap=WIDEBAND_FRAME // 2, boundary=None, padded=False)
@@ -325,13 +552,47 @@ def is_wideband(y: np.ndarray, sr: int) -> bool:
     its own floor (range), unlike a noise floor: 16-bit quantisation of a quiet narrowband
     file reads up to -25 dB but a range of 1-20 dB, white noise at 20 dB SNR a range of 2-31
     dB. Clean RAVDESS speech, trimmed and pre-emphasised, reads -19 dB or more and a range
-    of 16 dB or more (docs/RESULTS.md, "A full-band companion for wideband audio")."""
+    of 16 dB or more (docs/RESULTS.md, "A full-band companion for wideband audio").
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)]
+        Mono, preprocessed signal (`preprocess`).
+    sr : int
+        Sample rate in Hz.
+
+    Returns
+    -------
+    bool
+        True when `high_band_stats` reads level >= `WIDEBAND_MIN_LEVEL_DB` and range >=
+        `WIDEBAND_MIN_RANGE_DB`.
+    """
     level, spread = high_band_stats(y, sr)
     return level >= WIDEBAND_MIN_LEVEL_DB and spread >= WIDEBAND_MIN_RANGE_DB
 
 
 def normalize(y: np.ndarray, method: str = "peak", target_dbfs: float = -20.0) -> np.ndarray:
-    """Peak normalisation to full scale, or RMS normalisation to `target_dbfs`."""
+    """Peak normalisation to full scale, or RMS normalisation to `target_dbfs`.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(...)]
+        Audio signal.
+    method : {"peak", "rms", "none"}
+        Scale the peak to 1.0 (0 dBFS), the RMS to `target_dbfs`, or leave `y` as it is.
+    target_dbfs : float
+        RMS target in dBFS, for "rms".
+
+    Returns
+    -------
+    np.ndarray [shape=y.shape]
+        The scaled signal; `y` itself for "none" or an all-zero signal.
+
+    Raises
+    ------
+    ValueError
+        Unknown `method`.
+    """
     if method == "none":
         return y
     if method == "peak":
@@ -344,18 +605,58 @@ def normalize(y: np.ndarray, method: str = "peak", target_dbfs: float = -20.0) -
 
 
 def preemphasis(y: np.ndarray, coef: float = 0.97) -> np.ndarray:
-    """First-order high-pass y[n] - coef * y[n-1] that lifts the formant region."""
+    """First-order high-pass y[n] - coef * y[n-1] that lifts the formant region.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(..., n)]
+        Audio signal, filtered along the last axis.
+    coef : float in [0, 1)
+        Filter coefficient; 0 returns `y` as it is.
+
+    Returns
+    -------
+    np.ndarray [shape=y.shape], float32
+        The filtered signal (or `y` itself).
+    """
     if coef == 0:
         return y
     return librosa.effects.preemphasis(y, coef=coef).astype(np.float32)
 
 
 def preprocess(y: np.ndarray, sr: int, cfg: FeatureConfig) -> np.ndarray:
-    """Mono waveform at any rate -> trimmed, enhanced waveform at `cfg.sample_rate`."""
+    """Mono waveform at any rate -> trimmed, enhanced waveform at `cfg.sample_rate`:
+    `resample`, `trim_silence`, `normalize` and `preemphasis` as `cfg` sets them.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)], float32
+        Mono signal.
+    sr : int
+        Its sample rate in Hz.
+    cfg : FeatureConfig
+        Rate, trim (`trim_db`, `trim_noise_margin_db`; frames of `n_fft` / `hop_length`),
+        level and pre-emphasis settings.
+
+    Returns
+    -------
+    np.ndarray [shape=(m,)], float32 (for float32 `y`)
+        The trimmed utterance at `cfg.sample_rate`, at least `cfg.min_duration_s` long.
+
+    Raises
+    ------
+    ValueError
+        `y` is not 1-D.
+    EmptyAudioError, SilentAudioError
+        From `trim_silence`.
+    TooShortError
+        Less than `cfg.min_duration_s` of sound after trimming.
+    """
     if y.ndim != 1:
         raise ValueError("preprocess expects mono audio; select or mix channels first")
     y = resample(y, sr, cfg.sample_rate)
-    y, _ = trim_silence(y, cfg.trim_db, cfg.n_fft, cfg.hop_length, cfg.trim_noise_margin_db, cfg.sample_rate)
+    y, _ = trim_silence(y, top_db=cfg.trim_db, frame_length=cfg.n_fft, hop_length=cfg.hop_length,
+                        noise_margin_db=cfg.trim_noise_margin_db, sr=cfg.sample_rate)
     if y.size < cfg.min_duration_s * cfg.sample_rate:
         raise TooShortError(
             f"{y.size / cfg.sample_rate:.3f} s of sound after trimming, need {cfg.min_duration_s} s"
@@ -369,7 +670,24 @@ TELEPHONE_SR = 8000
 
 def telephone_channel(y: np.ndarray, sr: int, snr_db: float = 20.0, seed: int = 0) -> np.ndarray:
     """A call-center line: 300-3400 Hz band-pass, 8 kHz, white noise at `snr_db` below the
-    signal's RMS, G.711 mu-law coding (libsndfile); returned at the input rate `sr`."""
+    signal's RMS, G.711 mu-law coding (libsndfile); returned at the input rate `sr`.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)], float
+        Mono signal.
+    sr : int
+        Its sample rate in Hz.
+    snr_db : float
+        Noise level in dB below the band-passed 8 kHz signal's RMS.
+    seed : int
+        Seed of the noise.
+
+    Returns
+    -------
+    np.ndarray [shape=(m,)], float32
+        The coded signal at `sr`, m ~ n (the round trip through 8 kHz may round the length).
+    """
     sos = butter(6, [300, 3400], btype="bandpass", fs=sr, output="sos")
     narrow = resample(sosfilt(sos, y).astype(np.float32), sr, TELEPHONE_SR)
     rms = np.sqrt(np.mean(np.square(narrow, dtype=np.float64)))
@@ -383,13 +701,39 @@ def telephone_channel(y: np.ndarray, sr: int, snr_db: float = 20.0, seed: int = 
 
 def name_seed(name: str) -> int:
     """The seed of a file's simulated degradations, from its name: a file is degraded the
-    same way in every run."""
+    same way in every run.
+
+    Parameters
+    ----------
+    name : str
+        File name.
+
+    Returns
+    -------
+    int
+        CRC-32 of the UTF-8 name, in [0, 2**32).
+    """
     return zlib.crc32(name.encode())
 
 
 def telephone_line(y: np.ndarray, sr: int, name: str) -> np.ndarray:
     """`y`, a mono recording at `sr` named `name`, through the `telephone_channel` seeded by
-    its name (`name_seed`): what `ser evaluate --telephone` scores."""
+    its name (`name_seed`): what `ser evaluate --telephone` scores.
+
+    Parameters
+    ----------
+    y : np.ndarray [shape=(n,)], float
+        Mono signal.
+    sr : int
+        Its sample rate in Hz.
+    name : str
+        File name (seeds the noise).
+
+    Returns
+    -------
+    np.ndarray [shape=(m,)], float32
+        As `telephone_channel`: the coded signal at `sr`, m ~ n.
+    """
     return telephone_channel(y, sr, seed=name_seed(name))
 
 
@@ -400,7 +744,30 @@ def load_preprocessed(path: str | Path, cfg: FeatureConfig, degrade: Degradation
     """Load a mono file, pass it through `degrade` if given (e.g. `telephone_line`; the
     training views' `View.apply`), then `preprocess` it. A file of several channels is
     refused (`MultiChannelError`): mixing an agent and a customer would give one label to
-    two speakers; the nightly job scores each channel of a call."""
+    two speakers; the nightly job scores each channel of a call.
+
+    Parameters
+    ----------
+    path : str or Path
+        Audio file.
+    cfg : FeatureConfig
+        Preprocessing settings (`preprocess`).
+    degrade : callable, optional
+        ``degrade(y, sr, name) -> y``: `y` [shape=(n,)] at the file's own rate `sr` in Hz,
+        `name` the file name; returns the degraded signal at `sr`.
+
+    Returns
+    -------
+    np.ndarray [shape=(m,)], float32
+        The preprocessed utterance at `cfg.sample_rate`.
+
+    Raises
+    ------
+    MultiChannelError
+        The file has more than one channel.
+    AudioError
+        From `load_audio` and `preprocess` (unreadable, empty, silent, too short).
+    """
     y, sr = load_audio(path, sr=None, mono=False)
     if y.ndim == 2 and y.shape[0] > 1:
         raise MultiChannelError(f"{y.shape[0]}-channel recording: ser predict/evaluate score one speaker per file; "

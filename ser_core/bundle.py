@@ -43,7 +43,7 @@ SHARED_FIELDS = ("sample_rate", "trim_db", "trim_noise_margin_db", "min_duration
 
 
 class BundleError(RuntimeError):
-    pass
+    """A folder that is not a usable bundle, or a companion or run that does not fit it."""
 
 
 # one model input per network of a bundle, None where that network takes no part
@@ -64,11 +64,34 @@ class BundleInputs:
         return self.networks[0][0]
 
     def routes(self, y: np.ndarray) -> tuple[bool, ...]:
+        """Which networks take part for a waveform.
+
+        Parameters
+        ----------
+        y : np.ndarray [shape=(n,)]
+            Preprocessed mono waveform at `feature_config.sample_rate`.
+
+        Returns
+        -------
+        tuple of bool
+            One per network: True for the first, `is_wideband(y)` for a companion.
+        """
         wide = len(self.networks) > 1 and is_wideband(y, self.feature_config.sample_rate)
         return (True,) + (wide,) * (len(self.networks) - 1)
 
     def windows(self, y: np.ndarray) -> Routed:
-        """Each taking-part network's inputs for every window of a whole utterance (`extract_windows`)."""
+        """Each taking-part network's inputs for every window of a whole utterance (`extract_windows`).
+
+        Parameters
+        ----------
+        y : np.ndarray [shape=(n,)]
+            Preprocessed mono waveform at `feature_config.sample_rate`.
+
+        Returns
+        -------
+        tuple of np.ndarray or None
+            Per network, [shape=(n_windows, *input_shape)] float32, or None where it takes no part.
+        """
         return tuple(extract_windows(y, cfg, name) if used else None
                      for (cfg, name), used in zip(self.networks, self.routes(y)))
 
@@ -79,17 +102,41 @@ class BundleInputs:
 
     def segment(self, y: np.ndarray) -> Routed:
         """Each taking-part network's input for a waveform's first window (all of a call
-        segment, which fits one window)."""
+        segment, which fits one window).
+
+        Parameters
+        ----------
+        y : np.ndarray [shape=(n,)]
+            Preprocessed mono waveform at `feature_config.sample_rate`.
+
+        Returns
+        -------
+        tuple of np.ndarray or None
+            Per network, [shape=input_shape] float32 (e.g. (n_mels, frames, 3)), or None.
+        """
         return tuple(w[0] if w is not None else None for w in self.windows(y))
 
 
 def combined_id(*sha256s: str) -> str:
-    """Short, stable identifier of one or more networks' weights (sha256 prefix)."""
+    """Short, stable identifier of one or more networks' weights (sha256 prefix).
+
+    Parameters
+    ----------
+    *sha256s : str
+        Hex sha256 of each network's `model.keras`, the bundle's own first.
+
+    Returns
+    -------
+    str
+        12 hex digits: the one digest's prefix, or the prefix of the sha256 of them all.
+    """
     return sha256s[0][:12] if len(sha256s) == 1 else hashlib.sha256("".join(sha256s).encode()).hexdigest()[:12]
 
 
 @dataclass
 class Bundle:
+    """A loaded CNN bundle (`load_bundle`): its network, configs, labels and optional companion."""
+
     model: keras.Model
     feature_config: FeatureConfig
     model_config: ModelConfig
@@ -102,6 +149,7 @@ class Bundle:
 
     @property
     def networks(self) -> tuple[Bundle, ...]:
+        """The bundle itself, then its wideband companion if it has one."""
         return (self,) if self.wideband is None else (self, self.wideband)
 
     @property
@@ -111,11 +159,24 @@ class Bundle:
 
     @property
     def inputs(self) -> BundleInputs:
+        """How the networks read a waveform (`BundleInputs`)."""
         return BundleInputs(tuple((n.feature_config, input_name(n.model_config)) for n in self.networks))
 
     def predict_routed(self, items: Sequence[Routed]) -> tuple[np.ndarray, np.ndarray]:
         """Emotion and intensity probabilities of routed inputs (`BundleInputs`), averaged
-        over the networks that take part in each."""
+        over the networks that take part in each.
+
+        Parameters
+        ----------
+        items : sequence of Routed
+            Per item one entry per network (`networks`): that network's input for one
+            window, or None where it takes no part (the first network always takes part).
+
+        Returns
+        -------
+        emotion : np.ndarray [shape=(n_items, len(labels))], float32
+        intensity : np.ndarray [shape=(n_items, len(intensities))], float32
+        """
         emo = np.zeros((len(items), len(self.labels)), np.float32)
         inten = np.zeros((len(items), len(self.intensities)), np.float32)
         voters = np.zeros(len(items), np.float32)
@@ -129,7 +190,20 @@ class Bundle:
         return emo / voters[:, None], inten / voters[:, None]
 
     def predict_inputs(self, x: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """Emotion (n, 8) and intensity (n, 2) probabilities for model inputs."""
+        """Emotion (n, 8) and intensity (n, 2) probabilities for model inputs.
+
+        Parameters
+        ----------
+        x : np.ndarray [shape=(n, *input_shape)], float32
+            Inputs of this network: (n, n_mels, frames, 3) cubes or (n, mfcc_frames, n_mfcc) MFCCs.
+        batch_size : int
+            Inputs per forward pass.
+
+        Returns
+        -------
+        emotion : np.ndarray [shape=(n, len(labels))], float32
+        intensity : np.ndarray [shape=(n, len(intensities))], float32
+        """
         emo = np.zeros((len(x), len(self.labels)), np.float32)
         inten = np.zeros((len(x), len(self.intensities)), np.float32)
         for i in range(0, len(x), batch_size):
@@ -146,7 +220,24 @@ def save_bundle(
     train_cfg: TrainConfig,
     info: dict[str, Any],
 ) -> Path:
-    """Write the model (weights only, no optimizer state) and `bundle.json` into `out_dir`."""
+    """Write the model (weights only, no optimizer state) and `bundle.json` into `out_dir`.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Bundle folder (created).
+    model : keras.Model
+        The trained network.
+    feature_cfg, model_cfg, train_cfg : FeatureConfig, ModelConfig, TrainConfig
+        Its configs, saved in `bundle.json`.
+    info : dict
+        Further `bundle.json` entries (e.g. ``training_command``).
+
+    Returns
+    -------
+    Path
+        `out_dir`.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     inference = keras.Model.from_config(model.get_config())  # uncompiled: the optimizer's state stays behind
@@ -167,7 +258,18 @@ def save_bundle(
 
 
 def resolve_bundle_path(spec: str | Path) -> Path:
-    """A bundle directory, or `default` (the encoder model) or `cnn` (the CNN pair), shipped in the package."""
+    """A bundle directory, or `default` (the encoder model) or `cnn` (the CNN pair), shipped in the package.
+
+    Parameters
+    ----------
+    spec : str or Path
+        "default", "cnn" or a folder.
+
+    Returns
+    -------
+    Path
+        The folder (not checked).
+    """
     return {"default": DEFAULT_BUNDLE, "cnn": CNN_BUNDLE}.get(str(spec), Path(spec))
 
 
@@ -179,7 +281,23 @@ def _read_meta(path: Path) -> dict[str, Any]:
 
 
 def load_bundle(spec: str | Path) -> Bundle | EncoderBundle:
-    """Load and verify a bundle folder (or `default`): an encoder bundle or a CNN bundle."""
+    """Load and verify a bundle folder (or `default`): an encoder bundle or a CNN bundle.
+
+    Parameters
+    ----------
+    spec : str or Path
+        As `resolve_bundle_path`.
+
+    Returns
+    -------
+    Bundle or EncoderBundle
+
+    Raises
+    ------
+    BundleError
+        A CNN bundle's files are missing, its `model.keras` does not match its sha256, or
+        its wideband companion does not fit it.
+    """
     path = resolve_bundle_path(spec)
     if is_encoder_bundle(path):
         return load_encoder_bundle(path)
@@ -229,8 +347,24 @@ def _check_companion(meta: dict[str, Any], companion: dict[str, Any]) -> None:
 
 
 def attach_wideband(bundle_dir: str | Path, companion_dir: str | Path) -> str:
-    """Copy the bundle `companion_dir` into `bundle_dir` as its wideband companion; returns
-    the pair's model id."""
+    """Copy the bundle `companion_dir` into `bundle_dir` as its wideband companion (replacing
+    any earlier one).
+
+    Parameters
+    ----------
+    bundle_dir, companion_dir : str or Path
+        CNN bundle folders.
+
+    Returns
+    -------
+    str
+        The pair's model id (`combined_id`).
+
+    Raises
+    ------
+    BundleError
+        Either folder is not a bundle, or the companion does not fit the bundle.
+    """
     bundle_dir, companion_dir = Path(bundle_dir), Path(companion_dir)
     meta, companion = _read_meta(bundle_dir), _read_meta(companion_dir)
     meta.pop(WIDEBAND_DIR, None)
@@ -272,7 +406,24 @@ def predict_files(
     fixed-length input slides over it (`extract_windows`, half-overlapping windows) and the
     windows' probabilities are averaged (with a wideband companion, over both networks
     where the audio is wideband).
-    With `telephone`, each file first goes through the simulated telephone channel."""
+    With `telephone`, each file first goes through the simulated telephone channel.
+
+    Parameters
+    ----------
+    bundle : Bundle or EncoderBundle
+        The model (`load_bundle`).
+    paths : sequence of str or Path
+        Audio files of one speaker each (a multi-channel file gets an ``error``).
+    telephone : bool
+        Score each file through `telephone_line` first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per path, in order: ``path``, one probability column per class in
+        `bundle.labels`, ``label``, ``confidence``, ``intensity``, ``valence``, ``arousal``,
+        ``speech_s`` (seconds), ``windows`` and ``error`` (``"<code>: <message>"`` or NaN).
+    """
     if isinstance(bundle, EncoderBundle):
         ok, emo, inten, n, seconds, errors = _score_files_encoder(bundle, paths, telephone)
     else:
@@ -318,7 +469,23 @@ def _score_files_cnn(bundle: Bundle, paths: Sequence[str | Path], telephone: boo
 
 def read_bundle_inputs(spec: str | Path) -> tuple[BundleInputs | EncoderInputs, str]:
     """How the bundle's networks read a waveform, and its model id, from `bundle.json`
-    (and its companion's), without loading Keras weights."""
+    (and its companion's), without loading Keras weights.
+
+    Parameters
+    ----------
+    spec : str or Path
+        As `resolve_bundle_path`.
+
+    Returns
+    -------
+    inputs : BundleInputs or EncoderInputs
+    model_id : str
+
+    Raises
+    ------
+    BundleError
+        A CNN bundle's files are missing, or its companion does not fit it.
+    """
     path = resolve_bundle_path(spec)
     if is_encoder_bundle(path):
         return read_encoder_inputs(path)
@@ -341,6 +508,24 @@ def attach_cross_validation(bundle_dir: str | Path, cv_run: str | Path) -> dict[
 
     Refuses a run whose feature, model or training config differs from the bundle's
     (compared as config objects, so fields added later with their defaults still match).
+
+    Parameters
+    ----------
+    bundle_dir : str or Path
+        The bundle.
+    cv_run : str or Path
+        Run folder of `ser train --protocol folds` (config.json, metrics.json, command.txt).
+
+    Returns
+    -------
+    dict
+        The ``cross_validation`` entry written: ``command``, ``protocol``, ``channels``,
+        ``mean`` and ``folds``.
+
+    Raises
+    ------
+    BundleError
+        The run's configs differ from the bundle's.
     """
     meta_path = Path(bundle_dir) / META_FILE
     meta = json.loads(meta_path.read_text())

@@ -21,6 +21,8 @@ MIXED = "mixed"
 
 
 class CallInfo(NamedTuple):
+    """What a call's `calls` row reports about its recording."""
+
     duration_s: float
     sample_rate: int
     channels: int
@@ -30,6 +32,8 @@ class CallInfo(NamedTuple):
 
 
 class Segment(NamedTuple):
+    """One speech segment of one channel: samples [start, end) at the recording's rate."""
+
     channel: int
     role: str
     index: int          # position within the call, ordered by (start, channel)
@@ -47,7 +51,15 @@ class CallAudio:
     not turn a call into "no speech") and never go past the frames that can actually be
     decoded (`frames`). `open_audio` builds it, after one pass over the file that finds
     `frames`, `samples_repaired`, `peak` and `truncated` (the header promises more frames
-    than the file holds: libsndfile's header check, or a decoder that fails part-way)."""
+    than the file holds: libsndfile's header check, or a decoder that fails part-way).
+
+    Parameters
+    ----------
+    f : soundfile.SoundFile
+        The open recording.
+    fileobj : file object, optional
+        What `f` reads from, to reopen it when the decoder cannot seek back after an error.
+    """
 
     def __init__(self, f: sf.SoundFile, fileobj: BinaryIO | None = None):
         self._f, self._fileobj = f, fileobj
@@ -85,12 +97,51 @@ class CallAudio:
         return frames, repaired, peak, failed
 
     def seek(self, frames: int, whence: int = 0) -> int:
+        """Move the read position, as `soundfile.SoundFile.seek`.
+
+        Parameters
+        ----------
+        frames : int
+            Offset in frames (samples per channel).
+        whence : int
+            0: from the start, 1: from the current position, 2: from the end.
+
+        Returns
+        -------
+        int
+            The new position in frames.
+        """
         return self._f.seek(frames, whence)
 
     def tell(self) -> int:
+        """The read position in frames.
+
+        Returns
+        -------
+        int
+        """
         return self._f.tell()
 
     def read(self, frames: int = -1, dtype: str = "float64", always_2d: bool = False, **kwargs) -> np.ndarray:
+        """Read from the current position, as `soundfile.SoundFile.read`, but never past the
+        decodable frames (the attribute `frames`) and with non-finite samples read as 0.
+
+        Parameters
+        ----------
+        frames : int
+            Frames to read; -1: all that are left.
+        dtype : str
+            Sample type, e.g. "float32".
+        always_2d : bool
+            Return (frames, channels) even for a mono file.
+        **kwargs
+            Passed on to `soundfile.SoundFile.read`.
+
+        Returns
+        -------
+        np.ndarray [shape=(frames, channels), or (frames,) for mono without `always_2d`]
+            Samples, full scale 1.0 for float types.
+        """
         left = max(0, self.frames - self._f.tell())
         data = self._f.read(left if frames < 0 else min(frames, left), dtype=dtype, always_2d=always_2d, **kwargs)
         if data.dtype.kind == "f":
@@ -100,10 +151,28 @@ class CallAudio:
         return data
 
     def blocks(self, blocksize: int, dtype: str = "float64", always_2d: bool = False, **_) -> Iterator[np.ndarray]:
+        """Consecutive `read` blocks from the current position to the last decodable frame.
+
+        Parameters
+        ----------
+        blocksize : int
+            Frames per block (the last may be shorter).
+        dtype : str
+            Sample type.
+        always_2d : bool
+            As in `read`.
+        **_
+            Ignored (accepted for `soundfile.SoundFile.blocks` callers).
+
+        Yields
+        ------
+        np.ndarray [shape=(blocksize, channels), or (blocksize,) for mono without `always_2d`]
+        """
         while self._f.tell() < self.frames:
             yield self.read(blocksize, dtype=dtype, always_2d=always_2d)
 
     def close(self) -> None:
+        """Close the underlying `soundfile.SoundFile`."""
         self._f.close()
 
     def __enter__(self) -> CallAudio:
@@ -117,7 +186,27 @@ class CallAudio:
 
 
 def open_audio(fileobj: BinaryIO) -> CallAudio:
-    """The recording in `fileobj`, or an `AudioError` whose message an operator can read."""
+    """The recording in `fileobj`, or an `AudioError` whose message an operator can read.
+
+    Parameters
+    ----------
+    fileobj : binary file object
+        Seekable, positioned at the start.
+
+    Returns
+    -------
+    CallAudio
+        The decoded recording, inspected, positioned at its first frame.
+
+    Raises
+    ------
+    EmptyFileError
+        `fileobj` holds 0 bytes.
+    UnreadableAudioError
+        Not an audio file libsndfile decodes.
+    EmptyAudioError
+        A header but no samples.
+    """
     if not fileobj.read(1):
         raise EmptyFileError()
     fileobj.seek(0)
@@ -136,26 +225,79 @@ def open_audio(fileobj: BinaryIO) -> CallAudio:
 
 
 def is_silent(f: CallAudio) -> bool:
-    """Digital silence: no sample above `SILENCE_FLOOR_DBFS`."""
+    """Digital silence: no sample above `SILENCE_FLOOR_DBFS`.
+
+    Parameters
+    ----------
+    f : CallAudio
+        An inspected recording (`open_audio`).
+
+    Returns
+    -------
+    bool
+    """
     return f.peak <= 10 ** (SILENCE_FLOOR_DBFS / 20)
 
 
 def role_for(channel: int, channels: int, roles: Sequence[str]) -> str | None:
     """`mixed` for a mono recording; otherwise the channel's role, or None for a channel
-    beyond the roles (not scored, counted in `channels_ignored`)."""
+    beyond the roles (not scored, counted in `channels_ignored`).
+
+    Parameters
+    ----------
+    channel : int
+        Channel index.
+    channels : int
+        Channels in the recording.
+    roles : sequence of str
+        Roles by channel index (`SegmentConfig.roles`).
+
+    Returns
+    -------
+    str or None
+    """
     if channels == 1:
         return MIXED
     return roles[channel] if channel < len(roles) else None
 
 
 def channels_ignored(channels: int, roles: Sequence[str]) -> int:
+    """How many channels lie beyond the roles and are not scored (0 for a mono recording).
+
+    Parameters
+    ----------
+    channels : int
+        Channels in the recording.
+    roles : sequence of str
+        Roles by channel index.
+
+    Returns
+    -------
+    int
+    """
     return 0 if channels == 1 else max(0, channels - len(roles))
 
 
 def scan_speech(f: sf.SoundFile, block_s: float, backend: str = "silero") -> tuple[np.ndarray, float]:
     """Speech probabilities (channels, frames) over the whole file from the voice-activity
-    detector (`ser_core.vad`), one block at a time (memory: one block). Returns the
-    probabilities and the frame length in seconds."""
+    detector (`ser_core.vad`), one block at a time (memory: one block), from the first frame.
+
+    Parameters
+    ----------
+    f : CallAudio or soundfile.SoundFile
+        The recording.
+    block_s : float
+        Seconds of audio decoded at a time.
+    backend : {"silero", "webrtc"}
+        Detector.
+
+    Returns
+    -------
+    probs : np.ndarray [shape=(channels, frames)], float32
+        Speech probabilities in [0, 1].
+    frame_s : float
+        Frame length in seconds (`ser_core.vad.frame_seconds`).
+    """
     f.seek(0)
     block = max(1, round(block_s * f.samplerate))
     blocks = f.blocks(blocksize=block, dtype="float32", always_2d=True)
@@ -165,7 +307,27 @@ def scan_speech(f: sf.SoundFile, block_s: float, backend: str = "silero") -> tup
 def segment_call(f: sf.SoundFile, cfg: SegmentConfig, hop_s: float,
                  max_segment_s: float) -> tuple[list[Segment], dict[int, np.ndarray]]:
     """Speech segments of every channel, and each channel's speech regions (in seconds),
-    from the voice-activity detector (`hop_s` is kept for callers; the detector sets its frames)."""
+    from the voice-activity detector (`hop_s` is kept for callers; the detector sets its frames).
+
+    Parameters
+    ----------
+    f : CallAudio or soundfile.SoundFile
+        The recording.
+    cfg : SegmentConfig
+        Detector, thresholds, block length and roles.
+    hop_s : float
+        Unused.
+    max_segment_s : float
+        Longest segment in seconds; longer turns are cut into equal pieces (`split_windows`).
+
+    Returns
+    -------
+    segments : list of Segment
+        Of the channels that have a role, sorted by (start, channel), `index` their position;
+        samples at the recording's rate.
+    regions_s : dict of int to np.ndarray [shape=(n, 2)], float64
+        Per channel with a role, its speech regions as [start, end) in seconds.
+    """
     probs, frame_s = scan_speech(f, cfg.block_s, cfg.vad_backend)
     segments: list[Segment] = []
     regions_s: dict[int, np.ndarray] = {}
@@ -182,7 +344,22 @@ def segment_call(f: sf.SoundFile, cfg: SegmentConfig, hop_s: float,
 
 
 def read_segment(f: sf.SoundFile, seg: Segment, sr: int) -> np.ndarray:
-    """One channel of one segment, resampled to `sr`."""
+    """One channel of one segment, resampled to `sr`.
+
+    Parameters
+    ----------
+    f : CallAudio or soundfile.SoundFile
+        The recording.
+    seg : Segment
+        The segment (samples at the recording's rate).
+    sr : int
+        Target sample rate in Hz.
+
+    Returns
+    -------
+    np.ndarray [shape=(m,)], float32
+        m ~ (seg.end - seg.start) * sr / f.samplerate.
+    """
     f.seek(seg.start)
     data = f.read(seg.end - seg.start, dtype="float32", always_2d=True)[:, seg.channel]
     return resample(np.ascontiguousarray(data), f.samplerate, sr)
@@ -202,12 +379,35 @@ def _union(intervals: np.ndarray) -> np.ndarray:
 
 
 def total_length(intervals: np.ndarray) -> float:
+    """Length of the union of intervals, so overlapping time counts once.
+
+    Parameters
+    ----------
+    intervals : array_like [shape=(n, 2)]
+        [start, end) intervals, any order.
+
+    Returns
+    -------
+    float
+        In the intervals' units (e.g. seconds).
+    """
     u = _union(np.asarray(intervals, dtype=float).reshape(-1, 2))
     return float((u[:, 1] - u[:, 0]).sum())
 
 
 def overlap_length(a: np.ndarray, b: np.ndarray) -> float:
-    """Total time covered by both interval sets."""
+    """Total time covered by both interval sets.
+
+    Parameters
+    ----------
+    a, b : array_like [shape=(n, 2)]
+        [start, end) intervals, each set's own overlaps counted once.
+
+    Returns
+    -------
+    float
+        Length of the intersection of their unions, in the intervals' units.
+    """
     ua, ub = _union(np.asarray(a, float).reshape(-1, 2)), _union(np.asarray(b, float).reshape(-1, 2))
     total = 0.0
     for s, e in ua:
@@ -263,6 +463,27 @@ def summarize_call(
     Emotion shares are duration-weighted mean probabilities per role. Start/end: the
     customer's first and last third of segments. satisfaction_proxy = 0.5 + 0.25 * mean
     customer valence + 0.25 * customer valence at the end, in [0, 1] (valence in [-1, 1]).
+
+    Parameters
+    ----------
+    call_id, path : str
+        The call's identifier and recording path, copied into the row.
+    info : CallInfo
+        The recording's duration, rate, channels and repairs.
+    segments : sequence of dict
+        The call's `segments` rows: each with ``role``, ``start_s``, ``end_s``, ``valence``
+        and ``p_<emotion>`` for every class in `EMOTIONS`.
+    regions_s : dict of int to np.ndarray [shape=(n, 2)]
+        Speech regions per channel, in seconds (`segment_call`).
+    roles : sequence of str
+        Roles by channel index.
+    model_id, schema_version : str
+        Copied into the row.
+
+    Returns
+    -------
+    dict of str to Any
+        The `calls` row.
     """
     by_role: dict[str, list[dict[str, Any]]] = {}
     for r in sorted(segments, key=lambda r: (r["start_s"], r["end_s"])):

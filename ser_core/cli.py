@@ -27,7 +27,7 @@ def _config(cls, path: str | None, overrides: list[str], base=None):
     return cls.from_dict(data)
 
 
-def cmd_plot(args) -> int:
+def _cmd_plot(args) -> int:
     from .bundle import read_bundle_inputs
     from .encoder_bundle import EncoderInputs
     from .plots import plot_audio
@@ -40,14 +40,30 @@ def cmd_plot(args) -> int:
 
 
 def train_configs(args) -> tuple[FeatureConfig, ModelConfig, TrainConfig]:
-    """`ser train`'s configs: each network's own defaults, then JSON files, then overrides."""
+    """`ser train`'s configs: each network's own defaults, then JSON files, then overrides.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed `ser train` arguments (`parser`): ``model``, ``feature_config``, ``feature``,
+        ``model_config``, ``arch``, ``train_config`` and ``train``.
+
+    Returns
+    -------
+    tuple of (FeatureConfig, ModelConfig, TrainConfig)
+
+    Raises
+    ------
+    ValueError
+        An unknown field, or a value a config refuses.
+    """
     return (_config(FeatureConfig, args.feature_config, args.feature),
             _config(ModelConfig, args.model_config, [f"kind={json.dumps(args.model)}"] + args.arch,
                     base=ModelConfig.for_model(args.model)),
             _config(TrainConfig, args.train_config, args.train, base=TrainConfig.for_model(args.model)))
 
 
-def cmd_train_encoder(args, root: Path) -> int:
+def _cmd_train_encoder(args, root: Path) -> int:
     """`ser train --model encoder`: the emotion head on the frozen encoder."""
     from .head import HeadConfig
     from .training.heads import HeadTrainConfig, run_head_protocol
@@ -64,7 +80,7 @@ def cmd_train_encoder(args, root: Path) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
+def _cmd_train(args) -> int:
     from .training.cnn_protocols import run_protocol
     from .training.data import data_dir
 
@@ -72,7 +88,7 @@ def cmd_train(args) -> int:
     if root is None:
         sys.exit("no data: pass --data or set SER_DATA_DIR")
     if args.model == "encoder":
-        return cmd_train_encoder(args, root)
+        return _cmd_train_encoder(args, root)
     if args.protocol == "cross":
         sys.exit("--protocol cross is for --model encoder")
     results = run_protocol(
@@ -91,7 +107,7 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_evaluate(args) -> int:
+def _cmd_evaluate(args) -> int:
     from .bundle import load_bundle, predict_files
     from .evaluation import read_labelled_manifest, write_evaluation
     from .labels import EMOTIONS
@@ -116,7 +132,7 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def cmd_predict(args) -> int:
+def _cmd_predict(args) -> int:
     from .bundle import load_bundle, predict_files
     from .evaluation import read_labelled_manifest
 
@@ -131,7 +147,7 @@ def cmd_predict(args) -> int:
     return 0
 
 
-def cmd_download(args) -> int:
+def _cmd_download(args) -> int:
     from .training.download import (CREMA_D_META_URL, CREMA_D_URL, ZENODO_URL, ChecksumError, download_crema_d,
                                     download_ravdess, parse_speakers)
 
@@ -147,7 +163,7 @@ def cmd_download(args) -> int:
     return 0
 
 
-def cmd_attach_cv(args) -> int:
+def _cmd_attach_cv(args) -> int:
     from .bundle import attach_cross_validation
 
     cv = attach_cross_validation(args.bundle, args.cv_run)
@@ -155,14 +171,14 @@ def cmd_attach_cv(args) -> int:
     return 0
 
 
-def cmd_attach_wideband(args) -> int:
+def _cmd_attach_wideband(args) -> int:
     from .bundle import attach_wideband
 
     print(f"model id of the pair: {attach_wideband(args.bundle, args.companion)}")
     return 0
 
 
-def cmd_report(args) -> int:
+def _cmd_report(args) -> int:
     import pandas as pd
 
     from .plots import plot_call_timeline
@@ -191,6 +207,12 @@ def _add_config_args(p: argparse.ArgumentParser, *kinds: str) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
+    """The `ser` argument parser; each subcommand sets ``func``, its handler.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     ap = argparse.ArgumentParser(prog="ser", description="Speech emotion recognition toolkit.")
     sub = ap.add_subparsers(dest="command", required=True)
 
@@ -201,7 +223,7 @@ def parser() -> argparse.ArgumentParser:
                         "(the four representations) or a bundle directory")
     p.add_argument("--out", required=True, help="output directory for PNG files")
     _add_config_args(p, "feature")
-    p.set_defaults(func=cmd_plot)
+    p.set_defaults(func=_cmd_plot)
 
     p = sub.add_parser("train", help="train and evaluate under a speaker-independent protocol")
     p.add_argument("--data", help="data folder holding ravdess/ and crema_d/ (default: $SER_DATA_DIR or ../shared/data)")
@@ -226,7 +248,7 @@ def parser() -> argparse.ArgumentParser:
     _add_config_args(p, "feature", "train")
     p.add_argument("--model-config", help="JSON file with architecture settings")
     p.add_argument("--arch", action="append", default=[], metavar="KEY=VALUE", help="override one architecture setting")
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="score a labelled manifest (path,label) with a bundle")
     p.add_argument("--model", default="default", help="bundle directory or 'default'")
@@ -236,32 +258,32 @@ def parser() -> argparse.ArgumentParser:
                    help="pass every file through the simulated telephone channel first (robustness check)")
     p.add_argument("--classes", help="comma-separated classes the label is chosen among (default: all 8), "
                    "e.g. a corpus's own classes")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("predict", help="class probabilities per file")
     p.add_argument("--model", default="default", help="bundle directory or 'default'")
     p.add_argument("--manifest", help="CSV with a path column")
     p.add_argument("files", nargs="*")
     p.add_argument("--out", required=True, help="output CSV")
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("attach-cv", help="record a finished folds run's figures in a bundle (same recipe)")
     p.add_argument("bundle")
     p.add_argument("cv_run", help="run directory of `ser train --protocol folds`")
-    p.set_defaults(func=cmd_attach_cv)
+    p.set_defaults(func=_cmd_attach_cv)
 
     p = sub.add_parser("attach-wideband", help="copy a full-band bundle into a bundle as its wideband companion "
                        "(averaged in on wideband audio)")
     p.add_argument("bundle")
     p.add_argument("companion", help="bundle directory of a full-band model with the same preprocessing")
-    p.set_defaults(func=cmd_attach_wideband)
+    p.set_defaults(func=_cmd_attach_wideband)
 
     p = sub.add_parser("report", help="picture of one call's emotion timeline from the job's output")
     p.add_argument("--output", required=True, help="the Beam job's output folder")
     p.add_argument("--call", required=True, help="call_id")
     p.add_argument("--date", help="partition date (needed when the call was scored on several dates)")
     p.add_argument("--out", required=True, help="PNG file to write")
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("download", help="fetch RAVDESS (Zenodo) or CREMA-D (GitHub), verify sha256 of every file, convert")
     p.add_argument("--corpus", choices=("ravdess", "crema_d"), default="ravdess", help="default: %(default)s")
@@ -276,11 +298,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--speakers", default="all",
                    help="crema_d: actor ids to fetch, e.g. 1001,1005-1010, or all (default: %(default)s, 91 actors)")
     p.add_argument("--jobs", type=int, default=4, help="crema_d: parallel downloads (default: %(default)s)")
-    p.set_defaults(func=cmd_download)
+    p.set_defaults(func=_cmd_download)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one `ser` command.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments after ``ser``; default: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        Exit status (0); errors exit through `SystemExit` with a message.
+    """
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     args.command_line = "ser " + shlex.join(argv)

@@ -23,13 +23,41 @@ class _JsonConfig:
     REMOVED: ClassVar[dict[str, Any]] = {}
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict (tuples stay tuples).
+
+        Returns
+        -------
+        dict of str to Any
+        """
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     def to_json(self) -> str:
+        """`to_dict` as JSON, keys sorted, indented by 2.
+
+        Returns
+        -------
+        str
+        """
         return json.dumps(self.to_dict(), sort_keys=True, indent=2)
 
     @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        """A config from field values (lists become tuples); missing fields take the defaults.
+
+        Parameters
+        ----------
+        data : dict of str to Any
+            Field values, e.g. from `to_dict` or JSON.
+
+        Returns
+        -------
+        config : an instance of the class
+
+        Raises
+        ------
+        ValueError
+            An unknown field, or a value the class refuses.
+        """
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = set(data) - names
         if unknown:
@@ -41,7 +69,22 @@ class _JsonConfig:
     def from_saved(cls: type[T], data: dict[str, Any]) -> T:
         """A config saved by `to_dict` (in a bundle or run): the fields it predates take the
         values they had before they existed, not today's defaults, so it reads as it ran;
-        fields removed since are dropped where they hold the value that left them unused."""
+        fields removed since are dropped where they hold the value that left them unused.
+
+        Parameters
+        ----------
+        data : dict of str to Any
+            The saved fields.
+
+        Returns
+        -------
+        config : an instance of the class
+
+        Raises
+        ------
+        ValueError
+            A removed field at any other value, an unknown field, or a value the class refuses.
+        """
         data = dict(data)
         for name, neutral in cls.REMOVED.items():
             if name in data:
@@ -52,7 +95,13 @@ class _JsonConfig:
         return cls.from_dict({**cls.ADDED_LATER, **data})
 
     def digest(self) -> str:
-        """Short hash of the configuration, used as a cache key."""
+        """Short hash of the configuration, used as a cache key.
+
+        Returns
+        -------
+        str
+            The first 16 hex digits of the sha256 of `to_json`.
+        """
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
 
@@ -105,14 +154,20 @@ class FeatureConfig(_JsonConfig):
     def extraction_json(self) -> str:
         """JSON of the fields that shape one file's features: the key of the feature cache.
         Fields added later are left out at the values they had before they existed, so caches
-        written before them stay valid."""
+        written before them stay valid.
+
+        Returns
+        -------
+        str
+        """
         fields = {k: v for k, v in self.to_dict().items()
                   if not (k in self.ADDED_LATER and v == self.ADDED_LATER[k])}
         return json.dumps(fields, sort_keys=True, indent=2)
 
     @property
     def spectrogram_bins(self) -> tuple[int, int]:
-        """STFT bins [lo, hi) that the spectrogram channel spreads over its `n_mels` rows."""
+        """STFT bins [lo, hi) that the spectrogram channel spreads over its `n_mels` rows:
+        (0, n_fft // 2 + 1) without `spectrogram_fmax`."""
         if self.spectrogram_fmax is None:
             return 0, self.n_fft // 2 + 1
         hz = self.sample_rate / self.n_fft
@@ -120,16 +175,17 @@ class FeatureConfig(_JsonConfig):
 
     @property
     def cube_shape(self) -> tuple[int, int, int]:
+        """Deep model input of one utterance: (n_mels, frames, 3)."""
         return (self.n_mels, self.frames, 3)
 
     @property
     def mfcc_shape(self) -> tuple[int, int]:
-        """Baseline input: time first, coefficients as channels."""
+        """Baseline input of one utterance, time first, coefficients as channels: (mfcc_frames, n_mfcc)."""
         return (self.mfcc_frames, self.n_mfcc)
 
     @property
     def window_s(self) -> float:
-        """Seconds of audio covered by the cube's fixed frame count."""
+        """Seconds of audio covered by the cube's fixed frame count: frames * hop_length / sample_rate."""
         return self.frames * self.hop_length / self.sample_rate
 
 
@@ -157,7 +213,22 @@ class ModelConfig(_JsonConfig):
     def for_model(cls, kind: str) -> ModelConfig:
         """Default architecture per network: the field defaults (the study's three blocks),
         and for the deep model a fourth block of 256 filters, which gained 3.7 points of
-        speech UAR over three on all 6 folds (docs/RESULTS.md, section 1)."""
+        speech UAR over three on all 6 folds (docs/RESULTS.md, section 1).
+
+        Parameters
+        ----------
+        kind : {"baseline", "deep"}
+            The network.
+
+        Returns
+        -------
+        ModelConfig
+
+        Raises
+        ------
+        ValueError
+            Another `kind`.
+        """
         return cls(kind=kind, filters=(32, 64, 128, 256)) if kind == "deep" else cls(kind=kind)
 
 
@@ -192,7 +263,17 @@ class TrainConfig(_JsonConfig):
     def for_model(cls, kind: str) -> TrainConfig:
         """Default recipe per network (docs/RESULTS.md, section 1): the deep model learns
         slowly under its augmentation, so it gets a longer cosine schedule and keeps the
-        moving average of its weights at the last epoch instead of early stopping."""
+        moving average of its weights at the last epoch instead of early stopping.
+
+        Parameters
+        ----------
+        kind : str
+            The network: "deep", or anything else for the field defaults.
+
+        Returns
+        -------
+        TrainConfig
+        """
         if kind == "deep":
             return cls(epochs=100, learning_rate=2e-3, patience=0, ema_momentum=0.99)
         return cls()
@@ -220,6 +301,18 @@ class SegmentConfig(_JsonConfig):
 
 def differing_configs(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """Which of the feature/model/train configs saved in two JSON records differ, compared
-    as saved config objects (so fields added later, at their earlier values, still match)."""
+    as saved config objects (so fields added later, at their earlier values, still match).
+
+    Parameters
+    ----------
+    a, b : dict of str to Any
+        Records with ``feature_config``, ``model_config`` and ``train_config`` (`to_dict`
+        output), e.g. a run's config.json and a bundle.json.
+
+    Returns
+    -------
+    list of str
+        The keys whose configs differ, in that order.
+    """
     classes = {"feature_config": FeatureConfig, "model_config": ModelConfig, "train_config": TrainConfig}
     return [k for k, cls in classes.items() if cls.from_saved(a[k]) != cls.from_saved(b[k])]

@@ -15,7 +15,23 @@ from .metrics import classification_metrics, report_text
 
 def read_labelled_manifest(csv: str | Path) -> pd.DataFrame:
     """A `path[,label]` CSV (other columns are kept); relative paths are taken relative to the CSV's folder.
-    A corpus manifest (RAVDESS's, CREMA-D's) reads as one: its `emotion` column is the label."""
+    A corpus manifest (RAVDESS's, CREMA-D's) reads as one: its `emotion` column is the label.
+
+    Parameters
+    ----------
+    csv : str or Path
+        The manifest.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per file, ``path`` absolute, ``label`` (if any) one of `EMOTIONS`.
+
+    Raises
+    ------
+    ValueError
+        No ``path`` column, or a label outside `EMOTIONS`.
+    """
     csv = Path(csv)
     df = pd.read_csv(csv)
     if "path" not in df.columns:
@@ -31,7 +47,20 @@ def read_labelled_manifest(csv: str | Path) -> pd.DataFrame:
 
 
 def write_evaluation(out: Path, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
-    """metrics.json, classification_report.txt and both confusion-matrix PNGs."""
+    """Write metrics.json, classification_report.txt and both confusion-matrix PNGs.
+
+    Parameters
+    ----------
+    out : Path
+        Folder to write into (created).
+    y_true, y_pred : array_like of int [shape=(n,)]
+        True and predicted class indices into `EMOTIONS`.
+
+    Returns
+    -------
+    dict
+        The metrics (`classification_metrics`).
+    """
     from .plots import plot_confusion  # matplotlib, for this alone (`ser predict` reads manifests without it)
 
     out.mkdir(parents=True, exist_ok=True)

@@ -41,13 +41,42 @@ class LayerMix(layers.Layer):
     """Softmax-weighted sum over the layer axis: (batch, layers, frames, width) -> (batch, frames, width)."""
 
     def build(self, input_shape):
+        """One logit per layer, initialised to 0 (an equal mix).
+
+        Parameters
+        ----------
+        input_shape : tuple
+            (batch, layers, frames, width).
+        """
         self.logits = self.add_weight(name="logits", shape=(input_shape[1],), initializer="zeros")
 
     def call(self, x):
+        """Mix the layers.
+
+        Parameters
+        ----------
+        x : tensor [shape=(batch, layers, frames, width)]
+
+        Returns
+        -------
+        tensor [shape=(batch, frames, width)]
+        """
         w = ops.softmax(self.logits)
         return ops.einsum("bltd,l->btd", x, w)
 
     def compute_output_shape(self, input_shape):
+        """The output shape.
+
+        Parameters
+        ----------
+        input_shape : tuple
+            (batch, layers, frames, width).
+
+        Returns
+        -------
+        tuple
+            (batch, frames, width).
+        """
         return (input_shape[0], input_shape[2], input_shape[3])
 
 
@@ -56,10 +85,33 @@ class MaskFrames(layers.Layer):
     """Zero the padded frames: (x (batch, frames, c), mask (batch, frames)) -> x * mask."""
 
     def call(self, inputs):
+        """Zero the padded frames.
+
+        Parameters
+        ----------
+        inputs : (tensor, tensor)
+            x [shape=(batch, frames, c)] and mask [shape=(batch, frames)], 1 on real frames.
+
+        Returns
+        -------
+        tensor [shape=(batch, frames, c)]
+        """
         x, mask = inputs
         return x * ops.expand_dims(ops.cast(mask, x.dtype), -1)
 
     def compute_output_shape(self, input_shapes):
+        """The output shape: x's.
+
+        Parameters
+        ----------
+        input_shapes : tuple
+            Shapes of x (batch, frames, c) and mask (batch, frames).
+
+        Returns
+        -------
+        tuple
+            (batch, frames, c).
+        """
         return input_shapes[0]
 
 
@@ -67,13 +119,26 @@ class MaskFrames(layers.Layer):
 class AttentiveStats(layers.Layer):
     """Attentive statistics pooling over the real frames (Okabe et al. 2018): attention
     weights from a small tanh layer, softmax over unmasked frames, then the weighted mean
-    and standard deviation, concatenated: (batch, frames, c) -> (batch, 2c)."""
+    and standard deviation, concatenated: (batch, frames, c) -> (batch, 2c).
+
+    Parameters
+    ----------
+    units : int
+        Width of the attention's tanh layer.
+    """
 
     def __init__(self, units: int = 128, **kwargs):
         super().__init__(**kwargs)
         self.units = units
 
     def build(self, input_shapes):
+        """The attention layers, for x of `input_shapes[0]` = (batch, frames, c).
+
+        Parameters
+        ----------
+        input_shapes : (tuple, tuple)
+            Shapes of x and mask.
+        """
         c = input_shapes[0][-1]
         self.hidden = layers.Dense(self.units, activation="tanh", name="hidden")
         self.score = layers.Dense(1, name="score")
@@ -81,6 +146,18 @@ class AttentiveStats(layers.Layer):
         self.score.build((None, None, self.units))
 
     def call(self, inputs):
+        """Pool the real frames.
+
+        Parameters
+        ----------
+        inputs : (tensor, tensor)
+            x [shape=(batch, frames, c)] and mask [shape=(batch, frames)], 1 on real frames.
+
+        Returns
+        -------
+        tensor [shape=(batch, 2 * c)]
+            Attention-weighted mean, then standard deviation (floored at 1e-3).
+        """
         x, mask = inputs
         logits = ops.squeeze(self.score(self.hidden(x)), -1)
         logits = ops.where(mask > 0, logits, ops.full_like(logits, -1e9))
@@ -90,9 +167,27 @@ class AttentiveStats(layers.Layer):
         return ops.concatenate([mean, ops.sqrt(ops.maximum(var, 1e-6))], axis=-1)
 
     def compute_output_shape(self, input_shapes):
+        """The output shape.
+
+        Parameters
+        ----------
+        input_shapes : tuple
+            Shapes of x (batch, frames, c) and mask (batch, frames).
+
+        Returns
+        -------
+        tuple
+            (batch, 2 * c).
+        """
         return (input_shapes[0][0], 2 * input_shapes[0][-1])
 
     def get_config(self):
+        """The layer's Keras config, with `units`.
+
+        Returns
+        -------
+        dict
+        """
         return {**super().get_config(), "units": self.units}
 
 
@@ -102,6 +197,22 @@ def build_head(cfg: HeadConfig, n_layers: int, width: int, mean=None, variance=N
     `mean` and `variance` (n_layers, width) standardise every unit of every layer by its
     statistics over the training frames before the layers are mixed (a few of Whisper's
     units are orders of magnitude larger than the rest); None: zero mean, unit variance.
+
+    Parameters
+    ----------
+    cfg : HeadConfig
+        Architecture.
+    n_layers, width : int
+        Hidden states per clip and their width (the encoder's).
+    mean, variance : array_like [shape=(n_layers, width)], optional
+        Per-unit statistics of the training frames.
+
+    Returns
+    -------
+    keras.Model
+        Inputs ``states`` [shape=(batch, n_layers, frames, width)] and ``mask``
+        [shape=(batch, frames)]; outputs ``emotion`` [shape=(batch, 8)] and ``intensity``
+        [shape=(batch, 2)], softmax probabilities.
     """
     states = keras.Input((n_layers, None, width), name="states")
     mask = keras.Input((None,), name="mask")
@@ -137,6 +248,16 @@ def masked_emotion_loss(label_smoothing: float = 0.0):
     ``y_true`` is (batch, 16): the one-hot target, then the clip's class mask; ``y_pred``
     the (batch, 8) softmax. The probabilities are renormalised over the masked-in classes,
     and label smoothing spreads only over them.
+
+    Parameters
+    ----------
+    label_smoothing : float in [0, 1]
+        Share of the target spread evenly over the clip's classes.
+
+    Returns
+    -------
+    callable
+        ``loss(y_true, y_pred)`` -> tensor [shape=(batch,)], the per-clip loss (nats).
     """
 
     def loss(y_true, y_pred):
@@ -152,7 +273,19 @@ def masked_emotion_loss(label_smoothing: float = 0.0):
 
 
 def masked_intensity_loss(y_true, y_pred):
-    """Cross-entropy where the intensity is known: ``y_true`` is (batch, 3), the one-hot
-    intensity then 1 where it is known (0: the clip adds no intensity loss)."""
+    """Cross-entropy where the intensity is known.
+
+    Parameters
+    ----------
+    y_true : tensor [shape=(batch, 3)]
+        The one-hot intensity, then 1 where it is known (0: the clip adds no intensity loss).
+    y_pred : tensor [shape=(batch, 2)]
+        Intensity softmax.
+
+    Returns
+    -------
+    tensor [shape=(batch,)]
+        Per-clip loss (nats).
+    """
     target, known = y_true[:, :2], y_true[:, 2]
     return -known * ops.sum(target * ops.log(ops.maximum(y_pred, 1e-7)), axis=-1)

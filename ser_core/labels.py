@@ -28,7 +28,24 @@ _VA = np.array([VALENCE_AROUSAL[e] for e in EMOTIONS], dtype=np.float32)
 
 
 def valence_arousal(probs: np.ndarray) -> np.ndarray:
-    """Map emotion probabilities (..., 8) to (..., 2) valence and arousal scores."""
+    """Map emotion probabilities to valence and arousal scores: the probability-weighted
+    mean of the classes' `VALENCE_AROUSAL` points.
+
+    Parameters
+    ----------
+    probs : np.ndarray [shape=(..., 8)]
+        Class probabilities in `EMOTIONS` order.
+
+    Returns
+    -------
+    np.ndarray [shape=(..., 2)], float32
+        (valence, arousal), each in [-1, 1] for probabilities that sum to 1.
+
+    Raises
+    ------
+    ValueError
+        The last axis is not of length 8.
+    """
     probs = np.asarray(probs, dtype=np.float32)
     if probs.shape[-1] != len(EMOTIONS):
         raise ValueError(f"expected {len(EMOTIONS)} class probabilities, got {probs.shape[-1]}")
@@ -36,6 +53,8 @@ def valence_arousal(probs: np.ndarray) -> np.ndarray:
 
 
 class RavdessName(NamedTuple):
+    """The fields of a RAVDESS file name."""
+
     vocal_channel: str
     emotion: str
     intensity: str
@@ -45,7 +64,22 @@ class RavdessName(NamedTuple):
 
 
 def parse_ravdess_name(path: str | Path) -> RavdessName:
-    """Parse `MM-VV-EE-II-SS-RR-AA.ext` (the RAVDESS naming convention)."""
+    """Parse `MM-VV-EE-II-SS-RR-AA.ext` (the RAVDESS naming convention).
+
+    Parameters
+    ----------
+    path : str or Path
+        A RAVDESS file (only its name is read).
+
+    Returns
+    -------
+    RavdessName
+
+    Raises
+    ------
+    ValueError
+        Not seven numeric fields, or an emotion, intensity or vocal channel out of range.
+    """
     parts = Path(path).stem.split("-")
     if len(parts) != 7 or not all(p.isdigit() for p in parts):
         raise ValueError(f"not a RAVDESS file name: {path}")

@@ -18,7 +18,18 @@ from .labels import EMOTIONS
 
 
 def unweighted_average_recall(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
-    """Mean of per-class recalls over the classes present in `y_true`."""
+    """Mean of per-class recalls over the classes present in `y_true`.
+
+    Parameters
+    ----------
+    y_true, y_pred : sequence of int [shape=(n,)]
+        True and predicted class indices.
+
+    Returns
+    -------
+    float
+        UAR in [0, 1].
+    """
     return float(recall_score(y_true, y_pred, labels=np.unique(y_true), average="macro", zero_division=0))
 
 
@@ -26,7 +37,22 @@ def classification_metrics(
     y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str] = EMOTIONS
 ) -> dict[str, Any]:
     """Accuracy, UAR, macro-F1 (both over the classes present), per-class scores and the
-    confusion matrix (rows: true, columns: predicted, over all `labels`)."""
+    confusion matrix (rows: true, columns: predicted, over all `labels`).
+
+    Parameters
+    ----------
+    y_true, y_pred : sequence of int [shape=(n,)]
+        True and predicted class indices into `labels`.
+    labels : sequence of str
+        Class names, by index.
+
+    Returns
+    -------
+    dict
+        ``n``, ``accuracy``, ``uar``, ``macro_f1`` (floats in [0, 1]), ``per_class``
+        (name -> precision, recall, f1, support), ``labels`` and ``confusion_matrix``
+        (list of lists [shape=(len(labels), len(labels))], counts).
+    """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     present = np.unique(y_true)
     idx = np.arange(len(labels))
@@ -46,12 +72,36 @@ def classification_metrics(
 
 
 def report_text(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str] = EMOTIONS) -> str:
+    """scikit-learn's text classification report over all `labels`, to 3 digits.
+
+    Parameters
+    ----------
+    y_true, y_pred : sequence of int [shape=(n,)]
+        True and predicted class indices into `labels`.
+    labels : sequence of str
+        Class names, by index.
+
+    Returns
+    -------
+    str
+    """
     return classification_report(
         y_true, y_pred, labels=np.arange(len(labels)), target_names=list(labels), digits=3, zero_division=0
     )
 
 
 def summarize(values: Sequence[float]) -> dict[str, float]:
-    """Mean and sample standard deviation over folds, and how many there were."""
+    """Mean and sample standard deviation over folds, and how many there were.
+
+    Parameters
+    ----------
+    values : sequence of float [shape=(n_folds,)]
+        One figure per fold.
+
+    Returns
+    -------
+    dict
+        ``mean``, ``sd`` (ddof=1; 0.0 for a single fold) and ``n``.
+    """
     v = np.asarray(values, dtype=float)
     return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v)}

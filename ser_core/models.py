@@ -12,13 +12,30 @@ from .labels import EMOTIONS, INTENSITIES
 @keras.saving.register_keras_serializable(package="ser_core")
 class FrameContext(layers.Layer):
     """Splice each frame with its `context` neighbours on both sides (edge-padded):
-    (batch, time, feat) -> (batch, time, feat * (2 * context + 1))."""
+    (batch, time, feat) -> (batch, time, feat * (2 * context + 1)).
+
+    Parameters
+    ----------
+    context : int
+        Neighbouring frames on each side; 0: the identity.
+    """
 
     def __init__(self, context: int = 2, **kwargs):
         super().__init__(**kwargs)
         self.context = context
 
     def call(self, x):
+        """Splice the frames.
+
+        Parameters
+        ----------
+        x : tensor [shape=(batch, time, feat)]
+
+        Returns
+        -------
+        tensor [shape=(batch, time, feat * (2 * context + 1))]
+            Frames t - context ... t + context, concatenated along the last axis.
+        """
         c = self.context
         if c == 0:
             return x
@@ -28,10 +45,28 @@ class FrameContext(layers.Layer):
         return ops.concatenate([padded[:, i : i + steps] for i in range(2 * c + 1)], axis=-1)
 
     def compute_output_shape(self, input_shape):
+        """The output shape.
+
+        Parameters
+        ----------
+        input_shape : tuple
+            (batch, time, feat).
+
+        Returns
+        -------
+        tuple
+            (batch, time, feat * (2 * context + 1)).
+        """
         b, t, f = input_shape
         return (b, t, f * (2 * self.context + 1))
 
     def get_config(self):
+        """The layer's Keras config, with `context`.
+
+        Returns
+        -------
+        dict
+        """
         return {**super().get_config(), "context": self.context}
 
 
@@ -67,7 +102,21 @@ def _conv_blocks(x, cfg: ModelConfig, conv, pool, kernel: int):
 
 
 def build_baseline(cfg: ModelConfig, feature_cfg: FeatureConfig) -> keras.Model:
-    """The study's 1-D CNN on MFCCs: frame context first, then 1-D convolutions over time."""
+    """The study's 1-D CNN on MFCCs: frame context first, then 1-D convolutions over time.
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+        Architecture (filters, pooling, context, dense units, dropout, L2).
+    feature_cfg : FeatureConfig
+        Sets the input shape (`mfcc_shape`).
+
+    Returns
+    -------
+    keras.Model
+        Input ``mfcc`` [shape=(batch, mfcc_frames, n_mfcc)]; outputs ``emotion``
+        [shape=(batch, 8)] and ``intensity`` [shape=(batch, 2)], softmax probabilities.
+    """
     inputs = keras.Input(feature_cfg.mfcc_shape, name="mfcc")
     x = FrameContext(cfg.context, name="context")(inputs)
     x = _conv_blocks(x, cfg, layers.Conv1D, layers.MaxPooling1D, kernel=5)
@@ -75,7 +124,21 @@ def build_baseline(cfg: ModelConfig, feature_cfg: FeatureConfig) -> keras.Model:
 
 
 def build_deep(cfg: ModelConfig, feature_cfg: FeatureConfig) -> keras.Model:
-    """The study's 2-D CNN on the (mel, time, 3) cube: conv blocks with batch norm and dropout."""
+    """The study's 2-D CNN on the (mel, time, 3) cube: conv blocks with batch norm and dropout.
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+        Architecture (filters, pooling, dense units, dropout, L2).
+    feature_cfg : FeatureConfig
+        Sets the input shape (`cube_shape`).
+
+    Returns
+    -------
+    keras.Model
+        Input ``cube`` [shape=(batch, n_mels, frames, 3)]; outputs ``emotion``
+        [shape=(batch, 8)] and ``intensity`` [shape=(batch, 2)], softmax probabilities.
+    """
     inputs = keras.Input(feature_cfg.cube_shape, name="cube")
     x = _conv_blocks(inputs, cfg, layers.Conv2D, layers.MaxPooling2D, kernel=3)
     if cfg.pooling != "flatten":  # average over frequency, keep time for pooling
@@ -86,9 +149,31 @@ def build_deep(cfg: ModelConfig, feature_cfg: FeatureConfig) -> keras.Model:
 
 
 def build_model(cfg: ModelConfig, feature_cfg: FeatureConfig) -> keras.Model:
+    """`build_baseline` for ``cfg.kind == "baseline"``, else `build_deep`.
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+        Architecture.
+    feature_cfg : FeatureConfig
+        Sets the input shape.
+
+    Returns
+    -------
+    keras.Model
+    """
     return (build_baseline if cfg.kind == "baseline" else build_deep)(cfg, feature_cfg)
 
 
 def input_name(cfg: ModelConfig) -> str:
-    """Which `Features` field feeds the model."""
+    """Which `Features` field feeds the model.
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+
+    Returns
+    -------
+    {"mfcc", "cube"}
+    """
     return "mfcc" if cfg.kind == "baseline" else "cube"

@@ -49,7 +49,7 @@ def plot_audio(path: str | Path, out_dir: str | Path, cfg: FeatureConfig, *, enc
     Parameters
     ----------
     path : str or Path
-        An audio file.
+        An audio file (its channels averaged).
     out_dir : str or Path
         Folder for the PNG files.
     cfg : FeatureConfig
@@ -64,11 +64,17 @@ def plot_audio(path: str | Path, out_dir: str | Path, cfg: FeatureConfig, *, enc
     -------
     list of Path
         The figures written, ``waveform.png`` first.
+
+    Raises
+    ------
+    AudioError
+        The file cannot be read, or holds no usable sound (`preprocess`).
     """
     out_dir = Path(out_dir)
     raw, sr = load_audio(path, mono=True)
     raw = resample(raw, sr, cfg.sample_rate)
-    _, (start, end) = trim_silence(raw, cfg.trim_db, cfg.n_fft, cfg.hop_length, cfg.trim_noise_margin_db, cfg.sample_rate)
+    _, (start, end) = trim_silence(raw, top_db=cfg.trim_db, frame_length=cfg.n_fft, hop_length=cfg.hop_length,
+                                   noise_margin_db=cfg.trim_noise_margin_db, sr=cfg.sample_rate)
     t = np.arange(raw.size) / cfg.sample_rate
     fig, ax = plt.subplots(figsize=(10, 2.5))
     ax.plot(t, raw, lw=0.5)
@@ -105,7 +111,21 @@ def plot_audio(path: str | Path, out_dir: str | Path, cfg: FeatureConfig, *, enc
 
 
 def plot_curves(history: pd.DataFrame, path: str | Path) -> Path:
-    """Loss and emotion accuracy per epoch, train vs validation."""
+    """Loss and emotion accuracy per epoch, train vs validation.
+
+    Parameters
+    ----------
+    history : DataFrame
+        One row per epoch: ``epoch``, ``emotion_loss``, ``emotion_accuracy``, and where
+        present ``val_emotion_loss``, ``val_emotion_accuracy`` and ``val_uar``.
+    path : str or Path
+        PNG file to write.
+
+    Returns
+    -------
+    Path
+        `path`.
+    """
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for ax, key, label in ((axes[0], "emotion_loss", "emotion loss"), (axes[1], "emotion_accuracy", "emotion accuracy")):
         ax.plot(history["epoch"], history[key], label="train")
@@ -119,6 +139,24 @@ def plot_curves(history: pd.DataFrame, path: str | Path) -> Path:
 
 
 def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: str | Path, normalize: bool) -> Path:
+    """A confusion matrix with each cell's value written in it.
+
+    Parameters
+    ----------
+    matrix : array_like of int [shape=(k, k)]
+        Counts, rows true and columns predicted classes.
+    labels : sequence of str [shape=(k,)]
+        Class names.
+    path : str or Path
+        PNG file to write.
+    normalize : bool
+        Show each row as shares of its total (colour scale 0-1) instead of counts.
+
+    Returns
+    -------
+    Path
+        `path`.
+    """
     m = np.asarray(matrix, dtype=float)
     if normalize:
         m = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
@@ -148,13 +186,19 @@ def plot_call_timeline(segments: pd.DataFrame, path: str | Path, title: str = ""
     Parameters
     ----------
     segments : DataFrame
-        The call's rows of the job's `segments` table.
+        The call's rows of the job's `segments` table (read: ``role``, ``start_s``, ``end_s``,
+        ``emotion``, ``confidence``, ``valence``).
     path : str or Path
         PNG file to write.
     title : str
         Figure title (default: "emotion timeline").
     call : dict, optional
         The call's row of the `calls` table: its date and satisfaction proxy go in the title.
+
+    Returns
+    -------
+    Path
+        `path`.
     """
     roles = [r for r in ("agent", "customer", "mixed") if r in set(segments["role"])] or sorted(set(segments["role"]))
     fig, (lanes, val) = plt.subplots(2, 1, figsize=(12, 1.2 + 1.1 * len(roles) + 2.2), sharex=True,

@@ -10,7 +10,7 @@ TRAINING = "ser_core.training"  # the package: everything `ser train` needs and 
 
 
 # the only product code that may import `ser_core.training`: the `ser` commands that train or download
-TRAINING_COMMANDS = {"cmd_train", "cmd_train_encoder", "cmd_download"}
+TRAINING_COMMANDS = {"_cmd_train", "_cmd_train_encoder", "_cmd_download"}
 
 
 def test_the_serving_path_does_not_import_training():
