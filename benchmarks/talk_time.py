@@ -134,7 +134,7 @@ def regions_of(method: str, stereo: np.ndarray) -> tuple[dict[int, np.ndarray], 
         if method == "level (old)":
             reg = level_regions(f)
         else:
-            reg = segment_call(f, SegmentConfig(vad_backend=method), 0.016, 4.0)[1]
+            reg = segment_call(f, SegmentConfig(vad_backend=method), max_segment_s=4.0)[1]
         return reg, time.process_time() - t
 
 

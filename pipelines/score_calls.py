@@ -311,7 +311,7 @@ class SegmentAndTrimFn(beam.DoFn):
                                 channels_ignored(f.channels, sc.roles))
                 silent = is_silent(f)
                 stage = "segment"
-                segs, regions = segment_call(f, sc, fc.hop_length / fc.sample_rate, sc.max_segment_s or fc.window_s)
+                segs, regions = segment_call(f, sc, max_segment_s=sc.max_segment_s or fc.window_s)
                 for seg in segs:
                     y = read_segment(f, seg, fc.sample_rate)
                     try:
@@ -458,8 +458,8 @@ class SummarizeFn(beam.DoFn):
             return
         (meta,) = metas
         ref = meta.ref or as_ref(meta.path)
-        row = summarize_call(meta.call_id, meta.path, meta.info, rows, meta.regions_s, self.roles,
-                             self.model_id, SCHEMA_VERSION)
+        row = summarize_call(meta.call_id, meta.path, meta.info, rows, meta.regions_s, roles=self.roles,
+                             model_id=self.model_id, schema_version=SCHEMA_VERSION)
         yield {**row, "call_name": ref.call_name, **dict(ref.metadata)}
         for row in rows:
             yield beam.pvalue.TaggedOutput(self.SEGMENTS, row)

@@ -215,6 +215,7 @@ class Bundle:
 def save_bundle(
     out_dir: str | Path,
     model: keras.Model,
+    *,
     feature_cfg: FeatureConfig,
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,

@@ -304,10 +304,10 @@ def scan_speech(f: sf.SoundFile, block_s: float, backend: str = "silero") -> tup
     return scan_probabilities(blocks, f.samplerate, f.channels, backend), frame_seconds(backend)
 
 
-def segment_call(f: sf.SoundFile, cfg: SegmentConfig, hop_s: float,
+def segment_call(f: sf.SoundFile, cfg: SegmentConfig, *,
                  max_segment_s: float) -> tuple[list[Segment], dict[int, np.ndarray]]:
     """Speech segments of every channel, and each channel's speech regions (in seconds),
-    from the voice-activity detector (`hop_s` is kept for callers; the detector sets its frames).
+    from the voice-activity detector.
 
     Parameters
     ----------
@@ -315,8 +315,6 @@ def segment_call(f: sf.SoundFile, cfg: SegmentConfig, hop_s: float,
         The recording.
     cfg : SegmentConfig
         Detector, thresholds, block length and roles.
-    hop_s : float
-        Unused.
     max_segment_s : float
         Longest segment in seconds; longer turns are cut into equal pieces (`split_windows`).
 
@@ -447,7 +445,7 @@ def _weighted_valence(rows: Sequence[dict[str, Any]]) -> float | None:
 
 def summarize_call(
     call_id: str, path: str, info: CallInfo, segments: Sequence[dict[str, Any]],
-    regions_s: dict[int, np.ndarray], roles: Sequence[str], model_id: str, schema_version: str,
+    regions_s: dict[int, np.ndarray], *, roles: Sequence[str], model_id: str, schema_version: str,
 ) -> dict[str, Any]:
     """One `calls` row from the call's segment rows and per-channel speech regions.
 

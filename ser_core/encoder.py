@@ -248,7 +248,17 @@ def build_encoder(spec: EncoderSpec, *, gelu_approximate: bool = False) -> keras
 
 
 def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks (the encoder weights, bundles' weights)."""
+    """Hex sha256 of a file, read in 1 MiB blocks (the encoder weights, bundles' weights).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    str
+        64 hex digits.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

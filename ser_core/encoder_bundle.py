@@ -44,6 +44,18 @@ class EncoderInputs:
     window_s: float = SEGMENT_S
 
     def segment(self, y: np.ndarray) -> tuple[np.ndarray]:
+        """The model input of one preprocessed segment.
+
+        Parameters
+        ----------
+        y : np.ndarray [shape=(n,)], float32
+            The segment after the bundle's preprocessing, at `feature_config.sample_rate`.
+
+        Returns
+        -------
+        tuple of np.ndarray
+            ``(y,)``: the waveform itself, encoded later by the bundle.
+        """
         return (y,)
 
 
@@ -67,16 +79,51 @@ class EncoderBundle:
         return self.sha256[:12]
 
     def states(self, wave: np.ndarray) -> np.ndarray:
-        """The encoder's hidden states of one preprocessed 16 kHz waveform."""
+        """The encoder's hidden states of one waveform.
+
+        Parameters
+        ----------
+        wave : np.ndarray [shape=(n,)], float32
+            Preprocessed audio at 16 kHz.
+
+        Returns
+        -------
+        np.ndarray [shape=(n_layers + 1, ceil((n // 160) / 2), width)], float32
+            Every hidden state (the convolution stem's, then each block's), 50 frames per second.
+        """
         return encode(self.encoder, wave)
 
     def score_states(self, states: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Emotion (n, 8) and intensity (n, 2) probabilities of encoder states."""
+        """Emotion and intensity probabilities of encoder states (`ser_core.scoring`).
+
+        Parameters
+        ----------
+        states : sequence of np.ndarray [shape=(n_layers + 1, frames_i, width)]
+            One per clip or segment, of any lengths.
+
+        Returns
+        -------
+        emotion : np.ndarray [shape=(len(states), 8)], float32
+            Probabilities over `labels`.
+        intensity : np.ndarray [shape=(len(states), 2)], float32
+            Probabilities over `intensities`.
+        """
         return predict_states(self.head, states)
 
     def score_waves(self, waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Emotion and intensity probabilities of preprocessed waveforms (one each): each is
-        encoded once (waveforms of equal length in one batch) and scored over all its frames."""
+        """Emotion and intensity probabilities of preprocessed waveforms: each is encoded once
+        (waveforms of equal length in one batch) and scored over all its frames.
+
+        Parameters
+        ----------
+        waves : sequence of np.ndarray [shape=(n_i,)], float32
+            Preprocessed audio at 16 kHz, one per clip or segment.
+
+        Returns
+        -------
+        emotion, intensity : np.ndarray [shape=(len(waves), 8)], [shape=(len(waves), 2)]
+            As :meth:`score_states`.
+        """
         return self.score_states(encode_batch(self.encoder, list(waves), max_pad=0.0))
 
     @property
@@ -84,19 +131,63 @@ class EncoderBundle:
         return EncoderInputs(self.prep_config)
 
     def predict_routed(self, items: Sequence[tuple[np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        """The job's batches (`EncoderInputs.segment` of each segment) scored by `score_waves`."""
+        """The job's batches scored by :meth:`score_waves`.
+
+        Parameters
+        ----------
+        items : sequence of tuple of np.ndarray
+            `EncoderInputs.segment` of each segment.
+
+        Returns
+        -------
+        emotion, intensity : np.ndarray [shape=(len(items), 8)], [shape=(len(items), 2)]
+        """
         return self.score_waves([item[0] for item in items])
 
 
 def read_encoder_inputs(path: str | Path) -> tuple[EncoderInputs, str]:
-    """The job's inputs and the model id of an encoder bundle, from `bundle.json` alone."""
+    """The job's inputs and the model id of an encoder bundle, from `bundle.json` alone
+    (no Keras, no encoder weights: what the job's launcher needs).
+
+    Parameters
+    ----------
+    path : str or Path
+        The bundle folder.
+
+    Returns
+    -------
+    inputs : EncoderInputs
+    model_id : str
+        The first 12 hex digits of the head's sha256.
+    """
     meta = json.loads((Path(path) / META_FILE).read_text())
     return EncoderInputs(FeatureConfig.from_saved(meta["prep_config"])), meta["sha256"][:12]
 
 
-def save_encoder_bundle(out_dir: str | Path, head: keras.Model, head_cfg: HeadConfig, train_cfg: Any,
+def save_encoder_bundle(out_dir: str | Path, head: keras.Model, *, head_cfg: HeadConfig, train_cfg: Any,
                         prep: FeatureConfig, info: dict[str, Any]) -> Path:
-    """Write `head.keras` (weights and architecture, no optimizer state) and `bundle.json`."""
+    """Write `head.keras` (weights and architecture, no optimizer state) and `bundle.json`.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The bundle folder (created).
+    head : keras.Model
+        A trained head (`ser_core.head.build_head`).
+    head_cfg : HeadConfig
+        Its architecture, with the encoder it reads.
+    train_cfg : HeadTrainConfig
+        How it was trained (recorded).
+    prep : FeatureConfig
+        The preprocessing its training clips went through, applied again at serving.
+    info : dict
+        Further records: training command, corpora and their licences, clip counts.
+
+    Returns
+    -------
+    Path
+        `out_dir`.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     inference = keras.Model.from_config(head.get_config())
@@ -118,12 +209,30 @@ def save_encoder_bundle(out_dir: str | Path, head: keras.Model, head_cfg: HeadCo
 
 
 def is_encoder_bundle(path: str | Path) -> bool:
+    """Whether the folder `path` holds an encoder bundle (its `bundle.json` says ``kind: encoder``)."""
     meta = Path(path) / META_FILE
     return meta.exists() and json.loads(meta.read_text()).get("kind") == KIND
 
 
 def load_encoder_bundle(path: str | Path) -> EncoderBundle:
-    """Load and verify an encoder bundle folder."""
+    """Load and verify an encoder bundle folder.
+
+    Parameters
+    ----------
+    path : str or Path
+        The bundle folder.
+
+    Returns
+    -------
+    EncoderBundle
+        With its head (Keras safe mode) and the installed encoder it was trained on.
+
+    Raises
+    ------
+    EncoderBundleError
+        If the head is missing or does not match its recorded sha256, or the installed
+        encoder weights are not the ones the head was trained on.
+    """
     path = Path(path)
     meta = json.loads((path / META_FILE).read_text())
     head_path = path / HEAD_FILE

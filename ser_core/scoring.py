@@ -38,8 +38,22 @@ def _runner(head: keras.Model):
 
 
 def pad_batch(states: Sequence[np.ndarray], frames: int | None = None) -> dict[str, np.ndarray]:
-    """Stack (layers, t_i, width) states into the head's inputs, padded to `frames`
-    (default: the longest, rounded up to a multiple of `BUCKET`)."""
+    """Stack states of several lengths into the head's inputs.
+
+    Parameters
+    ----------
+    states : sequence of np.ndarray [shape=(n_layers, t_i, width)], float32
+        One per clip or segment.
+    frames : int, optional
+        Padded length; longer states are cut to it. Default: the longest, rounded up to a
+        multiple of `BUCKET`.
+
+    Returns
+    -------
+    dict
+        ``states`` [shape=(len(states), n_layers, frames, width)], zero-padded, and ``mask``
+        [shape=(len(states), frames)], 1.0 on real frames and 0.0 on padding.
+    """
     longest = max(s.shape[1] for s in states)
     frames = frames or int(np.ceil(longest / BUCKET) * BUCKET)
     n_layers, _, width = states[0].shape
@@ -59,10 +73,16 @@ def predict_states(head: keras.Model, states: Sequence[np.ndarray], batch_frames
     ----------
     head : keras.Model
         An emotion head (`ser_core.head.build_head`).
-    states : sequence of ndarray
-        (layers, frames, width) per clip or segment.
+    states : sequence of np.ndarray [shape=(n_layers, frames_i, width)], float32
+        One per clip or segment, of any lengths.
     batch_frames : int
         Frames per batch (batch size times padded length): bounds memory.
+
+    Returns
+    -------
+    emotion : np.ndarray [shape=(len(states), n_emotions)], float32
+    intensity : np.ndarray [shape=(len(states), n_intensities)], float32
+        Probabilities, in the order of `states`; each clip scores the same alone or in a batch.
     """
     n = len(states)
     emo = np.zeros((n, head.output["emotion"].shape[-1]), np.float32)

@@ -247,7 +247,17 @@ def speech_probabilities(y: np.ndarray, sr: int, backend: str = "silero") -> np.
 
 
 def frame_seconds(backend: str = "silero") -> float:
-    """Frame length of a backend in seconds (Silero 0.032, WebRTC 0.030), at either rate."""
+    """Frame length of a VAD backend, at either sample rate.
+
+    Parameters
+    ----------
+    backend : {"silero", "webrtc"}
+
+    Returns
+    -------
+    float
+        Seconds per frame: Silero 0.032, WebRTC 0.030.
+    """
     return {"silero": 0.032, "webrtc": 0.030}[backend]
 
 

@@ -64,8 +64,8 @@ def bundle(tmp_path_factory):
 
     fcfg = FeatureConfig(n_mels=24, frames=64, mfcc_frames=64)
     mcfg = ModelConfig(filters=(8, 16), dense_units=16)
-    return str(save_bundle(tmp_path_factory.mktemp("bundle"), build_model(mcfg, fcfg), fcfg, mcfg, TrainConfig(),
-                           {"training_command": "untrained test bundle"}))
+    return str(save_bundle(tmp_path_factory.mktemp("bundle"), build_model(mcfg, fcfg), feature_cfg=fcfg, model_cfg=mcfg,
+                           train_cfg=TrainConfig(), info={"training_command": "untrained test bundle"}))
 
 
 @pytest.fixture(scope="session")

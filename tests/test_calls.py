@@ -44,7 +44,7 @@ def test_a_dc_offset_does_not_move_the_speech_regions(tmp_path):
         path = tmp_path / f"call_{offset}.wav"
         sf.write(path, y + offset, sr, subtype="FLOAT")
         with open(path, "rb") as raw, open_audio(raw) as f:
-            regions[offset] = segment_call(f, SegmentConfig(), 0.016, 4.0)[1][0]
+            regions[offset] = segment_call(f, SegmentConfig(), max_segment_s=4.0)[1][0]
     assert regions[0.0].shape == (2, 2)
     np.testing.assert_allclose(regions[0.05], regions[0.0], atol=0.05)
 
@@ -77,7 +77,7 @@ def test_call_summary_on_hand_checked_call():
     ]
     regions = {0: np.array([[0.0, 2.0], [7.5, 9.0]]), 1: np.array([[2.0, 5.0], [6.0, 8.0]])}
     row = summarize_call("c1", "/x/c1.wav", CallInfo(10.0, 8000, 2), segments, regions,
-                         ("agent", "customer"), "abc", "1.0")
+                         roles=("agent", "customer"), model_id="abc", schema_version="1.0")
     assert row["agent_talk_s"] == pytest.approx(3.5) and row["customer_talk_s"] == pytest.approx(5.0)
     assert row["overlap_s"] == pytest.approx(0.5)          # 7.5-8.0
     assert row["silence_s"] == pytest.approx(10.0 - 8.0)   # speech covers 0-5 and 6-9
@@ -92,7 +92,8 @@ def test_call_summary_on_hand_checked_call():
 
 
 def test_mono_call_customer_is_mixed_and_no_speech_gives_nulls():
-    row = summarize_call("m", "/m.wav", CallInfo(3.0, 16000, 1), [], {0: np.zeros((0, 2))}, ("agent", "customer"), "x", "1.0")
+    row = summarize_call("m", "/m.wav", CallInfo(3.0, 16000, 1), [], {0: np.zeros((0, 2))}, roles=("agent", "customer"),
+                         model_id="x", schema_version="1.0")
     assert row["customer_role"] is None and row["silence_s"] == pytest.approx(3.0)
     assert row["customer_dominant_emotion"] is None and row["satisfaction_proxy"] is None
 

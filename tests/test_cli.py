@@ -299,7 +299,8 @@ def test_predict_averages_the_windows_of_whole_utterances(labelled_csv, tmp_path
 
     fcfg = FeatureConfig(n_mels=24, frames=40, mfcc_frames=40)  # 0.64 s windows: every clip needs several
     mcfg = ModelConfig(filters=(8, 16), dense_units=16)
-    bundle = load_bundle(save_bundle(tmp_path / "b", build_model(mcfg, fcfg), fcfg, mcfg, TrainConfig(), {}))
+    bundle = load_bundle(save_bundle(tmp_path / "b", build_model(mcfg, fcfg), feature_cfg=fcfg, model_cfg=mcfg,
+                                     train_cfg=TrainConfig(), info={}))
     paths = list(pd.read_csv(labelled_csv)["path"])[:3]
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"garbage")

@@ -59,7 +59,7 @@ def _assert_bundle_round_trip(model, fcfg, mcfg, tmp_path):
 
     shape = fcfg.mfcc_shape if mcfg.kind == "baseline" else fcfg.cube_shape
     x = np.random.default_rng(1).standard_normal((2, *shape)).astype("float32")
-    b = load_bundle(save_bundle(tmp_path / "b", model, fcfg, mcfg, TrainConfig(), {}))
+    b = load_bundle(save_bundle(tmp_path / "b", model, feature_cfg=fcfg, model_cfg=mcfg, train_cfg=TrainConfig(), info={}))
     np.testing.assert_allclose(b.predict_inputs(x)[0], np.asarray(model(x)["emotion"]), atol=1e-5)
 
 
@@ -161,7 +161,7 @@ t = TrainConfig(epochs=2, batch_size=4, ema_momentum=0.9, patience=0)
 x = np.random.default_rng(0).standard_normal((16, *f.cube_shape)).astype(np.float32)
 y = Targets(np.arange(16) % 8, np.arange(16) % 2)
 model, _ = fit(m, f, t, x, y, val=(x, y), verbose=0)
-save_bundle(OUT, model, f, m, t, {})
+save_bundle(OUT, model, feature_cfg=f, model_cfg=m, train_cfg=t, info={})
 """.replace("OUT", repr(str(tmp_path / "bundle")))
     env = {**__import__("os").environ, "KERAS_BACKEND": "jax"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)

@@ -48,7 +48,7 @@ def test_shares_and_trend_use_the_union_of_time_not_a_sum_over_windows():
     # two near-identical angry windows over 0-2 s (as the old splitter made) and 2 s happy
     segments = [_row("mixed", 0.0, 2.0, "angry"), _row("mixed", 0.02, 2.02, "angry"), _row("mixed", 2.02, 4.02, "happy")]
     row = summarize_call("m", "/m.wav", CallInfo(5.0, SR, 1), segments, {0: np.array([[0.0, 4.02]])},
-                         ("agent", "customer"), "x", "2.0")
+                         roles=("agent", "customer"), model_id="x", schema_version="2.0")
     assert row["mixed_share_angry"] == pytest.approx(2.02 / 4.02, abs=1e-6)
     assert row["mixed_share_happy"] == pytest.approx(2.0 / 4.02, abs=1e-6)
 
@@ -63,7 +63,7 @@ def test_non_finite_samples_are_repaired_and_counted(tmp_path):
     sf.write(path, y, SR, subtype="FLOAT")
     with open(path, "rb") as raw, open_audio(raw) as f:
         assert f.samples_repaired == 3 and not f.truncated
-        segs, regions = segment_call(f, SegmentConfig(), 0.016, 2.048)
+        segs, regions = segment_call(f, SegmentConfig(), max_segment_s=2.048)
         assert segs and regions[0][0, 0] == pytest.approx(1.0, abs=0.1)
         f.seek(0)
         assert np.isfinite(f.read(always_2d=True)).all()
@@ -101,7 +101,7 @@ def test_errors_read_like_sentences(tmp_path):
 def test_channels_beyond_the_roles_are_not_scored(tmp_path):
     path = speech_file(tmp_path / "six.wav", channels=6)
     with open(path, "rb") as raw, open_audio(raw) as f:
-        segs, regions = segment_call(f, SegmentConfig(roles=("agent", "customer")), 0.016, 2.048)
+        segs, regions = segment_call(f, SegmentConfig(roles=("agent", "customer")), max_segment_s=2.048)
     assert {s.channel for s in segs} == {0, 1} and set(regions) == {0, 1}
     assert {s.role for s in segs} == {"agent", "customer"}
     assert [s.index for s in segs] == list(range(len(segs)))
@@ -110,7 +110,7 @@ def test_channels_beyond_the_roles_are_not_scored(tmp_path):
 def test_a_mono_call_does_not_pretend_to_know_the_customer():
     segments = [_row("mixed", 0.0, 2.0, "angry", -0.5), _row("mixed", 2.0, 3.0, "happy", 0.5)]
     row = summarize_call("m", "/m.wav", CallInfo(3.0, SR, 1), segments, {0: np.array([[0.0, 3.0]])},
-                         ("agent", "customer"), "x", "2.0")
+                         roles=("agent", "customer"), model_id="x", schema_version="2.0")
     for col in ("customer_talk_s", "agent_talk_s", "customer_segments", "customer_share_angry", "customer_role",
                 "customer_dominant_emotion", "customer_valence_trend", "satisfaction_proxy"):
         assert row[col] is None, col

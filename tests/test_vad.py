@@ -46,7 +46,7 @@ def write(tmp_path, name, y, sr=SR):
 
 def regions_of(path, cfg=SegmentConfig()):
     with open(path, "rb") as raw, open_audio(raw) as f:
-        return segment_call(f, cfg, 0.016, 4.0)[1]
+        return segment_call(f, cfg, max_segment_s=4.0)[1]
 
 
 def test_talk_time_of_a_noisy_call_is_within_10_percent(noisy_call, tmp_path):

@@ -37,7 +37,8 @@ def make_bundle(folder: Path, seed: int, **features) -> Path:
     import keras
 
     keras.utils.set_random_seed(seed)
-    return save_bundle(folder, build_model(mcfg, fcfg), fcfg, mcfg, TrainConfig(), {"training_command": "untrained"})
+    return save_bundle(folder, build_model(mcfg, fcfg), feature_cfg=fcfg, model_cfg=mcfg, train_cfg=TrainConfig(),
+                       info={"training_command": "untrained"})
 
 
 @pytest.fixture(scope="module")

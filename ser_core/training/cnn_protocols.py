@@ -293,12 +293,12 @@ def run_protocol(
         if protocol == "all":
             trained_on = {"channels": channels, "actors": sorted(int(a) for a in set(df["actor"].iloc[split.train])),
                           "clips": len(split.train)}
-            save_bundle(out / "bundle", model, feature_cfg, model_cfg, train_cfg,
-                        {"training_command": command, "trained_on": trained_on})
+            save_bundle(out / "bundle", model, feature_cfg=feature_cfg, model_cfg=model_cfg, train_cfg=train_cfg,
+                        info={"training_command": command, "trained_on": trained_on})
             results["folds"][split.name] = fold_info
             continue
-        save_bundle(fold_dir / "bundle", model, feature_cfg, model_cfg, train_cfg,
-                    {"training_command": command, "test_actors": sorted(int(a) for a in set(df["actor"].iloc[split.test]))})
+        save_bundle(fold_dir / "bundle", model, feature_cfg=feature_cfg, model_cfg=model_cfg, train_cfg=train_cfg,
+                    info={"training_command": command, "test_actors": sorted(int(a) for a in set(df["actor"].iloc[split.test]))})
         pred = pd.concat([_prediction_table(df, split, fold_dir / "bundle", telephone)
                           for telephone in ((False, True) if test_telephone else (False,))], ignore_index=True)
         pred.to_csv(fold_dir / "predictions.csv", index=False)

@@ -382,10 +382,11 @@ def run_head_protocol(
         history.to_csv(fold_dir / "history.csv", index=False)
         info = {"train_clips": len(train), "test_clips": len(test), "train_seconds": round(time.time() - fold_t0, 1),
                 "test_speakers": sorted(set(df["speaker"].iloc[test]))}
-        save_encoder_bundle(out / "bundle" if protocol == "all" else fold_dir / "bundle", head, head_cfg, cfg,
-                            prep_config(), {"training_command": command, "trained_on": credits(list(corpora)),
-                                            "trained_clips": len(train), "speakers": int(train_df["speaker"].nunique()),
-                                            **({"test_speakers": info["test_speakers"]} if len(test) else {})})
+        save_encoder_bundle(out / "bundle" if protocol == "all" else fold_dir / "bundle", head, head_cfg=head_cfg,
+                            train_cfg=cfg, prep=prep_config(),
+                            info={"training_command": command, "trained_on": credits(list(corpora)),
+                                  "trained_clips": len(train), "speakers": int(train_df["speaker"].nunique()),
+                                  **({"test_speakers": info["test_speakers"]} if len(test) else {})})
         for condition in conditions if len(test) else []:
             emo, _ = predict_states(head, [states[condition][i] for i in test])
             pred = df.iloc[test][["path", "corpus", "speaker", "emotion"]].rename(columns={"emotion": "true"})
