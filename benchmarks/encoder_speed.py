@@ -1,10 +1,11 @@
 """CPU cost of the frozen Whisper encoders on ONE core (ms of CPU per second of audio).
 
 Prints one table for whisper-base and whisper-tiny.en on 2 s, 5 s and 20 s clips, for both
-runtimes side by side (the Keras model on TensorFlow, the same graph on ONNX Runtime, each held
-to one thread): one clip at a time (``encode``) and batches of equal-length clips
-(``encode_batch``), with each row's max layer deviation from Keras ``encode`` (max |diff| /
-layer RMS) and the ratio of the runtimes. Also prints how much ``encode_batch``'s zero padding
+runtimes side by side (the Keras model on TensorFlow, the same graph on ONNX Runtime in float32
+and in int8, each held to one thread): one clip at a time (``encode``) and batches of
+equal-length clips (``encode_batch``), with each row's deviation from Keras ``encode`` (the
+largest over layers of max |diff| / layer RMS, and of the relative RMS error) and the ratios
+of the runtimes and precisions. Also prints how much ``encode_batch``'s zero padding
 moves the outputs of a shorter clip.
 
 Usage::
@@ -60,6 +61,11 @@ def deviation(ref: np.ndarray, out: np.ndarray) -> float:
     return float(max(np.abs(out[i] - ref[i]).max() / rms[i] for i in range(ref.shape[0])))
 
 
+def rms_deviation(ref: np.ndarray, out: np.ndarray) -> float:
+    err = ((out.astype(np.float64) - ref) ** 2).mean(axis=(1, 2)) / (ref.astype(np.float64) ** 2).mean(axis=(1, 2))
+    return float(np.sqrt(err).max())
+
+
 def pooled_cosines(ref: np.ndarray, out: np.ndarray) -> list[float]:
     a, b = ref.mean(axis=1), out.mean(axis=1)
     return [float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y))) for x, y in zip(a, b)]
@@ -75,30 +81,36 @@ def main() -> None:
         spec = E.encoder_spec(name)
         with np.load(spec.directory / "encoder.npz") as arrays:
             variants = {"keras": E.load_encoder(name, runtime="keras"),
-                        "onnxruntime": E.OnnxEncoder(spec, arrays, threads=1)}
+                        "onnxruntime": E.OnnxEncoder(spec, arrays, threads=1),
+                        "onnxruntime int8": E.OnnxEncoder(spec, arrays, threads=1, precision="int8")}
         for seconds in LENGTHS:
             y = clip(seconds, seed=int(seconds))
             ref = E.encode(variants["keras"], y)
             clips = [clip(seconds, seed=100 + k) for k in range(BATCH)] if seconds <= 5.0 else []
             for label, m in variants.items():
                 ms = cpu_ms_per_audio_s(lambda m=m: E.encode(m, y), seconds, min_cpu)
-                rows.append((name, seconds, label, 1, ms, deviation(ref, E.encode(m, y))))
+                out = E.encode(m, y)
+                rows.append((name, seconds, label, 1, ms, deviation(ref, out), rms_deviation(ref, out)))
                 if clips:
                     ms = cpu_ms_per_audio_s(lambda m=m: E.encode_batch(m, clips), seconds * BATCH, min_cpu)
-                    dev = deviation(E.encode(variants["keras"], clips[0]), E.encode_batch(m, clips)[0])
-                    rows.append((name, seconds, f"{label} encode_batch", BATCH, ms, dev))
+                    first, out = E.encode(variants["keras"], clips[0]), E.encode_batch(m, clips)[0]
+                    rows.append((name, seconds, f"{label} encode_batch", BATCH, ms, deviation(first, out),
+                                 rms_deviation(first, out)))
 
     print("\nCPU per audio second on ONE core (TF intra/inter op threads = 1, ONNX Runtime 1 thread), best round; "
-          "dev = max |diff| / layer RMS vs Keras encode, over all layers")
-    print(f"{'model':<16}{'clip':>6}  {'variant':<22}{'batch':>5}{'ms CPU/s':>10}{'x real time':>13}{'dev':>10}")
-    for name, seconds, label, batch, ms, dev in rows:
-        print(f"{name:<16}{seconds:>5.0f}s  {label:<26}{batch:>5}{ms:>10.1f}{1000.0 / ms:>12.1f}x{dev:>10.1e}")
-    cost = {(n, s_, lab): ms for n, s_, lab, _, ms, _ in rows}
-    print("\nonnxruntime vs keras, CPU per audio second (keras / onnxruntime):")
+          "vs Keras encode, worst layer: dev = max |diff| / layer RMS, rms dev = RMS error / layer RMS")
+    print(f"{'model':<16}{'clip':>6}  {'variant':<34}{'batch':>5}{'ms CPU/s':>10}{'x real time':>13}{'dev':>10}"
+          f"{'rms dev':>10}")
+    for name, seconds, label, batch, ms, dev, rms in rows:
+        print(f"{name:<16}{seconds:>5.0f}s  {label:<34}{batch:>5}{ms:>10.1f}{1000.0 / ms:>12.1f}x{dev:>10.1e}{rms:>10.1e}")
+    cost = {(n, s_, lab): ms for n, s_, lab, *_ in rows}
+    print("\nCPU per audio second, ratios: keras / onnxruntime float32, and onnxruntime float32 / int8:")
     for (n, s_, lab), ms in cost.items():
-        if lab.startswith("onnxruntime"):
-            print(f"  {n:<16}{s_:>5.0f}s  {lab.replace('onnxruntime', '').strip() or 'encode':<14}"
-                  f"{cost[(n, s_, lab.replace('onnxruntime', 'keras'))] / ms:.2f}x")
+        if lab.startswith("onnxruntime") and "int8" not in lab:
+            kind = lab.replace("onnxruntime", "").strip() or "encode"
+            int8 = cost[(n, s_, lab.replace("onnxruntime", "onnxruntime int8"))]
+            print(f"  {n:<16}{s_:>5.0f}s  {kind:<14}{cost[(n, s_, lab.replace('onnxruntime', 'keras'))] / ms:.2f}x"
+                  f"   int8 {ms / int8:.2f}x")
 
     # Padding effect of encode_batch: a 4.5 s clip padded to 5 s.
     print("\nencode_batch padding effect (4.5 s clip grouped with a 5 s clip, i.e. 10% zero padding):")

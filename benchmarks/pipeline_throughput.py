@@ -3,20 +3,20 @@
 1. Throughput: the example calls (8 kHz stereo, G.711) copied N times, scored by the whole
    job in one process with each bundle: call audio per CPU second (x real time per core:
    the job's CPU time over all its threads, decoding, VAD, encoder and head included), per
-   wall second, and the ratio between the bundles. ``default@keras`` runs the default bundle
-   with its encoder on the Keras/TensorFlow runtime instead of ONNX Runtime (the product's
-   default), for the runtimes side by side.
+   wall second, and the ratio between the bundles. ``BUNDLE@float32`` runs an encoder bundle
+   with its encoder on ONNX Runtime in float32 and ``BUNDLE@keras`` on Keras/TensorFlow
+   (float32), whatever precision the bundle's head was trained on: for the runtimes and
+   precisions side by side (speed only; the bundle's own precision is what it is measured at).
 2. Memory: a 30-second example call, then stereo calls of a quarter of the length and
    the full length (default 2 hours, 16 kHz, looped example calls), each scored in a
    fresh process: peak RSS side by side. Bounded memory shows as a flat peak from the
    shorter long call to the longer one.
 
-    python benchmarks/pipeline_throughput.py [--models default,default@keras,cnn] [--copies 12] [--hours 2] [--parts memory]
+    python benchmarks/pipeline_throughput.py [--models default,default@float32,cnn] [--copies 12] [--hours 2] [--parts memory]
 """
 from __future__ import annotations
 
 import argparse
-import functools
 import os
 import shutil
 import subprocess
@@ -34,6 +34,16 @@ from ser_core.audio import resample
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "calls"
 
 
+def _loader(variant: str):
+    """`load_encoder` as the bundle calls it (no variant), or held to float32 on onnxruntime or keras."""
+    if not variant:
+        return encoder.load_encoder
+    if variant not in ("float32", "keras"):
+        raise SystemExit(f"unknown variant @{variant}: use @float32 or @keras")
+    runtime = "keras" if variant == "keras" else "onnxruntime"
+    return lambda name, **kw: encoder.load_encoder(name, runtime=runtime, precision="float32")
+
+
 def audio_seconds(folder: Path) -> float:
     return sum(sf.info(p).duration for p in folder.glob("*.wav"))
 
@@ -47,9 +57,9 @@ def throughput(models: list[str], copies: int, tmp: Path) -> None:
     seconds = audio_seconds(calls)
     rates = {}
     for model in models:
-        bundle, _, runtime = model.partition("@")
-        # the benchmark's only lever on the product: which runtime the encoder bundle loads its encoder on
-        encoder_bundle.load_encoder = functools.partial(encoder.load_encoder, runtime=runtime or "onnxruntime")
+        bundle, _, variant = model.partition("@")
+        # the benchmark's only lever on the product: the runtime and precision the encoder bundle loads its encoder on
+        encoder_bundle.load_encoder = _loader(variant)
         cpu0, t0 = time.process_time(), time.perf_counter()
         score_calls.run([f"--input={calls}/*.wav", f"--output={tmp / ('out_' + Path(model).name)}", f"--model={bundle}",
                          "--log_level=ERROR"])
@@ -108,8 +118,9 @@ def memory(model: str, hours: float, tmp: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="default,default@keras,cnn",
-                    help="comma-separated bundles ('default', 'cnn' or folders; BUNDLE@keras: encoder on Keras)")
+    ap.add_argument("--models", default="default,default@float32,cnn",
+                    help="comma-separated bundles ('default', 'cnn' or folders; BUNDLE@float32: encoder on ONNX "
+                         "Runtime in float32, BUNDLE@keras: on Keras)")
     ap.add_argument("--copies", type=int, default=12, help="copies of the example calls for the throughput run")
     ap.add_argument("--hours", type=float, default=2.0, help="length of the long call for the memory run")
     ap.add_argument("--parts", nargs="+", choices=("throughput", "memory"), default=["throughput", "memory"])

@@ -74,6 +74,7 @@ def _cmd_train_encoder(args, root: Path) -> int:
         root, args.out, _config(HeadConfig, args.model_config, args.arch),
         _config(HeadTrainConfig, args.train_config, args.train),
         corpora=tuple(args.corpora.split(",")), protocol=args.protocol, test_corpus=args.test_corpus,
+        folds=[int(f) for f in args.folds.split(",")] if args.folds else None,
         test_telephone=args.test_telephone, command=args.command_line, verbose=args.verbose)
     print(json.dumps(results.get("mean", results["folds"]), indent=2))
     print(f"reports in {args.out}")

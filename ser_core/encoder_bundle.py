@@ -199,7 +199,8 @@ def save_encoder_bundle(out_dir: str | Path, head: keras.Model, *, head_cfg: Hea
         "format": 2, "kind": KIND,
         "labels": list(EMOTIONS), "intensities": list(INTENSITIES),
         "prep_config": prep.to_dict(), "head_config": head_cfg.to_dict(), "train_config": train_cfg.to_dict(),
-        "encoder": {"name": spec.name, "sha256": spec.npz_sha256, "licence": enc_meta["licence"],
+        "encoder": {"name": spec.name, "sha256": spec.npz_sha256, "precision": head_cfg.encoder_precision,
+                    "licence": enc_meta["licence"],
                     "copyright": enc_meta["copyright"], "source": enc_meta["source"]},
         "sha256": sha256_file(out / HEAD_FILE),
         **info,
@@ -248,7 +249,7 @@ def load_encoder_bundle(path: str | Path) -> EncoderBundle:
                                  f"ones this head was trained on ({meta['encoder']['sha256'][:12]}…)")
     head = keras.saving.load_model(head_path, safe_mode=True, compile=False)
     info = {k: v for k, v in meta.items() if k not in ("labels", "intensities", "prep_config", "head_config", "sha256")}
-    return EncoderBundle(head=head, encoder=load_encoder(head_cfg.encoder),
+    return EncoderBundle(head=head, encoder=load_encoder(head_cfg.encoder, precision=head_cfg.encoder_precision),
                          prep_config=FeatureConfig.from_saved(meta["prep_config"]), head_config=head_cfg,
                          path=path, sha256=digest, labels=tuple(meta["labels"]),
                          intensities=tuple(meta["intensities"]), info=info)

@@ -12,6 +12,7 @@ corpus without calm or surprised never pushes those classes down.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import keras
 import numpy as np
@@ -23,9 +24,12 @@ from .labels import EMOTIONS, INTENSITIES
 
 @dataclass(frozen=True)
 class HeadConfig(_JsonConfig):
-    """Architecture of the head."""
+    """Architecture of the head, and the encoder (and its precision) whose states it reads."""
+
+    ADDED_LATER: ClassVar[dict[str, Any]] = {"encoder_precision": "float32"}
 
     encoder: str = "whisper-base"   # ser_core/encoders/<name>
+    encoder_precision: str = "int8"  # "float32" or "int8" (`ser_core.encoder.quantize_int8`): trained and served on it
     frame_norm: bool = True         # layer-normalise each mixed frame (drops its overall magnitude)
     projection: int = 128           # each frame's mixed state projected to this width first (0: none)
     conv_channels: int = 128        # the 1-D CNN over frames
@@ -34,6 +38,10 @@ class HeadConfig(_JsonConfig):
     attention_units: int = 64       # attentive statistics pooling
     dense_units: int = 128          # hidden layer between the pooled statistics and the outputs (0: none)
     dropout: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.encoder_precision not in ("float32", "int8"):
+            raise ValueError(f"encoder_precision must be float32 or int8, not {self.encoder_precision!r}")
 
 
 @keras.saving.register_keras_serializable(package="ser_core")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from pathlib import Path
 
 import librosa
 import numpy as np
@@ -188,3 +189,37 @@ def test_tampered_npz_is_refused(tmp_path):
         f.write(bytes([byte[0] ^ 0x01]))
     with pytest.raises(E.EncoderIntegrityError, match="sha256"):
         E.load_encoder("whisper-tiny.en", npz_path=bad)
+
+
+def test_int8_encoder_quantises_only_the_weight_products_and_stays_close_on_speech():
+    """int8 (`quantize_int8`): the 4 weight products of every block run as integer products,
+    the attention products stay float; on a recorded utterance every layer stays within 30 %
+    relative RMS of float32 (measured about 2-18 % on CREMA-D clips, the top layers most),
+    and two loads compute the same outputs."""
+    import onnx
+    import soundfile as sf
+
+    from ser_core.audio import resample
+
+    spec = E.encoder_spec("whisper-base")
+    with np.load(spec.directory / "encoder.npz", allow_pickle=False) as npz:
+        quantised = onnx.load_from_string(E.quantize_int8(E.onnx_graph(spec, npz)))
+    ops = [n.op_type for n in quantised.graph.node]
+    assert ops.count("MatMulInteger") + ops.count("DynamicQuantizeMatMul") == 4 * spec.n_layers
+    assert ops.count("MatMul") == 2 * spec.n_layers  # q k^T and att v
+    y, sr = sf.read(Path(__file__).parents[1] / "examples" / "clips" / "03-01-05-02-01-01-01.flac", dtype="float32")
+    y = resample(y, sr, SR)
+    ref = E.encode(E.load_encoder("whisper-base"), y)
+    int8 = E.load_encoder("whisper-base", precision="int8")
+    got = E.encode(int8, y)
+    assert got.shape == ref.shape and got.dtype == np.float32
+    rel = np.sqrt(((got - ref) ** 2).mean(axis=(1, 2)) / (ref ** 2).mean(axis=(1, 2)))
+    assert rel.max() < 0.3 and rel[0] < 1e-6, rel  # the convolution stem is float32
+    np.testing.assert_array_equal(E.encode(E.load_encoder("whisper-base", precision="int8"), y), got)
+
+
+def test_int8_is_for_onnxruntime_only():
+    with pytest.raises(ValueError, match="float32 only"):
+        E.load_encoder("whisper-tiny.en", runtime="keras", precision="int8")
+    with pytest.raises(ValueError, match="precision"):
+        E.load_encoder("whisper-tiny.en", precision="float16")

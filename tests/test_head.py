@@ -109,18 +109,19 @@ def test_training_smoke_run_on_both_corpora_and_bundle_round_trip(data_root, tmp
     assert results["folds"]["all"]["train_clips"] == len(few)
     meta = json.loads((out / "bundle" / "bundle.json").read_text())
     assert meta["kind"] == "encoder" and meta["encoder"]["name"] == "whisper-tiny.en"
-    assert meta["encoder"]["licence"] == "MIT"
+    assert meta["encoder"]["licence"] == "MIT" and meta["encoder"]["precision"] == head_cfg.encoder_precision == "int8"
     assert {c["corpus"] for c in meta["trained_on"]} == {"ravdess", "crema_d"}
     assert [c["commercial_use"] for c in meta["trained_on"]] == ["no", "yes"]
 
     bundle = load_bundle(out / "bundle")
+    assert bundle.encoder.precision == "int8"  # served on the precision it was trained on
     pred = predict_files(bundle, few["path"].tolist()[:4])
     assert pred["error"].isna().all()
     assert np.allclose(pred[list(EMOTIONS)].sum(axis=1), 1.0, atol=1e-4)
     # the bundle scores a file exactly as the cached training states score it
     from ser_core.training.states import corpus_states, load_states, prep_config
 
-    files, _ = corpus_states(few["path"].tolist()[:4], "whisper-tiny.en", prep_config())
+    files, _ = corpus_states(few["path"].tolist()[:4], "whisper-tiny.en", prep_config(), precision=head_cfg.encoder_precision)
     emo, _ = bundle.score_states(load_states(files))
     np.testing.assert_allclose(pred[list(EMOTIONS)].to_numpy(), emo, atol=2e-3)
 
@@ -163,3 +164,16 @@ def test_a_cross_validation_split_scores_as_ser_evaluate_with_its_bundle(data_ro
     assert evaluated["accuracy"] == pytest.approx(split["accuracy"], abs=1e-9)
     pred = pd.read_csv(tmp_path / "eval" / "predictions.csv")
     np.testing.assert_allclose(pred[list(EMOTIONS)].to_numpy(), cv[[f"p_{e}" for e in EMOTIONS]].to_numpy(), atol=2e-3)
+
+
+def test_the_encoder_precision_is_part_of_the_head_and_of_the_states_cache_key():
+    from ser_core.training.states import cache_key, prep_config
+    from ser_core.training.views import View
+
+    saved = HeadConfig().to_dict()
+    del saved["encoder_precision"]  # a head saved before int8 existed was trained on float32 states
+    assert HeadConfig.from_saved(saved).encoder_precision == "float32" and HeadConfig().encoder_precision == "int8"
+    with pytest.raises(ValueError, match="encoder_precision"):
+        HeadConfig(encoder_precision="float16")
+    keys = {p: cache_key("0" * 64, prep_config(), View(), p) for p in ("float32", "int8")}
+    assert keys["float32"] != keys["int8"]

@@ -282,13 +282,15 @@ def scores(pred: pd.DataFrame) -> dict[str, Any]:
     return {k: m[k] for k in ("n", "accuracy", "uar", "macro_f1")}
 
 
-def _states_for(df: pd.DataFrame, encoder: str, views: list[str]) -> tuple[dict[str, list], np.ndarray]:
-    """Cached states of every clip in each view, and the positions usable in all views."""
+def _states_for(df: pd.DataFrame, head_cfg: HeadConfig, views: list[str]) -> tuple[dict[str, list], np.ndarray]:
+    """Cached states (of the head's encoder at its precision) of every clip in each view, and
+    the positions usable in all views."""
     prep = prep_config()
     files: dict[str, list] = {}
     bad: set[int] = set()
     for v in views:
-        files[v], errors = corpus_states(list(df["path"]), encoder, prep, view=VIEWS[v])
+        files[v], errors = corpus_states(list(df["path"]), head_cfg.encoder, prep, precision=head_cfg.encoder_precision,
+                                         view=VIEWS[v])
         bad |= set(errors)
     return files, np.setdiff1d(np.arange(len(df)), sorted(bad))
 
@@ -296,7 +298,7 @@ def _states_for(df: pd.DataFrame, encoder: str, views: list[str]) -> tuple[dict[
 def run_head_protocol(
     data_root: str | Path, out_dir: str | Path, head_cfg: HeadConfig, cfg: HeadTrainConfig, *,
     corpora: tuple[str, ...] = ("ravdess", "crema_d"), protocol: str = "folds", test_corpus: str | None = None,
-    test_telephone: bool = True, command: str = "", verbose: int = 2,
+    folds: list[int] | None = None, test_telephone: bool = True, command: str = "", verbose: int = 2,
 ) -> dict[str, Any]:
     """Train and evaluate the head under `protocol`; reports and bundles into `out_dir`.
 
@@ -318,6 +320,8 @@ def run_head_protocol(
         One of `PROTOCOLS` (see the module docstring).
     test_corpus : str, optional
         The corpus held out: among `corpora` for ``folds``, not among them for ``cross``.
+    folds : list of int, optional
+        Protocol ``folds`` only: which of `test_corpus`'s folds to hold out (default: each).
     test_telephone : bool
         Also score the held-out clips through the telephone channel (not for ``all``).
     command : str
@@ -337,7 +341,8 @@ def run_head_protocol(
     Raises
     ------
     ValueError
-        If `protocol` is unknown or `test_corpus` does not fit it.
+        If `protocol` is unknown, `test_corpus` does not fit it, or `folds` are given for
+        another protocol or are not folds of `test_corpus`.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
@@ -345,17 +350,19 @@ def run_head_protocol(
         raise ValueError("--protocol cross needs a --test-corpus that is not among --corpora")
     if protocol == "folds" and test_corpus not in corpora:
         raise ValueError("--protocol folds needs a --test-corpus among --corpora")
+    if folds and protocol != "folds":
+        raise ValueError(f"--folds selects held-out folds of --protocol folds, not of {protocol}")
     t0 = time.time()
     names = list(dict.fromkeys([*corpora, *([test_corpus] if test_corpus else [])]))
     df = load_corpora(data_root, names)
     conditions = ["clean"] + (["telephone"] if test_telephone and protocol != "all" else [])
-    files, usable = _states_for(df, head_cfg.encoder, list(dict.fromkeys([*cfg.views, *conditions])))
+    files, usable = _states_for(df, head_cfg, list(dict.fromkeys([*cfg.views, *conditions])))
     df = df.iloc[usable].reset_index(drop=True)
     states = {v: load_states([files[v][i] for i in usable]) for v in files}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config = {"head_config": head_cfg.to_dict(), "train_config": cfg.to_dict(), "corpora": list(corpora),
-              "protocol": protocol, "test_corpus": test_corpus, "command": command}
+              "protocol": protocol, "test_corpus": test_corpus, "folds": folds, "command": command}
     (out / "config.json").write_text(json.dumps(config, indent=2))
     in_train = df["corpus"].isin(corpora).to_numpy()
     if protocol == "all":
@@ -364,8 +371,11 @@ def run_head_protocol(
         splits = [(f"cross_{test_corpus}", np.flatnonzero(in_train), np.flatnonzero(df["corpus"] == test_corpus))]
     else:
         is_test = (df["corpus"] == test_corpus).to_numpy()
+        known = sorted(int(f) for f in df.loc[is_test, "fold"].unique())
+        if set(folds or known) - set(known):
+            raise ValueError(f"--folds {sorted(set(folds) - set(known))}: {test_corpus}'s folds are {known}")
         splits = [(f"fold_{f}", np.flatnonzero(in_train & ~(is_test & (df["fold"] == f))),
-                   np.flatnonzero(is_test & (df["fold"] == f))) for f in sorted(df.loc[is_test, "fold"].unique())]
+                   np.flatnonzero(is_test & (df["fold"] == f))) for f in sorted(folds or known)]
     classes = allowed_classes(test_corpus, list(corpora)) if test_corpus else list(EMOTIONS)
     scored = df["emotion"].isin(classes).to_numpy()  # test clips of classes training never saw are left out
     splits = [(name, train, test[scored[test]]) for name, train, test in splits]

@@ -37,8 +37,9 @@ def prep_config() -> FeatureConfig:
     return FeatureConfig(normalize="rms", preemphasis=0.0)
 
 
-def cache_key(encoder_sha256: str, prep: FeatureConfig, view: View) -> str:
-    """Short hash of what shapes a clip's states: code version, encoder weights, preprocessing, view.
+def cache_key(encoder_sha256: str, prep: FeatureConfig, view: View, precision: str) -> str:
+    """Short hash of what shapes a clip's states: code version, encoder weights and precision,
+    preprocessing, view.
 
     Parameters
     ----------
@@ -48,14 +49,16 @@ def cache_key(encoder_sha256: str, prep: FeatureConfig, view: View) -> str:
         The preprocessing (its `extraction_json`).
     view : View
         The degraded view.
+    precision : {"float32", "int8"}
+        The encoder's precision (`ser_core.encoder.PRECISIONS`).
 
     Returns
     -------
     str
         16 hex digits.
     """
-    blob = json.dumps({"version": STATES_VERSION, "encoder": encoder_sha256, "prep": json.loads(prep.extraction_json()),
-                       "view": repr(view)}, sort_keys=True)
+    blob = json.dumps({"version": STATES_VERSION, "encoder": encoder_sha256, "precision": precision,
+                       "prep": json.loads(prep.extraction_json()), "view": repr(view)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -76,12 +79,13 @@ def entry_name(path: str | Path) -> str:
     return hashlib.sha1(f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest() + ".npy"
 
 
-def cache_folder(encoder_sha256: str, prep: FeatureConfig, view: View, cache_dir: str | Path | None = None) -> Path:
-    """The folder of one encoder, preprocessing and view's states: ``<cache_dir>/states/<cache_key>``.
+def cache_folder(encoder_sha256: str, prep: FeatureConfig, view: View, precision: str,
+                 cache_dir: str | Path | None = None) -> Path:
+    """The folder of one encoder, precision, preprocessing and view's states: ``<cache_dir>/states/<cache_key>``.
 
     Parameters
     ----------
-    encoder_sha256, prep, view
+    encoder_sha256, prep, view, precision
         As for `cache_key`.
     cache_dir : path, optional
         Default: `ser_core.training.data.default_cache_dir`.
@@ -91,7 +95,7 @@ def cache_folder(encoder_sha256: str, prep: FeatureConfig, view: View, cache_dir
     Path
         The folder (not created here).
     """
-    return Path(cache_dir or default_cache_dir()) / "states" / cache_key(encoder_sha256, prep, view)
+    return Path(cache_dir or default_cache_dir()) / "states" / cache_key(encoder_sha256, prep, view, precision)
 
 
 def corpus_states(
@@ -99,6 +103,7 @@ def corpus_states(
     encoder_name: str,
     prep: FeatureConfig,
     *,
+    precision: str,
     view: View = View(),
     cache_dir: str | Path | None = None,
     log_every: int = 200,
@@ -113,6 +118,8 @@ def corpus_states(
         An encoder of `ser_core.encoder.available_encoders`.
     prep : FeatureConfig
         The preprocessing (`prep_config`).
+    precision : {"float32", "int8"}
+        The encoder's precision (`ser_core.encoder.load_encoder`).
     view : View
         The degraded view of each clip (seeded by its file name).
     cache_dir : path, optional
@@ -130,7 +137,7 @@ def corpus_states(
     """
     from ..encoder import encode, encoder_spec, load_encoder
 
-    folder = cache_folder(encoder_spec(encoder_name).npz_sha256, prep, view, cache_dir)
+    folder = cache_folder(encoder_spec(encoder_name).npz_sha256, prep, view, precision, cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     failed_file = folder / "errors.json"
     failed: dict[str, str] = json.loads(failed_file.read_text()) if failed_file.exists() else {}
@@ -152,7 +159,7 @@ def corpus_states(
                 files.append(None)
                 continue
             if model is None:  # built only when some clip is not cached yet
-                model = load_encoder(encoder_name)
+                model = load_encoder(encoder_name, precision=precision)
             tmp = target.with_suffix(".tmp.npy")
             np.save(tmp, encode(model, y).astype(np.float16))
             tmp.rename(target)
