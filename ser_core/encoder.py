@@ -438,17 +438,33 @@ def quantize_int8(model: "onnx.ModelProto") -> bytes:
     bytes
         The quantised model, serialised (deterministic for given weights).
     """
+    import logging
     import tempfile
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     weights = {t.name for t in model.graph.initializer}
     products = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
-    with tempfile.TemporaryDirectory() as d:
-        out = Path(d) / "int8.onnx"
-        quantize_dynamic(model, out, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
-                         nodes_to_quantize=products)
-        return out.read_bytes()
+    advice = _DropMessage("pre-processing before quantization")  # its advice on graph optimisation, on every load
+    logging.getLogger().addFilter(advice)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            out = Path(d) / "int8.onnx"
+            quantize_dynamic(model, out, weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                             nodes_to_quantize=products)
+            return out.read_bytes()
+    finally:
+        logging.getLogger().removeFilter(advice)
+
+
+class _DropMessage:
+    """A logging filter that drops the records containing `text`."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def filter(self, record) -> bool:
+        return self.text not in record.getMessage()
 
 
 PRECISIONS = ("float32", "int8")
