@@ -103,7 +103,7 @@ def main() -> None:
           f"{'rms dev':>10}")
     for name, seconds, label, batch, ms, dev, rms in rows:
         print(f"{name:<16}{seconds:>5.0f}s  {label:<34}{batch:>5}{ms:>10.1f}{1000.0 / ms:>12.1f}x{dev:>10.1e}{rms:>10.1e}")
-    cost = {(n, s_, lab): ms for n, s_, lab, *_ in rows}
+    cost = {(n, s_, lab): ms for n, s_, lab, _, ms, *_ in rows}
     print("\nCPU per audio second, ratios: keras / onnxruntime float32, and onnxruntime float32 / int8:")
     for (n, s_, lab), ms in cost.items():
         if lab.startswith("onnxruntime") and "int8" not in lab:

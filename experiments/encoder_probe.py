@@ -6,7 +6,8 @@ Protocol: CREMA-D speaker folds of ``../shared/data``, trained on RAVDESS and th
 folds, argmax over CREMA-D's 6 classes, UAR. ``--layers K`` keeps hidden states 0..K-1 only
 (what truncating the encoder would leave).
 
-    PYTHONPATH=. python experiments/encoder_probe.py [--encoder whisper-base] [--folds 1,2] [--layers 7 5 4] [--std]
+    PYTHONPATH=. python experiments/encoder_probe.py [--encoder whisper-base] [--precision int8] [--folds 1,2]
+        [--layers 7 5 4] [--std]
 
 Reads the states cache of ``ser train --model encoder`` (computes missing clips).
 """
@@ -19,6 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import recall_score
 from sklearn.preprocessing import StandardScaler
 
+from ser_core.head import HeadConfig
 from ser_core.training.corpora import CLASSES, load_corpora
 from ser_core.training.heads import _states_for
 
@@ -37,12 +39,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--encoder", default="whisper-base")
+    ap.add_argument("--precision", default="int8", choices=("float32", "int8"), help="the encoder's precision")
     ap.add_argument("--folds", default="1,2")
     ap.add_argument("--layers", type=int, nargs="+", default=[0], help="hidden states kept (0: all)")
     ap.add_argument("--std", action="store_true", help="add each unit's standard deviation")
     args = ap.parse_args()
     df = load_corpora(args.data, ["ravdess", "crema_d"])
-    files, usable = _states_for(df, args.encoder, ["clean"])
+    files, usable = _states_for(df, HeadConfig(encoder=args.encoder, encoder_precision=args.precision), ["clean"])
     df = df.iloc[usable].reset_index(drop=True)
     means, stds = pooled(files["clean"], usable)
     classes = list(CLASSES["crema_d"])
