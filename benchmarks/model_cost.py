@@ -3,7 +3,7 @@ milliseconds per batch of 32 cubes, and inference milliseconds per segment (batc
 and one at a time), each also as a ratio to the first architecture.
 
     python benchmarks/model_cost.py                      # four blocks, twice as wide, five blocks
-    python benchmarks/model_cost.py "filters=[32,64,128,256]" "filters=[32,64,128,256] pooling=attention"
+    python benchmarks/model_cost.py "filters=[32,64,128,256]" "filters=[32,64,128,256] dense_units=256"
 
 Each argument is one architecture: space-separated ModelConfig overrides on the deep model's
 defaults (as `ser train --arch`). The architectures are timed in turn, round after round, so

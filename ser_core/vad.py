@@ -153,7 +153,7 @@ class VadStream:
     of the stream. A frame of digital silence (peak below -70 dBFS) reads 0 without
     running the model, which then starts afresh: fed long runs of zeros, Silero's state
     drifts and it missed a quarter of the next turns' speech on clean lines (run on
-    them: -27 % talk time; reset: -20 %, benchmarks/talk_time.py at threshold 0.5).
+    them: -27 % talk time; reset: -20 %, experiments/talk_time.py at threshold 0.5).
     """
 
     def __init__(self, sr: int, backend: str = "silero") -> None:

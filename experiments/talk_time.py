@@ -1,6 +1,6 @@
 """Talk time on phone lines: the old level-based segmenter against the voice-activity detectors.
 
-    python benchmarks/talk_time.py [--calls 8] [--seed 0] [--data DIR]
+    PYTHONPATH=. python experiments/talk_time.py [--calls 8] [--seed 0] [--data DIR]
 
 Builds stereo calls of known speech: real clips (RAVDESS speech and CREMA-D, drawn at
 random), each cut to its speech by a strict energy trim of the clean clip (40 dB below its
