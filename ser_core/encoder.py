@@ -14,7 +14,8 @@ file ships.
 
 Two precisions on ONNX Runtime: ``"float32"`` and ``"int8"`` (`quantize_int8`: the weights of
 every matrix product quantised per output channel to 7 bits when the encoder loads, activations
-quantised per call; about 3x less CPU on this project's machines, outputs a few percent off).
+quantised per call; 2-4x less CPU for the encoder on this project's machine, outputs a few
+percent off, no measurable loss of accuracy: docs/results/2026-12-03-int8-encoder.md).
 A head records the precision it was trained on (`ser_core.head.HeadConfig.encoder_precision`)
 and is always served on it.
 
@@ -423,9 +424,9 @@ def onnx_graph(spec: EncoderSpec, arrays) -> "onnx.ModelProto":
 def quantize_int8(model: "onnx.ModelProto") -> bytes:
     """Dynamic int8 quantisation of the encoder graph's matrix products with weights.
 
-    Each weight matrix is quantised per output channel, symmetric, to 7 bits (``reduce_range``:
-    no overflow in the u8 x s8 kernels of CPUs without VNNI, so every x86 CPU computes the same
-    products); activations are quantised per call from their own range. The attention products
+    Each weight matrix is quantised per output channel, symmetric, to 7 bits (``reduce_range``,
+    ONNX Runtime's remedy for the overflow its u8 x s8 kernels can hit on x86 CPUs without
+    VNNI); activations are quantised per call from their own range. The attention products
     (activation x activation), convolutions, layer norms and softmax stay float32.
 
     Parameters
@@ -436,7 +437,7 @@ def quantize_int8(model: "onnx.ModelProto") -> bytes:
     Returns
     -------
     bytes
-        The quantised model, serialised (deterministic for given weights).
+        The quantised model, serialised.
     """
     import logging
     import tempfile
