@@ -210,7 +210,18 @@ def save_encoder_bundle(out_dir: str | Path, head: keras.Model, *, head_cfg: Hea
 
 
 def is_encoder_bundle(path: str | Path) -> bool:
-    """Whether the folder `path` holds an encoder bundle (its `bundle.json` says ``kind: encoder``)."""
+    """Whether a folder holds an encoder bundle.
+
+    Parameters
+    ----------
+    path : str or Path
+        A bundle folder.
+
+    Returns
+    -------
+    bool
+        True where its `bundle.json` says ``kind: encoder``.
+    """
     meta = Path(path) / META_FILE
     return meta.exists() and json.loads(meta.read_text()).get("kind") == KIND
 
