@@ -199,6 +199,16 @@ class AttentiveStats(layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
+def _standardised_inputs(n_layers: int, width: int, mean, variance):
+    """The head's inputs, and its states with every unit standardised (see `build_head`)."""
+    states = keras.Input((n_layers, None, width), name="states")
+    mask = keras.Input((None,), name="mask")
+    shape = (n_layers, width)
+    mean = np.zeros(shape, np.float32) if mean is None else np.reshape(mean, shape)
+    variance = np.ones(shape, np.float32) if variance is None else np.reshape(variance, shape)
+    return states, mask, layers.Normalization(axis=(1, 3), mean=mean, variance=variance, name="unit_norm")(states)
+
+
 def build_head(cfg: HeadConfig, n_layers: int, width: int, mean=None, variance=None) -> keras.Model:
     """The head for an encoder with `n_layers` hidden states of `width` (Keras functional).
 
@@ -222,12 +232,7 @@ def build_head(cfg: HeadConfig, n_layers: int, width: int, mean=None, variance=N
         [shape=(batch, frames)]; outputs ``emotion`` [shape=(batch, 8)] and ``intensity``
         [shape=(batch, 2)], softmax probabilities.
     """
-    states = keras.Input((n_layers, None, width), name="states")
-    mask = keras.Input((None,), name="mask")
-    shape = (n_layers, width)
-    mean = np.zeros(shape, np.float32) if mean is None else np.reshape(mean, shape)
-    variance = np.ones(shape, np.float32) if variance is None else np.reshape(variance, shape)
-    x = layers.Normalization(axis=(1, 3), mean=mean, variance=variance, name="unit_norm")(states)
+    states, mask, x = _standardised_inputs(n_layers, width, mean, variance)
     x = LayerMix(name="layer_mix")(x)
     if cfg.frame_norm:
         x = layers.LayerNormalization(name="frame_norm")(x)
