@@ -8,10 +8,12 @@ projected by one learned matrix, the rest of the head unchanged. It is trained a
 through `ser train --model encoder`'s own protocol code (`run_head_protocol`), with
 `build_head` swapped for the variant: same states cache, views, crops and optimisation.
 
-    PYTHONPATH=. python experiments/head_concat_layers.py --out runs/exp_concat [--folds 1,2] [--input-dropout 0.1]
+    PYTHONPATH=. python experiments/head_concat_layers.py --out runs/exp_concat [--test-corpus crema_d] [--folds 1,2]
+        [--input-dropout 0.1]
 
-Prints UAR clean and through the telephone channel per held-out CREMA-D fold (trained on
-RAVDESS and the other CREMA-D folds, 6 classes); the run folder holds the usual reports.
+Prints UAR clean and through the telephone channel per held-out fold of the test corpus
+(trained on the other corpus and the other folds; CREMA-D: its 6 classes, RAVDESS: 8); the
+run folder holds the usual reports.
 """
 from __future__ import annotations
 
@@ -52,13 +54,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--folds", default="1,2,3,4")
+    ap.add_argument("--test-corpus", default="crema_d", choices=("crema_d", "ravdess"))
+    ap.add_argument("--folds", help="held-out folds (default: every fold)")
     ap.add_argument("--input-dropout", type=float, default=0.1)
     args = ap.parse_args()
     heads.build_head = concat_head(args.input_dropout)
     r = heads.run_head_protocol(args.data, args.out, H.HeadConfig(), heads.HeadTrainConfig(),
-                                corpora=("ravdess", "crema_d"), protocol="folds", test_corpus="crema_d",
-                                folds=[int(f) for f in args.folds.split(",")], test_telephone=True, verbose=0)
+                                corpora=("ravdess", "crema_d"), protocol="folds", test_corpus=args.test_corpus,
+                                folds=[int(f) for f in args.folds.split(",")] if args.folds else None,
+                                test_telephone=True, verbose=0)
     for fold, v in r["folds"].items():
         print(f"{fold}: UAR clean {v['clean']['uar']:.3f}, telephone {v['telephone']['uar']:.3f}")
 
