@@ -19,6 +19,7 @@ import numpy as np
 from keras import layers, ops
 
 from .config import _JsonConfig
+from .encoder import PRECISIONS
 from .labels import EMOTIONS, INTENSITIES
 
 
@@ -40,8 +41,8 @@ class HeadConfig(_JsonConfig):
     dropout: float = 0.3
 
     def __post_init__(self) -> None:
-        if self.encoder_precision not in ("float32", "int8"):
-            raise ValueError(f"encoder_precision must be float32 or int8, not {self.encoder_precision!r}")
+        if self.encoder_precision not in PRECISIONS:
+            raise ValueError(f"encoder_precision must be one of {PRECISIONS}, not {self.encoder_precision!r}")
 
 
 @keras.saving.register_keras_serializable(package="ser_core")
