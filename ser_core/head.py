@@ -1,5 +1,6 @@
-"""The emotion head on a frozen encoder: a learned mix of the encoder's layers, a frame-wise
-projection, a 1-D CNN over the frames and attentive statistics pooling, with the emotion and intensity outputs.
+"""The emotion head on a frozen encoder: the encoder's layers (concatenated per frame, or mixed
+by a learned weighted sum), a frame-wise projection, a 1-D CNN over the frames and attentive
+statistics pooling, with the emotion and intensity outputs.
 
 Inputs: ``states`` (batch, layers, frames, width), the hidden states of every encoder
 layer (`ser_core.encoder.encode`), and ``mask`` (batch, frames), 1 on real frames and 0 on
@@ -27,12 +28,15 @@ from .labels import EMOTIONS, INTENSITIES
 class HeadConfig(_JsonConfig):
     """Architecture of the head, and the encoder (and its precision) whose states it reads."""
 
-    ADDED_LATER: ClassVar[dict[str, Any]] = {"encoder_precision": "float32"}
+    ADDED_LATER: ClassVar[dict[str, Any]] = {"encoder_precision": "float32", "layers": "mix", "input_dropout": 0.0}
+    LAYERS: ClassVar[tuple[str, ...]] = ("concat", "mix")
 
     encoder: str = "whisper-base"   # ser_core/encoders/<name>
     encoder_precision: str = "int8"  # "float32" or "int8" (`ser_core.encoder.quantize_int8`): trained and served on it
-    frame_norm: bool = True         # layer-normalise each mixed frame (drops its overall magnitude)
-    projection: int = 128           # each frame's mixed state projected to this width first (0: none)
+    layers: str = "concat"          # "concat": each frame's layers side by side; "mix": `LayerMix`, their weighted sum
+    input_dropout: float = 0.1      # dropout on the concatenated layers ("concat" only)
+    frame_norm: bool = True         # layer-normalise each mixed frame, dropping its overall magnitude ("mix" only)
+    projection: int = 128           # each frame's state projected to this width first (0: none; "mix" only)
     conv_channels: int = 128        # the 1-D CNN over frames
     conv_kernel: int = 5
     conv_layers: int = 1
@@ -43,6 +47,10 @@ class HeadConfig(_JsonConfig):
     def __post_init__(self) -> None:
         if self.encoder_precision not in PRECISIONS:
             raise ValueError(f"encoder_precision must be one of {PRECISIONS}, not {self.encoder_precision!r}")
+        if self.layers not in self.LAYERS:
+            raise ValueError(f"layers must be one of {self.LAYERS}, not {self.layers!r}")
+        if self.layers == "concat" and not self.projection:
+            raise ValueError("layers='concat' needs a projection (the concatenated frame is layers x width wide)")
 
 
 @keras.saving.register_keras_serializable(package="ser_core")
@@ -200,22 +208,14 @@ class AttentiveStats(layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
-def _standardised_inputs(n_layers: int, width: int, mean, variance):
-    """The head's inputs, and its states with every unit standardised (see `build_head`)."""
-    states = keras.Input((n_layers, None, width), name="states")
-    mask = keras.Input((None,), name="mask")
-    shape = (n_layers, width)
-    mean = np.zeros(shape, np.float32) if mean is None else np.reshape(mean, shape)
-    variance = np.ones(shape, np.float32) if variance is None else np.reshape(variance, shape)
-    return states, mask, layers.Normalization(axis=(1, 3), mean=mean, variance=variance, name="unit_norm")(states)
-
-
 def build_head(cfg: HeadConfig, n_layers: int, width: int, mean=None, variance=None) -> keras.Model:
     """The head for an encoder with `n_layers` hidden states of `width` (Keras functional).
 
     `mean` and `variance` (n_layers, width) standardise every unit of every layer by its
-    statistics over the training frames before the layers are mixed (a few of Whisper's
-    units are orders of magnitude larger than the rest); None: zero mean, unit variance.
+    statistics over the training frames (a few of Whisper's units are orders of magnitude
+    larger than the rest); None: zero mean, unit variance. Then each frame's layers are either
+    concatenated (``cfg.layers == "concat"``: n_layers x width values, so the projection
+    weighs every unit of every layer) or mixed into one by `LayerMix` (``"mix"``).
 
     Parameters
     ----------
@@ -233,10 +233,20 @@ def build_head(cfg: HeadConfig, n_layers: int, width: int, mean=None, variance=N
         [shape=(batch, frames)]; outputs ``emotion`` [shape=(batch, 8)] and ``intensity``
         [shape=(batch, 2)], softmax probabilities.
     """
-    states, mask, x = _standardised_inputs(n_layers, width, mean, variance)
-    x = LayerMix(name="layer_mix")(x)
-    if cfg.frame_norm:
-        x = layers.LayerNormalization(name="frame_norm")(x)
+    states = keras.Input((n_layers, None, width), name="states")
+    mask = keras.Input((None,), name="mask")
+    shape = (n_layers, width)
+    mean = np.zeros(shape, np.float32) if mean is None else np.reshape(mean, shape)
+    variance = np.ones(shape, np.float32) if variance is None else np.reshape(variance, shape)
+    x = layers.Normalization(axis=(1, 3), mean=mean, variance=variance, name="unit_norm")(states)
+    if cfg.layers == "concat":
+        x = layers.Permute((2, 1, 3), name="frames_first")(x)
+        x = layers.Reshape((-1, n_layers * width), name="concat_layers")(x)
+        x = layers.Dropout(cfg.input_dropout, name="input_dropout")(x)
+    else:
+        x = LayerMix(name="layer_mix")(x)
+        if cfg.frame_norm:
+            x = layers.LayerNormalization(name="frame_norm")(x)
     if cfg.projection:
         x = layers.Dense(cfg.projection, activation="gelu", name="projection")(x)
     for i in range(cfg.conv_layers):
