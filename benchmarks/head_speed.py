@@ -15,25 +15,13 @@ Each argument is one head: space-separated HeadConfig overrides (as `ser train -
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 
 import numpy as np
 
+from ser_core.cli import _config
 from ser_core.head import HeadConfig, build_head
 from ser_core.scoring import predict_states
-
-
-def _head_config(spec: str) -> HeadConfig:
-    """A HeadConfig from space-separated KEY=VALUE overrides (values as JSON where they parse)."""
-    data = {}
-    for item in spec.split():
-        key, _, value = item.partition("=")
-        try:
-            data[key] = json.loads(value)
-        except json.JSONDecodeError:
-            data[key] = value
-    return HeadConfig.from_dict(data)
 
 
 def _cpu_seconds() -> float:
@@ -49,7 +37,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     segments = [rng.standard_normal((7, int(rng.uniform(15, 300)), 512)).astype(np.float32) for _ in range(200)]
     speech_s = sum(s.shape[1] for s in segments) / 50
-    heads = [build_head(_head_config(spec), 7, 512) for spec in args.heads]
+    heads = [build_head(_config(HeadConfig, None, spec.split()), 7, 512) for spec in args.heads]
     best = [np.inf] * len(heads)
     for head in heads:  # trace once, unmeasured
         predict_states(head, segments[:10])
