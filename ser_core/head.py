@@ -36,7 +36,7 @@ class HeadConfig(_JsonConfig):
     layers: str = "concat"          # "concat": each frame's layers side by side; "mix": `LayerMix`, their weighted sum
     input_dropout: float = 0.1      # dropout on the concatenated layers ("concat" only)
     frame_norm: bool = True         # layer-normalise each mixed frame, dropping its overall magnitude ("mix" only)
-    projection: int = 128           # each frame's state projected to this width first (0: none; "mix" only)
+    projection: int = 128           # each frame's state projected to this width first (0, none, is allowed with "mix" only)
     conv_channels: int = 128        # the 1-D CNN over frames
     conv_kernel: int = 5
     conv_layers: int = 1
