@@ -5,7 +5,9 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
-TOLERANCE = 2e-3  # absolute, per printed number: float32 round-off across CPUs
+# absolute, per printed number: the job's int8 encoder runs other kernels on other CPUs (clip
+# probabilities move by up to 0.008 between AVX2 and AVX-512 VNNI: tests/test_default_model.py)
+TOLERANCE = 0.03
 NUMBER = re.compile(r"[-+]?\d+(\.\d+)?")
 
 
@@ -30,8 +32,8 @@ def differences(want: str, got: str, tol: float = TOLERANCE) -> list[str]:
 
 
 def test_differences_tolerates_round_off_only():
-    assert differences("call_002  0.352 calm", "call_002 0.353  calm") == []
-    assert differences("0.352 calm", "0.355 calm") == ["token 0: doc 0.352, printed 0.355"]
+    assert differences("call_002  0.352 calm", "call_002 0.372  calm") == []
+    assert differences("0.352 calm", "0.392 calm") == ["token 0: doc 0.352, printed 0.392"]
     assert differences("2026-11-24 call_002", "2026-11-25 call_002")  # dates and ids compare as text
     assert differences("a b", "a b c")
 

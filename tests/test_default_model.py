@@ -1,5 +1,6 @@
 """The model shipped inside the package (`--model default`): a frozen Whisper encoder with an
 emotion head trained on RAVDESS and CREMA-D, and its pinned outputs on the example clips."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -8,13 +9,16 @@ import pandas as pd
 import pytest
 
 from ser_core.bundle import DEFAULT_BUNDLE, load_bundle, predict_files
-from ser_core.encoder import encoder_spec
+from ser_core.encoder import encoder_spec, load_encoder
 from ser_core.encoder_bundle import EncoderBundle
 from ser_core.labels import EMOTIONS
 
 EXAMPLES = DEFAULT_BUNDLE.parents[1] / "examples"
 GOLDEN = Path(__file__).parent / "golden" / "default_model_clips.csv"
 GOLDEN_TOLERANCE = 2e-3  # absolute, per class probability: float32 round-off across CPUs and oneDNN kernels
+# the shipped int8 encoder's probabilities against the float32 golden: 0.030 at most on an AVX2 CPU,
+# and int8 kernels differ by CPU (AVX2 against AVX-512 VNNI: up to 0.008), so its own outputs are not pinned
+INT8_TOLERANCE = 0.05
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +37,11 @@ def test_default_bundle_is_the_encoder_model_and_says_what_it_was_trained_on(bun
     assert (DEFAULT_BUNDLE / "head.keras").stat().st_size < 5 * 2**20
 
 
+def float32(bundle) -> EncoderBundle:
+    """The bundle with its encoder held to float32: numerically the same on every CPU."""
+    return dataclasses.replace(bundle, encoder=load_encoder(bundle.head_config.encoder, precision="float32"))
+
+
 def golden_predictions(bundle) -> pd.DataFrame:
     manifest = pd.read_csv(EXAMPLES / "clips" / "manifest.csv")
     pred = predict_files(bundle, [str(EXAMPLES / "clips" / p) for p in manifest["path"]])
@@ -42,11 +51,13 @@ def golden_predictions(bundle) -> pd.DataFrame:
 def test_default_bundle_outputs_are_pinned_on_the_example_clips(bundle):
     """Golden test: a change of the front end, the encoder or the head that moves the shipped
     model's probabilities fails here. Regenerate deliberately, with the model, by
-    `python tests/test_default_model.py` (then say why in the commit)."""
-    got = golden_predictions(bundle)
+    `python tests/test_default_model.py` (then say why in the commit). Pinned with the encoder
+    in float32; the shipped int8 encoder must stay close to them."""
     want = pd.read_csv(GOLDEN)
-    assert list(got["path"]) == list(want["path"])
-    np.testing.assert_allclose(got[list(EMOTIONS)].to_numpy(), want[list(EMOTIONS)].to_numpy(), atol=GOLDEN_TOLERANCE)
+    for model, tol in ((float32(bundle), GOLDEN_TOLERANCE), (bundle, INT8_TOLERANCE)):
+        got = golden_predictions(model)
+        assert list(got["path"]) == list(want["path"])
+        np.testing.assert_allclose(got[list(EMOTIONS)].to_numpy(), want[list(EMOTIONS)].to_numpy(), atol=tol)
 
 
 
@@ -78,5 +89,5 @@ def test_predict_refuses_a_stereo_call_and_points_to_the_job(bundle, tmp_path):
 
 if __name__ == "__main__":  # regenerate the golden file
     GOLDEN.parent.mkdir(exist_ok=True)
-    golden_predictions(load_bundle("default")).to_csv(GOLDEN, index=False, float_format="%.6f")
+    golden_predictions(float32(load_bundle("default"))).to_csv(GOLDEN, index=False, float_format="%.6f")
     print(f"wrote {GOLDEN}")
