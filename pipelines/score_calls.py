@@ -34,7 +34,6 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported (ser_core.bundle)
 
-import ser_core  # noqa: E402,F401  (loads the VAD runtime before TensorFlow: ser_core.vad.preload)
 
 import argparse  # noqa: E402
 import csv  # noqa: E402

