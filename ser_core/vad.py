@@ -110,19 +110,19 @@ class _WebRtc:
     def __init__(self, rate: int, mode: int = 3) -> None:
         import webrtcvad
 
-        self._vad, self._mode, self._rate = webrtcvad, mode, rate
+        self._webrtc, self._mode, self._rate = webrtcvad, mode, rate
         self.window = rate * 30 // 1000  # 30 ms frames
 
     def __call__(self, frames: np.ndarray, valid: np.ndarray) -> np.ndarray:
         out = np.zeros(valid.shape, np.float32)
         pcm = np.clip(frames * 32768.0, -32768, 32767).astype("<i2")
         for lane in range(frames.shape[0]):
-            vad = self._vad.Vad(self._mode)
+            vad = self._webrtc.Vad(self._mode)
             for t in range(frames.shape[1]):
                 if valid[lane, t]:
                     out[lane, t] = vad.is_speech(pcm[lane, t].tobytes(), self._rate)
                 else:
-                    vad = self._vad.Vad(self._mode)
+                    vad = self._webrtc.Vad(self._mode)
         return out
 
 
