@@ -27,6 +27,7 @@ setup(
         "pandas>=2.1,<4",
         "matplotlib>=3.8,<4",
         "scikit-learn>=1.4,<2",
+        "threadpoolctl>=3.1,<4",
         "tqdm>=4.66,<5",
     ],
     extras_require={

@@ -2,11 +2,10 @@
 
 Prints one table for whisper-base and whisper-tiny.en on 2 s, 5 s and 20 s clips, for both
 runtimes side by side (the Keras model on TensorFlow, the same graph on ONNX Runtime in float32
-and in int8, each held to one thread): one clip at a time (``encode``) and batches of
-equal-length clips (``encode_batch``), with each row's deviation from Keras ``encode`` (the
-largest over layers of max |diff| / layer RMS, and of the relative RMS error) and the ratios
-of the runtimes and precisions. Also prints how much ``encode_batch``'s zero padding
-moves the outputs of a shorter clip.
+and in int8, each held to one thread, BLAS and OpenMP too: `ser_core.threads`), one clip at a
+time (``encode``, as the product encodes), with each row's deviation from Keras (the largest
+over layers of max |diff| / layer RMS, and of the relative RMS error) and the ratios of the
+runtimes and precisions.
 
 Usage::
 
@@ -20,19 +19,14 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
-
-tf.config.threading.set_intra_op_parallelism_threads(1)
-tf.config.threading.set_inter_op_parallelism_threads(1)
-
 import numpy as np  # noqa: E402
 
 from ser_core import encoder as E  # noqa: E402
+from ser_core.threads import limit_threads  # noqa: E402
 
 SR = E.SAMPLE_RATE
 MODELS = ["whisper-base", "whisper-tiny.en"]
 LENGTHS = [2.0, 5.0, 20.0]
-BATCH = 8
 
 
 def clip(seconds: float, seed: int) -> np.ndarray:
@@ -66,16 +60,12 @@ def rms_deviation(ref: np.ndarray, out: np.ndarray) -> float:
     return float(np.sqrt(err).max())
 
 
-def pooled_cosines(ref: np.ndarray, out: np.ndarray) -> list[float]:
-    a, b = ref.mean(axis=1), out.mean(axis=1)
-    return [float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y))) for x, y in zip(a, b)]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="shorter timing rounds")
     args = ap.parse_args()
     min_cpu = 1.0 if args.quick else 3.0
+    limit_threads(1)
     rows = []
     for name in MODELS:
         spec = E.encoder_spec(name)
@@ -86,24 +76,17 @@ def main() -> None:
         for seconds in LENGTHS:
             y = clip(seconds, seed=int(seconds))
             ref = E.encode(variants["keras"], y)
-            clips = [clip(seconds, seed=100 + k) for k in range(BATCH)] if seconds <= 5.0 else []
             for label, m in variants.items():
                 ms = cpu_ms_per_audio_s(lambda m=m: E.encode(m, y), seconds, min_cpu)
                 out = E.encode(m, y)
-                rows.append((name, seconds, label, 1, ms, deviation(ref, out), rms_deviation(ref, out)))
-                if clips:
-                    ms = cpu_ms_per_audio_s(lambda m=m: E.encode_batch(m, clips), seconds * BATCH, min_cpu)
-                    first, out = E.encode(variants["keras"], clips[0]), E.encode_batch(m, clips)[0]
-                    rows.append((name, seconds, f"{label} encode_batch", BATCH, ms, deviation(first, out),
-                                 rms_deviation(first, out)))
+                rows.append((name, seconds, label, ms, deviation(ref, out), rms_deviation(ref, out)))
 
-    print("\nCPU per audio second on ONE core (TF intra/inter op threads = 1, ONNX Runtime 1 thread), best round; "
-          "vs Keras encode, worst layer: dev = max |diff| / layer RMS, rms dev = RMS error / layer RMS")
-    print(f"{'model':<16}{'clip':>6}  {'variant':<34}{'batch':>5}{'ms CPU/s':>10}{'x real time':>13}{'dev':>10}"
-          f"{'rms dev':>10}")
-    for name, seconds, label, batch, ms, dev, rms in rows:
-        print(f"{name:<16}{seconds:>5.0f}s  {label:<34}{batch:>5}{ms:>10.1f}{1000.0 / ms:>12.1f}x{dev:>10.1e}{rms:>10.1e}")
-    cost = {(n, s_, lab): ms for n, s_, lab, _, ms, *_ in rows}
+    print("\nCPU per audio second on ONE core (every thread pool held to 1), best round; "
+          "vs Keras, worst layer: dev = max |diff| / layer RMS, rms dev = RMS error / layer RMS")
+    print(f"{'model':<16}{'clip':>6}  {'variant':<20}{'ms CPU/s':>10}{'x real time':>13}{'dev':>10}{'rms dev':>10}")
+    for name, seconds, label, ms, dev, rms in rows:
+        print(f"{name:<16}{seconds:>5.0f}s  {label:<20}{ms:>10.1f}{1000.0 / ms:>12.1f}x{dev:>10.1e}{rms:>10.1e}")
+    cost = {(n, s_, lab): ms for n, s_, lab, ms, *_ in rows}
     print("\nCPU per audio second, ratios: keras / onnxruntime float32, and onnxruntime float32 / int8:")
     for (n, s_, lab), ms in cost.items():
         if lab.startswith("onnxruntime") and "int8" not in lab:
@@ -111,17 +94,6 @@ def main() -> None:
             int8 = cost[(n, s_, lab.replace("onnxruntime", "onnxruntime int8"))]
             print(f"  {n:<16}{s_:>5.0f}s  {kind:<14}{cost[(n, s_, lab.replace('onnxruntime', 'keras'))] / ms:.2f}x"
                   f"   int8 {ms / int8:.2f}x")
-
-    # Padding effect of encode_batch: a 4.5 s clip padded to 5 s.
-    print("\nencode_batch padding effect (4.5 s clip grouped with a 5 s clip, i.e. 10% zero padding):")
-    for name in MODELS:
-        m = E.load_encoder(name, runtime="keras")
-        short, long_ = clip(4.5, 7), clip(5.0, 8)
-        alone = E.encode(m, short)
-        padded = E.encode_batch(m, [short, long_], max_pad=0.1)[0]
-        cos = pooled_cosines(alone, padded)
-        print(f"  {name}: max dev {deviation(alone, padded):.2e}; cosine of mean-pooled layers "
-              + " ".join(f"{c:.4f}" for c in cos))
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def _loader(variant: str):
     if variant not in ("float32", "keras"):
         raise SystemExit(f"unknown variant @{variant}: use @float32 or @keras")
     runtime = "keras" if variant == "keras" else "onnxruntime"
-    return lambda name, **kw: encoder.load_encoder(name, runtime=runtime, precision="float32")
+    return lambda name, threads=0, **_: encoder.load_encoder(name, runtime=runtime, precision="float32", threads=threads)
 
 
 def audio_seconds(folder: Path) -> float:

@@ -34,6 +34,16 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported (ser_core.bundle)
 
+if __name__ == "__main__":
+    # `python -m pipelines.score_calls`: run the module under its importable name instead, so the
+    # job's types pickle as pipelines.score_calls.X, which a worker process (Dataflow's, or the
+    # DirectRunner's multi_processing mode) can import; __main__.X it cannot
+    from pipelines.score_calls import main as _main
+
+    sys.exit(_main())
+
+_COMMAND = getattr(sys.modules["__main__"].__spec__, "name", None) == __name__  # launched by the line above
+
 
 import argparse  # noqa: E402
 import csv  # noqa: E402
@@ -95,7 +105,7 @@ def _early_log_level(argv: Sequence[str]) -> str:
     return "WARNING"
 
 
-if __name__ == "__main__":  # quiet before Beam's imports log their first warnings
+if _COMMAND:  # quiet before Beam's imports log their first warnings
     try:
         setup_logging(_early_log_level(sys.argv[1:]))
     except AttributeError:
@@ -119,6 +129,7 @@ from ser_core.bundle import META_FILE, MODEL_FILE, WIDEBAND_DIR, Bundle, BundleI
 from ser_core.calls import CallInfo, channels_ignored, is_silent, open_audio, read_segment, segment_call, summarize_call  # noqa: E402,E501
 from ser_core.config import FeatureConfig, SegmentConfig  # noqa: E402
 from ser_core.labels import EMOTIONS, valence_arousal  # noqa: E402
+from ser_core.threads import limit_threads  # noqa: E402
 
 NAMESPACE = "score_calls"
 LOG = logging.getLogger(NAMESPACE)
@@ -167,6 +178,10 @@ class ScoreCallsOptions(PipelineOptions):
         parser.add_argument("--min_silence_s", type=float, default=0.3)
         parser.add_argument("--max_segment_s", type=float, default=None, help="default: the model's input length")
         parser.add_argument("--inference_batch_size", type=int, default=64)
+        parser.add_argument("--numeric_threads", type=int, default=1,
+                            help="threads per worker for BLAS, OpenMP, TensorFlow and the encoder (1: the most work "
+                                 "per core; run more workers to use more cores, e.g. --direct_num_workers=N "
+                                 "--direct_running_mode=multi_processing)")
 
 
 class CallRef(NamedTuple):
@@ -289,10 +304,13 @@ class SegmentAndTrimFn(beam.DoFn):
 
     CALLS, ERRORS = "calls", "errors"
 
-    def __init__(self, seg_cfg: SegmentConfig, feature_cfg: FeatureConfig):
-        self.seg_cfg, self.feature_cfg = seg_cfg, feature_cfg
+    def __init__(self, seg_cfg: SegmentConfig, feature_cfg: FeatureConfig, threads: int = 1):
+        self.seg_cfg, self.feature_cfg, self.threads = seg_cfg, feature_cfg, threads
         self.segments = Metrics.counter(NAMESPACE, "segments")
         self.dropped = Metrics.counter(NAMESPACE, "segments_too_short_after_trim")
+
+    def setup(self) -> None:
+        limit_threads(self.threads)
 
     def process(self, item: CallRef | str) -> Iterator[Any]:
         """Segments are emitted as they are read (memory: one segment). A file that fails
@@ -368,12 +386,13 @@ class BundleModelHandler(ModelHandler[Routed, PredictionResult, Bundle]):
     """Loads the bundle once per worker (hash-checked, Keras safe mode) and scores batches
     of routed inputs (`ser_core.bundle.BundleInputs`)."""
 
-    def __init__(self, model: str, batch_size: int = 64):
+    def __init__(self, model: str, batch_size: int = 64, threads: int = 1):
         super().__init__(min_batch_size=1, max_batch_size=batch_size)
-        self.model_spec = model
+        self.model_spec, self.threads = model, threads
 
     def load_model(self) -> Bundle:
-        return load_bundle(localize_bundle(self.model_spec))
+        limit_threads(self.threads)
+        return load_bundle(localize_bundle(self.model_spec), threads=self.threads)
 
     def run_inference(self, batch: Sequence[Routed], model: Bundle, inference_args=None) -> Iterable[PredictionResult]:
         emo, inten = model.predict_routed(batch)
@@ -517,13 +536,14 @@ def build(p: beam.Pipeline, opts: ScoreCallsOptions, staging: str, refs: Sequenc
     split = (
         p
         | "MatchRecordings" >> MatchRecordings(refs)
-        | "SegmentAndTrim" >> beam.ParDo(SegmentAndTrimFn(seg_cfg, feature_cfg)).with_outputs(
+        | "SegmentAndTrim" >> beam.ParDo(SegmentAndTrimFn(seg_cfg, feature_cfg, opts.numeric_threads)).with_outputs(
             SegmentAndTrimFn.CALLS, SegmentAndTrimFn.ERRORS, main="segments")
     )
     segments = (
         split.segments
         | "ExtractFeatures" >> ExtractFeatures(inputs)
-        | "RunInference" >> RunInference(KeyedModelHandler(BundleModelHandler(opts.model, opts.inference_batch_size)))
+        | "RunInference" >> RunInference(KeyedModelHandler(
+            BundleModelHandler(opts.model, opts.inference_batch_size, opts.numeric_threads)))
         | "ToSegmentRows" >> beam.MapTuple(segment_row)
     )
     summary = (split.calls, segments) | "SummarizeCalls" >> SummarizeCalls(roles, model_id)
@@ -674,6 +694,8 @@ def parse_options(argv: Sequence[str] | None) -> tuple[PipelineOptions, ScoreCal
         parser.error("--input and --output are required")
     if not parse_roles(known.roles):
         parser.error("--roles needs at least one role")
+    if known.numeric_threads < 1:
+        parser.error("--numeric_threads must be at least 1")
     opts = PipelineOptions(argv)
     opts.view_as(SetupOptions).save_main_session = False
     return opts, opts.view_as(ScoreCallsOptions)
@@ -734,6 +756,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"score_calls: error: {exc}", file=sys.stderr)
         return exc.exit_code
 
-
-if __name__ == "__main__":
-    sys.exit(main())

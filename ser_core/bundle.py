@@ -281,13 +281,16 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return json.loads(meta_path.read_text())
 
 
-def load_bundle(spec: str | Path) -> Bundle | EncoderBundle:
+def load_bundle(spec: str | Path, *, threads: int = 0) -> Bundle | EncoderBundle:
     """Load and verify a bundle folder (or `default`): an encoder bundle or a CNN bundle.
 
     Parameters
     ----------
     spec : str or Path
         As `resolve_bundle_path`.
+    threads : int
+        Intra-op threads of an encoder bundle's ONNX Runtime session (0: one per core); a
+        CNN bundle runs on TensorFlow's pools (`ser_core.threads`).
 
     Returns
     -------
@@ -301,7 +304,7 @@ def load_bundle(spec: str | Path) -> Bundle | EncoderBundle:
     """
     path = resolve_bundle_path(spec)
     if is_encoder_bundle(path):
-        return load_encoder_bundle(path)
+        return load_encoder_bundle(path, threads=threads)
     meta = _read_meta(path)
     model_path = path / MODEL_FILE
     digest = sha256_file(model_path)

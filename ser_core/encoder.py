@@ -40,7 +40,6 @@ import hashlib
 import json
 import math
 import weakref
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -298,7 +297,8 @@ def _set_weights(model: keras.Model, spec: EncoderSpec, arrays) -> None:
 
 
 def load_encoder(name: str = "whisper-base", *, runtime: str = "onnxruntime", precision: str = "float32",
-                 npz_path: str | Path | None = None, gelu_approximate: bool = False) -> keras.Model | OnnxEncoder:
+                 npz_path: str | Path | None = None, gelu_approximate: bool = False,
+                 threads: int = 0) -> keras.Model | OnnxEncoder:
     """Build a shipped encoder and set its pretrained, frozen weights.
 
     Parameters
@@ -314,6 +314,9 @@ def load_encoder(name: str = "whisper-base", *, runtime: str = "onnxruntime", pr
         against the same sha256).
     gelu_approximate : bool
         Passed to :func:`build_encoder` (Keras runtime only).
+    threads : int
+        Intra-op threads of the ONNX Runtime session (0: one per core); the Keras runtime
+        uses TensorFlow's pools (`ser_core.threads`).
 
     Returns
     -------
@@ -338,7 +341,7 @@ def load_encoder(name: str = "whisper-base", *, runtime: str = "onnxruntime", pr
             "the weight file is corrupt or was replaced (re-run tools/convert_whisper.py)")
     with np.load(path, allow_pickle=False) as arrays:
         if runtime == "onnxruntime":
-            return OnnxEncoder(spec, arrays, precision=precision)
+            return OnnxEncoder(spec, arrays, threads=threads, precision=precision)
         model = build_encoder(spec, gelu_approximate=gelu_approximate)
         _set_weights(model, spec, arrays)
     return model
@@ -446,7 +449,8 @@ def quantize_int8(model: "onnx.ModelProto") -> bytes:
 
     weights = {t.name for t in model.graph.initializer}
     products = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
-    advice = _DropMessage("pre-processing before quantization")  # its advice on graph optimisation, on every load
+    # its advice on graph optimisation, and a line per tensor it leaves in float, on every load
+    advice = _DropMessage("pre-processing before quantization", "Quantization parameters for tensor")
     logging.getLogger().addFilter(advice)
     try:
         with tempfile.TemporaryDirectory() as d:
@@ -459,13 +463,14 @@ def quantize_int8(model: "onnx.ModelProto") -> bytes:
 
 
 class _DropMessage:
-    """A logging filter that drops the records containing `text`."""
+    """A logging filter that drops the records containing any of `texts`."""
 
-    def __init__(self, text: str):
-        self.text = text
+    def __init__(self, *texts: str):
+        self.texts = texts
 
     def filter(self, record) -> bool:
-        return self.text not in record.getMessage()
+        message = record.getMessage()
+        return not any(t in message for t in self.texts)
 
 
 PRECISIONS = ("float32", "int8")
@@ -581,55 +586,3 @@ def encode(model: keras.Model | OnnxEncoder, y: np.ndarray) -> np.ndarray:
     if not parts:
         return _empty(model)
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
-
-
-def encode_batch(model: keras.Model | OnnxEncoder, clips: Sequence[np.ndarray], *, max_batch: int = 16,
-                 max_pad: float = 0.1) -> list[np.ndarray]:
-    """:func:`encode` for many clips, batching 30 s chunks of similar length.
-
-    Chunks are sorted by length and grouped (at most ``max_batch`` per group, the shortest at
-    least ``1 - max_pad`` of the longest); each is zero-padded (audio) to the group's longest,
-    encoded in one call, and its output cut back to its own T.
-
-    Padding effect: for chunks of equal length the result equals :func:`encode` up to float
-    round-off. Otherwise the padded silence is *seen* by the model: the clip's last log-mel
-    frame or two differ (zeros instead of reflection at the edge) and, because self-attention is
-    global, every output frame attends to the silent frames, so the outputs differ from
-    :func:`encode` by a small amount that grows with ``max_pad`` (``benchmarks/encoder_speed.py``
-    prints it). Use ``max_pad=0`` for results identical to :func:`encode`.
-
-    Parameters
-    ----------
-    model : keras.Model
-    clips : sequence of ndarray, each (n_i,)
-    max_batch : int
-        Largest group encoded in one call.
-    max_pad : float
-        Largest fraction of a group's longest chunk that may be padding.
-
-    Returns
-    -------
-    list of ndarray, each (n_layers + 1, T_i, width), in the order of ``clips``
-    """
-    n_mels = model.input_shape[-1]
-    items = []  # (clip index, chunk index, audio)
-    per_clip: list[list] = []
-    for ci, y in enumerate(clips):
-        chunks = [c for c in _chunks(y) if len(c) // HOP > 0]
-        per_clip.append([None] * len(chunks))
-        items.extend((ci, k, c) for k, c in enumerate(chunks))
-    items.sort(key=lambda it: len(it[2]), reverse=True)
-    i = 0
-    while i < len(items):
-        longest = len(items[i][2])
-        j = i + 1
-        while j < len(items) and j - i < max_batch and len(items[j][2]) >= (1.0 - max_pad) * longest:
-            j += 1
-        group = items[i:j]
-        mels = np.stack([log_mel(np.pad(c, (0, longest - len(c))), n_mels) for _, _, c in group])
-        out = _forward(model, mels)
-        for (ci, k, c), o in zip(group, out):
-            per_clip[ci][k] = o[:, :_n_out(len(c))]
-        i = j
-    return [np.concatenate(p, axis=1) if len(p) > 1 else (p[0] if p else _empty(model))
-            for p in per_clip]

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import head as _head  # noqa: F401  (registers the head's layers for deserialisation)
 from .config import FeatureConfig
-from .encoder import encode, encode_batch, encoder_spec, load_encoder, sha256_file
+from .encoder import encode, encoder_spec, load_encoder, sha256_file
 from .head import HeadConfig
 from .labels import EMOTIONS, INTENSITIES
 from .scoring import predict_states
@@ -111,8 +111,9 @@ class EncoderBundle:
         return predict_states(self.head, states)
 
     def score_waves(self, waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """Emotion and intensity probabilities of preprocessed waveforms: each is encoded once
-        (waveforms of equal length in one batch) and scored over all its frames.
+        """Emotion and intensity probabilities of preprocessed waveforms: each is encoded once,
+        on its own as in training (so its scores do not depend on the other waveforms of the
+        batch: int8 activations are quantised over a whole input), and scored over all its frames.
 
         Parameters
         ----------
@@ -124,7 +125,7 @@ class EncoderBundle:
         emotion, intensity : np.ndarray [shape=(len(waves), 8)], [shape=(len(waves), 2)]
             As :meth:`score_states`.
         """
-        return self.score_states(encode_batch(self.encoder, list(waves), max_pad=0.0))
+        return self.score_states([encode(self.encoder, w) for w in waves])
 
     @property
     def inputs(self) -> EncoderInputs:
@@ -226,13 +227,15 @@ def is_encoder_bundle(path: str | Path) -> bool:
     return meta.exists() and json.loads(meta.read_text()).get("kind") == KIND
 
 
-def load_encoder_bundle(path: str | Path) -> EncoderBundle:
+def load_encoder_bundle(path: str | Path, *, threads: int = 0) -> EncoderBundle:
     """Load and verify an encoder bundle folder.
 
     Parameters
     ----------
     path : str or Path
         The bundle folder.
+    threads : int
+        Intra-op threads of the encoder's ONNX Runtime session (0: one per core).
 
     Returns
     -------
@@ -260,7 +263,8 @@ def load_encoder_bundle(path: str | Path) -> EncoderBundle:
                                  f"ones this head was trained on ({meta['encoder']['sha256'][:12]}…)")
     head = keras.saving.load_model(head_path, safe_mode=True, compile=False)
     info = {k: v for k, v in meta.items() if k not in ("labels", "intensities", "prep_config", "head_config", "sha256")}
-    return EncoderBundle(head=head, encoder=load_encoder(head_cfg.encoder, precision=head_cfg.encoder_precision),
+    encoder = load_encoder(head_cfg.encoder, precision=head_cfg.encoder_precision, threads=threads)
+    return EncoderBundle(head=head, encoder=encoder,
                          prep_config=FeatureConfig.from_saved(meta["prep_config"]), head_config=head_cfg,
                          path=path, sha256=digest, labels=tuple(meta["labels"]),
                          intensities=tuple(meta["intensities"]), info=info)

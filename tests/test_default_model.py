@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ser_core.audio import load_audio
 from ser_core.bundle import DEFAULT_BUNDLE, load_bundle, predict_files
 from ser_core.encoder import encoder_spec, load_encoder
 from ser_core.encoder_bundle import EncoderBundle
@@ -59,6 +60,18 @@ def test_default_bundle_outputs_are_pinned_on_the_example_clips(bundle):
         assert list(got["path"]) == list(want["path"])
         np.testing.assert_allclose(got[list(EMOTIONS)].to_numpy(), want[list(EMOTIONS)].to_numpy(), atol=tol)
 
+
+def test_a_segment_scores_the_same_whatever_shares_its_batch(bundle):
+    """The job's batches are Beam's to form, and int8 activations are quantised over a whole
+    input: each waveform is encoded on its own, so its scores do not depend on the others,
+    even those of exactly its length."""
+    manifest = pd.read_csv(EXAMPLES / "clips" / "manifest.csv")
+    n = 2 * 16000
+    waves = [load_audio(EXAMPLES / "clips" / p, sr=16000)[0][:n] for p in manifest["path"][:3]]
+    assert all(w.size == n for w in waves)
+    alone = [bundle.score_waves([w])[0][0] for w in waves]
+    together = bundle.score_waves(waves)[0]
+    np.testing.assert_allclose(together, np.stack(alone), atol=1e-5)
 
 
 def test_the_job_scores_the_example_calls_with_the_default_model(bundle, example_calls_output):

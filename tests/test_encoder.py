@@ -167,17 +167,6 @@ def test_long_clip_is_encoded_in_30s_chunks(tiny):
     np.testing.assert_allclose(out, parts, rtol=0, atol=1e-5)
 
 
-def test_encode_batch(tiny):
-    a, b = _speechlike(1.0, 5), _speechlike(1.0, 6)
-    c = _speechlike(0.93, 7)
-    outs = E.encode_batch(tiny, [a, c, b])
-    assert [o.shape[1] for o in outs] == [50, math.ceil((len(c) // 160) / 2), 50]
-    for y, o in ((a, outs[0]), (b, outs[2])):  # same length as the group's longest: no padding
-        np.testing.assert_allclose(o, E.encode(tiny, y), rtol=0, atol=2e-4)
-    exact = E.encode_batch(tiny, [a, c], max_pad=0.0)  # no grouping across lengths
-    np.testing.assert_allclose(exact[1], E.encode(tiny, c), rtol=0, atol=2e-4)
-
-
 def test_tampered_npz_is_refused(tmp_path):
     src = E.encoder_spec("whisper-tiny.en").directory / "encoder.npz"
     bad = tmp_path / "encoder.npz"

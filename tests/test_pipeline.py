@@ -1,6 +1,10 @@
 """The Beam job: each PTransform with TestPipeline + assert_that, then the whole job."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import apache_beam as beam
 import duckdb
 import numpy as np
@@ -178,13 +182,23 @@ def test_empty_match_fails_and_touches_nothing(bundle, tmp_path):
     assert sc.main(args) == 3 and not (tmp_path / "out").exists()
 
 
-def test_multi_processing_two_workers(calls_dir, bundle, tmp_path):
-    """Everything pickles and each worker loads the model itself."""
+def test_the_command_with_two_worker_processes(calls_dir, bundle, tmp_path):
+    """`python -m pipelines.score_calls` in the DirectRunner's multi_processing mode: the job's
+    types pickle under their importable module name (a worker cannot import __main__'s, nor
+    could Dataflow's), and each worker loads the model itself."""
     out = tmp_path / "out"
-    counts = sc.run([f"--input={calls_dir}/call_*", f"--output={out}", f"--model={bundle}", "--date=2026-11-23",
-                     "--direct_running_mode=multi_processing", "--direct_num_workers=2"])
-    assert counts["calls_written"] == 2
+    done = subprocess.run([sys.executable, "-m", "pipelines.score_calls", f"--input={calls_dir}/call_*", f"--output={out}",
+                           f"--model={bundle}", "--date=2026-11-23", "--direct_running_mode=multi_processing",
+                           "--direct_num_workers=2"], cwd=Path(sc.__file__).parents[1], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "files matched 2, calls written 2, errors written 0" in done.stdout
     assert sorted(read_table(out, "calls", "2026-11-23")["call_id"]) == ["call_a", "call_b"]
+
+
+def test_numeric_threads_must_be_positive(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        sc.parse_options([f"--input={tmp_path}/*.wav", f"--output={tmp_path}/out", "--numeric_threads=0"])
+    assert exc.value.code == 2
 
 
 def test_summarize_calls_joins_by_file_and_drops_orphan_segments():

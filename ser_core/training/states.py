@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..audio import AudioError
 from ..config import FeatureConfig
@@ -145,28 +146,30 @@ def corpus_states(
     errors: dict[int, str] = {}
     model = None
     t0, done = time.time(), 0
-    for i, p in enumerate(paths):
-        target = folder / entry_name(p)
-        if target.name in failed:
-            files.append(None)
-            errors[i] = failed[target.name]
-            continue
-        if not target.exists():
-            try:
-                y = load_view(p, prep, view)
-            except AudioError as exc:
-                failed[target.name] = errors[i] = f"{exc.code}: {exc}"
+    # BLAS held to one thread: its idle pool would spin beside the encoder's threads (ser_core.threads)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for i, p in enumerate(paths):
+            target = folder / entry_name(p)
+            if target.name in failed:
                 files.append(None)
+                errors[i] = failed[target.name]
                 continue
-            if model is None:  # built only when some clip is not cached yet
-                model = load_encoder(encoder_name, precision=precision)
-            tmp = target.with_suffix(".tmp.npy")
-            np.save(tmp, encode(model, y).astype(np.float16))
-            tmp.rename(target)
-            done += 1
-            if log_every and done % log_every == 0:
-                print(f"states {folder.name}: {done} encoded, {i + 1}/{len(paths)} ({time.time() - t0:.0f} s)", flush=True)
-        files.append(target)
+            if not target.exists():
+                try:
+                    y = load_view(p, prep, view)
+                except AudioError as exc:
+                    failed[target.name] = errors[i] = f"{exc.code}: {exc}"
+                    files.append(None)
+                    continue
+                if model is None:  # built only when some clip is not cached yet
+                    model = load_encoder(encoder_name, precision=precision)
+                tmp = target.with_suffix(".tmp.npy")
+                np.save(tmp, encode(model, y).astype(np.float16))
+                tmp.rename(target)
+                done += 1
+                if log_every and done % log_every == 0:
+                    print(f"states {folder.name}: {done} encoded, {i + 1}/{len(paths)} ({time.time() - t0:.0f} s)", flush=True)
+            files.append(target)
     failed_file.write_text(json.dumps(failed, indent=1, sort_keys=True))
     return files, errors
 
