@@ -22,6 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from . import models  # noqa: F401  (registers custom layers for deserialisation)
 from .audio import HIGH_BAND_HZ, AudioError, is_wideband, load_preprocessed, telephone_line
@@ -428,10 +429,9 @@ def predict_files(
         `bundle.labels`, ``label``, ``confidence``, ``intensity``, ``valence``, ``arousal``,
         ``speech_s`` (seconds), ``windows`` and ``error`` (``"<code>: <message>"`` or NaN).
     """
-    if isinstance(bundle, EncoderBundle):
-        ok, emo, inten, n, seconds, errors = _score_files_encoder(bundle, paths, telephone)
-    else:
-        ok, emo, inten, n, seconds, errors = _score_files_cnn(bundle, paths, telephone)
+    score = _score_files_encoder if isinstance(bundle, EncoderBundle) else _score_files_cnn
+    with threadpool_limits(limits=1, user_api="blas"):  # an idle pool would spin beside the model (ser_core.threads)
+        ok, emo, inten, n, seconds, errors = score(bundle, paths, telephone)
     df = pd.DataFrame({"path": [str(p) for p in paths]})
     df = df.join(pd.DataFrame(emo, columns=list(bundle.labels), index=ok))
     df["label"] = pd.Series([bundle.labels[j] for j in emo.argmax(axis=1)], index=ok, dtype=object)
