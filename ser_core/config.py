@@ -8,10 +8,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 T = TypeVar("T", bound="_JsonConfig")
+
+
+def default_cache_dir() -> Path:
+    """Where ser keeps what it computes once (encoder states of training clips, CNN features,
+    the quantised encoder): $SER_CACHE_DIR, else ~/.cache/ser.
+
+    Returns
+    -------
+    Path
+        The cache folder (not created here).
+    """
+    return Path(os.environ.get("SER_CACHE_DIR", Path.home() / ".cache" / "ser"))
 
 
 class _JsonConfig:

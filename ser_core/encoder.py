@@ -15,7 +15,8 @@ file ships.
 Two precisions on ONNX Runtime: ``"float32"`` and ``"int8"`` (`quantize_int8`: the weights of
 every matrix product quantised per output channel to 7 bits when the encoder loads, activations
 quantised per call; 2-4x less CPU for the encoder on this project's machine, outputs a few
-percent off, no measurable loss of accuracy: docs/results/2026-12-03-int8-encoder.md).
+percent off, no measurable loss of accuracy: docs/results/2026-12-03-int8-encoder.md); the
+quantised graph is kept in the cache folder, so only the first load pays for it (`cached_int8`).
 A head records the precision it was trained on (`ser_core.head.HeadConfig.encoder_precision`)
 and is always served on it.
 
@@ -308,7 +309,7 @@ def load_encoder(name: str = "whisper-base", *, runtime: str = "onnxruntime", pr
     runtime : {"onnxruntime", "keras"}
         What runs the graph (see the module docstring).
     precision : {"float32", "int8"}
-        ``"int8"`` (ONNX Runtime only): :func:`quantize_int8`.
+        ``"int8"`` (ONNX Runtime only): :func:`quantize_int8` (once, then from the cache: :func:`cached_int8`).
     npz_path : path, optional
         Read the weights from this file instead of the shipped ``encoder.npz`` (it is checked
         against the same sha256).
@@ -462,6 +463,58 @@ def quantize_int8(model: "onnx.ModelProto") -> bytes:
         logging.getLogger().removeFilter(advice)
 
 
+def cached_int8(model: "onnx.ModelProto", cache_dir: str | Path | None = None) -> bytes:
+    """:func:`quantize_int8`, computed once per graph and library versions and kept on disk.
+
+    Quantising base's weights costs a few CPU seconds on every load (each worker, each ``ser
+    predict``); the result depends only on the float graph (weights included) and the versions
+    of onnx and onnxruntime, which key the file ``<cache>/onnx/int8-<key>-<digest>.onnx``.
+    ``<digest>`` is the start of the file's own sha256: a file that does not match it (cut
+    short, altered) is quantised again and replaced. The file is written under a temporary name
+    and renamed, so concurrent workers never read half of one. When the cache cannot be
+    written, the quantised bytes are still returned.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+        From :func:`onnx_graph`.
+    cache_dir : path, optional
+        Default: `ser_core.config.default_cache_dir`.
+
+    Returns
+    -------
+    bytes
+        What :func:`quantize_int8` returns for `model`.
+    """
+    import os
+    import tempfile
+
+    import onnx
+    import onnxruntime
+
+    from .config import default_cache_dir
+
+    folder = Path(cache_dir or default_cache_dir()) / "onnx"
+    key = hashlib.sha256(model.SerializeToString(deterministic=True))
+    key.update(f"onnx {onnx.__version__} onnxruntime {onnxruntime.__version__} int8 v1".encode())
+    prefix = f"int8-{key.hexdigest()[:16]}-"
+    for path in folder.glob(prefix + "*.onnx"):
+        data = path.read_bytes()
+        if path.stem.endswith(hashlib.sha256(data).hexdigest()[:16]):
+            return data
+        path.unlink(missing_ok=True)
+    data = quantize_int8(model)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, folder / f"{prefix}{hashlib.sha256(data).hexdigest()[:16]}.onnx")
+    except OSError:
+        pass
+    return data
+
+
 class _DropMessage:
     """A logging filter that drops the records containing any of `texts`."""
 
@@ -489,7 +542,7 @@ class OnnxEncoder:
         spinning, so a Beam worker's other threads keep their cores; no memory arena, so
         memory stays flat over inputs of ever new lengths.
     precision : {"float32", "int8"}
-        ``"int8"``: the graph quantised by :func:`quantize_int8`.
+        ``"int8"``: the graph quantised by :func:`quantize_int8`, read from the cache when it is there (:func:`cached_int8`).
     """
 
     def __init__(self, spec: EncoderSpec, arrays, threads: int = 0, precision: str = "float32"):
@@ -508,7 +561,7 @@ class OnnxEncoder:
         options.enable_mem_pattern = False
         self.spec, self.precision = spec, precision
         graph = onnx_graph(spec, arrays)
-        serialized = quantize_int8(graph) if precision == "int8" else graph.SerializeToString()
+        serialized = cached_int8(graph) if precision == "int8" else graph.SerializeToString()
         self.session = ort.InferenceSession(serialized, options, providers=["CPUExecutionProvider"])
         self.input_shape = (None, None, spec.n_mels)
         self.output_shape = (None, spec.n_layers + 1, None, spec.width)

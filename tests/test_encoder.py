@@ -207,6 +207,35 @@ def test_int8_encoder_quantises_only_the_weight_products_and_stays_close_on_spee
     np.testing.assert_array_equal(E.encode(E.load_encoder("whisper-base", precision="int8"), y), got)
 
 
+def test_int8_graph_is_quantised_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    """`cached_int8`: the first load writes the quantised graph; later loads read the same
+    bytes without quantising; a damaged file is quantised again and replaced; an unwritable
+    cache still gives the quantised graph."""
+    spec = E.encoder_spec("whisper-tiny.en")
+    with np.load(spec.directory / "encoder.npz", allow_pickle=False) as npz:
+        graph = E.onnx_graph(spec, npz)
+    fresh = E.quantize_int8(graph)
+    first = E.cached_int8(graph, tmp_path)
+    assert first == fresh
+    [saved] = (tmp_path / "onnx").glob("int8-*.onnx")
+    quantise = E.quantize_int8
+
+    def refuse(model):
+        raise AssertionError("quantised again")
+
+    monkeypatch.setattr(E, "quantize_int8", refuse)
+    assert E.cached_int8(graph, tmp_path) == fresh
+    saved.write_bytes(fresh[: len(fresh) // 2])  # cut short, as by a full disk
+    with pytest.raises(AssertionError, match="quantised again"):
+        E.cached_int8(graph, tmp_path)
+    monkeypatch.setattr(E, "quantize_int8", quantise)
+    assert E.cached_int8(graph, tmp_path) == fresh
+    assert [p.read_bytes() == fresh for p in (tmp_path / "onnx").iterdir()] == [True]
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    assert E.cached_int8(graph, blocked) == fresh
+
+
 def test_int8_is_for_onnxruntime_only():
     with pytest.raises(ValueError, match="float32 only"):
         E.load_encoder("whisper-tiny.en", runtime="keras", precision="int8")

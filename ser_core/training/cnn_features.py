@@ -14,9 +14,8 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from ..audio import AudioError
-from ..config import FeatureConfig
+from ..config import FeatureConfig, default_cache_dir
 from ..features import Features, extract
-from .data import default_cache_dir
 from .views import View, load_view
 
 
@@ -91,7 +90,7 @@ def extract_corpus(
     cfg : FeatureConfig
         Preprocessing and features (its `extraction_json` is part of the cache key).
     cache_dir : path, optional
-        Default: `ser_core.training.data.default_cache_dir`; the cache is
+        Default: `ser_core.config.default_cache_dir`; the cache is
         ``features-<key>.npz`` there.
     n_jobs : int
         Parallel workers (joblib; -1: one per CPU core).

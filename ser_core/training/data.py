@@ -37,17 +37,6 @@ def data_dir(explicit: str | Path | None = None) -> Path | None:
     return None
 
 
-def default_cache_dir() -> Path:
-    """Where the training caches live: $SER_CACHE_DIR, else ~/.cache/ser.
-
-    Returns
-    -------
-    Path
-        The cache folder (not created here).
-    """
-    return Path(os.environ.get("SER_CACHE_DIR", Path.home() / ".cache" / "ser"))
-
-
 def ravdess_manifest(root: str | Path) -> pd.DataFrame:
     """Read RAVDESS's manifest.csv (in `root` or `root/ravdess`), with absolute paths.
 

@@ -18,8 +18,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..audio import AudioError
-from ..config import FeatureConfig
-from .data import default_cache_dir
+from ..config import FeatureConfig, default_cache_dir
 from .views import View, load_view
 
 # bump when the encoder's numerics change (front end, layers): cached states are then stale
@@ -89,7 +88,7 @@ def cache_folder(encoder_sha256: str, prep: FeatureConfig, view: View, precision
     encoder_sha256, prep, view, precision
         As for `cache_key`.
     cache_dir : path, optional
-        Default: `ser_core.training.data.default_cache_dir`.
+        Default: `ser_core.config.default_cache_dir`.
 
     Returns
     -------
@@ -124,7 +123,7 @@ def corpus_states(
     view : View
         The degraded view of each clip (seeded by its file name).
     cache_dir : path, optional
-        Default: `ser_core.training.data.default_cache_dir`.
+        Default: `ser_core.config.default_cache_dir`.
     log_every : int
         Print progress every this many newly encoded clips (0: never).
 
