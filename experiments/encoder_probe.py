@@ -2,12 +2,13 @@
 
 For each clip (clean view) the mean of every unit of every hidden state over the frames
 (optionally also the standard deviation), standardised, then a logistic regression (C=0.01).
-Protocol: CREMA-D speaker folds of ``../shared/data``, trained on RAVDESS and the other CREMA-D
-folds, argmax over CREMA-D's 6 classes, UAR. ``--layers K`` keeps hidden states 0..K-1 only
+Protocol: the speaker folds of ``--test-corpus`` (CREMA-D by default) in ``../shared/data``, trained
+on the other corpus and the other folds (``--alone``: the other folds only), argmax over the test
+corpus's classes, UAR. ``--layers K`` keeps hidden states 0..K-1 only
 (what truncating the encoder would leave).
 
     PYTHONPATH=. python experiments/encoder_probe.py [--encoder whisper-base] [--precision int8] [--folds 1,2]
-        [--layers 7 5 4] [--std]
+        [--layers 7 5 4] [--std] [--test-corpus ravdess] [--alone]
 
 Reads the states cache of ``ser train --model encoder`` (computes missing clips).
 """
@@ -43,12 +44,15 @@ def main() -> None:
     ap.add_argument("--folds", default="1,2")
     ap.add_argument("--layers", type=int, nargs="+", default=[0], help="hidden states kept (0: all)")
     ap.add_argument("--std", action="store_true", help="add each unit's standard deviation")
+    ap.add_argument("--test-corpus", default="crema_d", choices=sorted(CLASSES))
+    ap.add_argument("--alone", action="store_true", help="train on the test corpus's other folds only")
     args = ap.parse_args()
     df = load_corpora(args.data, ["ravdess", "crema_d"])
     files, usable = _states_for(df, HeadConfig(encoder=args.encoder, encoder_precision=args.precision), ["clean"])
     df = df.iloc[usable].reset_index(drop=True)
     means, stds = pooled(files["clean"], usable)
-    classes = list(CLASSES["crema_d"])
+    classes = list(CLASSES[args.test_corpus])
+    heard = (df["corpus"] == args.test_corpus).to_numpy() if args.alone else np.ones(len(df), bool)
     for keep in args.layers:
         keep = keep or means.shape[1]
         x = means[:, :keep].reshape(len(df), -1)
@@ -56,9 +60,10 @@ def main() -> None:
             x = np.concatenate([x, stds[:, :keep].reshape(len(df), -1)], axis=1)
         uars = []
         for fold in (int(f) for f in args.folds.split(",")):
-            test = ((df["corpus"] == "crema_d") & (df["fold"] == fold)).to_numpy()
-            scaler = StandardScaler().fit(x[~test])
-            clf = LogisticRegression(C=0.01, max_iter=2000).fit(scaler.transform(x[~test]), df["emotion"][~test])
+            test = ((df["corpus"] == args.test_corpus) & (df["fold"] == fold)).to_numpy()
+            train = heard & ~test
+            scaler = StandardScaler().fit(x[train])
+            clf = LogisticRegression(C=0.01, max_iter=2000).fit(scaler.transform(x[train]), df["emotion"][train])
             proba = clf.predict_proba(scaler.transform(x[test]))
             idx = [list(clf.classes_).index(c) for c in classes]
             pred = np.array(classes)[proba[:, idx].argmax(axis=1)]
