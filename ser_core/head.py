@@ -28,7 +28,8 @@ from .labels import EMOTIONS, INTENSITIES
 class HeadConfig(_JsonConfig):
     """Architecture of the head, and the encoder (and its precision) whose states it reads."""
 
-    ADDED_LATER: ClassVar[dict[str, Any]] = {"encoder_precision": "float32", "layers": "mix", "input_dropout": 0.0}
+    ADDED_LATER: ClassVar[dict[str, Any]] = {"encoder_precision": "float32", "layers": "mix", "input_dropout": 0.0,
+                                             "mean_logits": False}
     LAYERS: ClassVar[tuple[str, ...]] = ("concat", "mix")
 
     encoder: str = "whisper-base"   # ser_core/encoders/<name>
@@ -43,6 +44,7 @@ class HeadConfig(_JsonConfig):
     attention_units: int = 64       # attentive statistics pooling
     dense_units: int = 128          # hidden layer between the pooled statistics and the outputs (0: none)
     dropout: float = 0.3
+    mean_logits: bool = False       # add a linear map of each clip's mean standardised frame to the emotion logits
 
     def __post_init__(self) -> None:
         if self.encoder_precision not in PRECISIONS:
@@ -130,6 +132,42 @@ class MaskFrames(layers.Layer):
             (batch, frames, c).
         """
         return input_shapes[0]
+
+
+@keras.saving.register_keras_serializable(package="ser_core")
+class MaskedMean(layers.Layer):
+    """Mean over the real frames: (x (batch, frames, c), mask (batch, frames)) -> (batch, c)."""
+
+    def call(self, inputs):
+        """Average the real frames.
+
+        Parameters
+        ----------
+        inputs : (tensor, tensor)
+            x [shape=(batch, frames, c)] and mask [shape=(batch, frames)], 1 on real frames.
+
+        Returns
+        -------
+        tensor [shape=(batch, c)]
+        """
+        x, mask = inputs
+        m = ops.expand_dims(ops.cast(mask, x.dtype), -1)
+        return ops.sum(x * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
+
+    def compute_output_shape(self, input_shapes):
+        """The output shape.
+
+        Parameters
+        ----------
+        input_shapes : tuple
+            Shapes of x (batch, frames, c) and mask (batch, frames).
+
+        Returns
+        -------
+        tuple
+            (batch, c).
+        """
+        return (input_shapes[0][0], input_shapes[0][-1])
 
 
 @keras.saving.register_keras_serializable(package="ser_core")
@@ -247,6 +285,7 @@ def build_head(cfg: HeadConfig, n_layers: int, width: int, mean=None, variance=N
         x = LayerMix(name="layer_mix")(x)
         if cfg.frame_norm:
             x = layers.LayerNormalization(name="frame_norm")(x)
+    frames = x
     if cfg.projection:
         x = layers.Dense(cfg.projection, activation="gelu", name="projection")(x)
     for i in range(cfg.conv_layers):
@@ -258,9 +297,15 @@ def build_head(cfg: HeadConfig, n_layers: int, width: int, mean=None, variance=N
     if cfg.dense_units:
         x = layers.Dense(cfg.dense_units, activation="gelu", name="dense")(x)
         x = layers.Dropout(cfg.dropout, name="dense_dropout")(x)
+    if cfg.mean_logits:  # the linear probe of each clip's mean frame, inside the head
+        linear = layers.Dense(len(EMOTIONS), name="mean_logits")(MaskedMean(name="frame_mean")([frames, mask]))
+        logits = layers.Add(name="logit_sum")([layers.Dense(len(EMOTIONS), name="emotion_logits")(x), linear])
+        emotion = layers.Activation("softmax", name="emotion")(logits)
+    else:
+        emotion = layers.Dense(len(EMOTIONS), activation="softmax", name="emotion")(x)
     return keras.Model(
         {"states": states, "mask": mask},
-        {"emotion": layers.Dense(len(EMOTIONS), activation="softmax", name="emotion")(x),
+        {"emotion": emotion,
          "intensity": layers.Dense(len(INTENSITIES), activation="softmax", name="intensity")(x)},
         name="emotion_head",
     )

@@ -60,9 +60,9 @@ def test_intensity_loss_is_zero_where_intensity_is_unknown():
     assert loss[0] == 0.0 and loss[1] == pytest.approx(-np.log(0.3), rel=1e-5)
 
 
-@pytest.mark.parametrize("how", HeadConfig.LAYERS)
-def test_head_scores_a_clip_the_same_alone_and_padded_in_a_batch(how):
-    cfg = HeadConfig(layers=how, conv_channels=16, attention_units=8, dense_units=16)
+@pytest.mark.parametrize("how, mean_logits", [(h, False) for h in HeadConfig.LAYERS] + [("concat", True)])
+def test_head_scores_a_clip_the_same_alone_and_padded_in_a_batch(how, mean_logits):
+    cfg = HeadConfig(layers=how, conv_channels=16, attention_units=8, dense_units=16, mean_logits=mean_logits)
     head = build_head(cfg, n_layers=3, width=12, mean=np.full((3, 12), 0.5), variance=np.full((3, 12), 2.0))
     rng = np.random.default_rng(1)
     clips = [rng.standard_normal((3, t, 12)).astype(np.float32) for t in (7, 31, 60, 3)]
