@@ -1,6 +1,7 @@
 """The emotion head on a frozen encoder: the encoder's layers (concatenated per frame, or mixed
 by a learned weighted sum), a frame-wise projection, a 1-D CNN over the frames and attentive
-statistics pooling, with the emotion and intensity outputs.
+statistics pooling, with the emotion and intensity outputs; a linear map of the clip's mean
+frame adds to the emotion logits (what a linear probe of the encoder sees).
 
 Inputs: ``states`` (batch, layers, frames, width), the hidden states of every encoder
 layer (`ser_core.encoder.encode`), and ``mask`` (batch, frames), 1 on real frames and 0 on
@@ -44,7 +45,7 @@ class HeadConfig(_JsonConfig):
     attention_units: int = 64       # attentive statistics pooling
     dense_units: int = 128          # hidden layer between the pooled statistics and the outputs (0: none)
     dropout: float = 0.3
-    mean_logits: bool = False       # add a linear map of each clip's mean standardised frame to the emotion logits
+    mean_logits: bool = True        # add a linear map of each clip's mean standardised frame to the emotion logits
 
     def __post_init__(self) -> None:
         if self.encoder_precision not in PRECISIONS:
@@ -253,7 +254,9 @@ def build_head(cfg: HeadConfig, n_layers: int, width: int, mean=None, variance=N
     statistics over the training frames (a few of Whisper's units are orders of magnitude
     larger than the rest); None: zero mean, unit variance. Then each frame's layers are either
     concatenated (``cfg.layers == "concat"``: n_layers x width values, so the projection
-    weighs every unit of every layer) or mixed into one by `LayerMix` (``"mix"``).
+    weighs every unit of every layer) or mixed into one by `LayerMix` (``"mix"``). With
+    ``cfg.mean_logits`` the mean of those frames over the clip is mapped linearly to logits
+    added to the emotion logits.
 
     Parameters
     ----------

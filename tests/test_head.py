@@ -78,12 +78,14 @@ def test_concatenating_head_projects_every_unit_of_every_layer_and_old_heads_mix
     concat = build_head(HeadConfig(projection=8, conv_channels=8, attention_units=4, dense_units=0), n_layers=3, width=12)
     assert concat.get_layer("projection").kernel.shape == (3 * 12, 8)
     saved = HeadConfig().to_dict()
-    for key in ("layers", "input_dropout"):  # a head saved before "concat" existed mixed its layers
+    for key in ("layers", "input_dropout", "mean_logits"):  # a head saved before "concat" existed mixed its layers
         del saved[key]
     old = HeadConfig.from_saved(saved)
-    assert (old.layers, old.input_dropout) == ("mix", 0.0) and HeadConfig().layers == "concat"
+    assert (old.layers, old.input_dropout, old.mean_logits) == ("mix", 0.0, False) and HeadConfig().layers == "concat"
     mix = build_head(old, n_layers=3, width=12)
     assert mix.get_layer("layer_mix").logits.shape == (3,) and mix.get_layer("projection").kernel.shape == (12, 128)
+    assert "mean_logits" not in [layer.name for layer in mix.layers]
+    assert concat.get_layer("mean_logits").kernel.shape == (3 * 12, 8)  # the clip's mean of every unit of every layer
     with pytest.raises(ValueError, match="layers"):
         HeadConfig(layers="sum")
     with pytest.raises(ValueError, match="projection"):
