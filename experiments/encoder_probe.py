@@ -4,11 +4,12 @@ For each clip (clean view) the mean of every unit of every hidden state over the
 (optionally also the standard deviation), standardised, then a logistic regression (C=0.01).
 Protocol: the speaker folds of ``--test-corpus`` (CREMA-D by default) in ``../shared/data``, trained
 on the other corpus and the other folds (``--alone``: the other folds only), argmax over the test
-corpus's classes, UAR. ``--layers K`` keeps hidden states 0..K-1 only
+corpus's classes, UAR; ``--cross``: trained on the other corpus alone, tested on every clip of
+``--test-corpus`` over the classes both have. ``--layers K`` keeps hidden states 0..K-1 only
 (what truncating the encoder would leave).
 
     PYTHONPATH=. python experiments/encoder_probe.py [--encoder whisper-base] [--precision int8] [--folds 1,2]
-        [--layers 7 5 4] [--std] [--test-corpus ravdess] [--alone]
+        [--layers 7 5 4] [--std] [--test-corpus ravdess] [--alone | --cross]
 
 Reads the states cache of ``ser train --model encoder`` (computes missing clips).
 """
@@ -46,21 +47,24 @@ def main() -> None:
     ap.add_argument("--std", action="store_true", help="add each unit's standard deviation")
     ap.add_argument("--test-corpus", default="crema_d", choices=sorted(CLASSES))
     ap.add_argument("--alone", action="store_true", help="train on the test corpus's other folds only")
+    ap.add_argument("--cross", action="store_true", help="train on the other corpus only, test on all of this one")
     args = ap.parse_args()
     df = load_corpora(args.data, ["ravdess", "crema_d"])
     files, usable = _states_for(df, HeadConfig(encoder=args.encoder, encoder_precision=args.precision), ["clean"])
     df = df.iloc[usable].reset_index(drop=True)
     means, stds = pooled(files["clean"], usable)
-    classes = list(CLASSES[args.test_corpus])
-    heard = (df["corpus"] == args.test_corpus).to_numpy() if args.alone else np.ones(len(df), bool)
+    ours = (df["corpus"] == args.test_corpus).to_numpy()
+    classes = [c for c in CLASSES[args.test_corpus] if not args.cross or c in set(df["emotion"][~ours])]
+    heard = ours if args.alone else ~ours if args.cross else np.ones(len(df), bool)
+    splits = [ours & df["emotion"].isin(classes).to_numpy()] if args.cross else \
+        [ours & (df["fold"] == int(f)).to_numpy() for f in args.folds.split(",")]
     for keep in args.layers:
         keep = keep or means.shape[1]
         x = means[:, :keep].reshape(len(df), -1)
         if args.std:
             x = np.concatenate([x, stds[:, :keep].reshape(len(df), -1)], axis=1)
         uars = []
-        for fold in (int(f) for f in args.folds.split(",")):
-            test = ((df["corpus"] == args.test_corpus) & (df["fold"] == fold)).to_numpy()
+        for test in splits:
             train = heard & ~test
             scaler = StandardScaler().fit(x[train])
             clf = LogisticRegression(C=0.01, max_iter=2000).fit(scaler.transform(x[train]), df["emotion"][train])
@@ -68,7 +72,7 @@ def main() -> None:
             idx = [list(clf.classes_).index(c) for c in classes]
             pred = np.array(classes)[proba[:, idx].argmax(axis=1)]
             uars.append(recall_score(df["emotion"][test], pred, average="macro"))
-        print(f"hidden states 0..{keep - 1}{' mean+std' if args.std else ' mean'}: UAR per fold "
+        print(f"hidden states 0..{keep - 1}{' mean+std' if args.std else ' mean'}: UAR per split "
               + " ".join(f"{u:.3f}" for u in uars) + f", mean {np.mean(uars):.3f}", flush=True)
 
 
