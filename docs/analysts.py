@@ -90,13 +90,21 @@ def doc_block(doc_text: str) -> str:
 
 
 def run_example_job(out: str | os.PathLike) -> None:
-    """The job on the example calls with the default model, from this checkout (not an installed copy)."""
+    """The job on the example calls with the default model, from this checkout (not an installed
+    copy), its encoder held to float32: the same figures on every CPU, where the shipped int8
+    encoder's kernels differ by CPU and can flip a near-tied label."""
     sys.path.insert(0, str(ROOT))
     from pipelines import score_calls
     import ser_core
+    from ser_core import encoder_bundle
     assert Path(ser_core.__file__).resolve().is_relative_to(ROOT), f"ser_core imported from {ser_core.__file__}, not {ROOT}"
-    score_calls.run([f"--input={ROOT / 'examples' / 'calls'}/*.wav", f"--output={out}", f"--date={EXAMPLE_DATE}",
-                     "--model=default"])
+    load = encoder_bundle.load_encoder
+    encoder_bundle.load_encoder = lambda name, **kw: load(name, **{**kw, "precision": "float32"})
+    try:  # the in-process runner loads the bundle in this process
+        score_calls.run([f"--input={ROOT / 'examples' / 'calls'}/*.wav", f"--output={out}", f"--date={EXAMPLE_DATE}",
+                         "--model=default"])
+    finally:
+        encoder_bundle.load_encoder = load
 
 
 def write_doc() -> None:

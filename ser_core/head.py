@@ -1,7 +1,6 @@
 """The emotion head on a frozen encoder: the encoder's layers (concatenated per frame, or mixed
 by a learned weighted sum), a frame-wise projection, a 1-D CNN over the frames and attentive
-statistics pooling, with the emotion and intensity outputs; a linear map of the clip's mean
-frame adds to the emotion logits (what a linear probe of the encoder sees).
+statistics pooling, with the emotion and intensity outputs.
 
 Inputs: ``states`` (batch, layers, frames, width), the hidden states of every encoder
 layer (`ser_core.encoder.encode`), and ``mask`` (batch, frames), 1 on real frames and 0 on
@@ -29,8 +28,7 @@ from .labels import EMOTIONS, INTENSITIES
 class HeadConfig(_JsonConfig):
     """Architecture of the head, and the encoder (and its precision) whose states it reads."""
 
-    ADDED_LATER: ClassVar[dict[str, Any]] = {"encoder_precision": "float32", "layers": "mix", "input_dropout": 0.0,
-                                             "mean_logits": False}
+    ADDED_LATER: ClassVar[dict[str, Any]] = {"encoder_precision": "float32", "layers": "mix", "input_dropout": 0.0}
     LAYERS: ClassVar[tuple[str, ...]] = ("concat", "mix")
 
     encoder: str = "whisper-base"   # ser_core/encoders/<name>
@@ -45,7 +43,6 @@ class HeadConfig(_JsonConfig):
     attention_units: int = 64       # attentive statistics pooling
     dense_units: int = 128          # hidden layer between the pooled statistics and the outputs (0: none)
     dropout: float = 0.3
-    mean_logits: bool = True        # add a linear map of each clip's mean standardised frame to the emotion logits
 
     def __post_init__(self) -> None:
         if self.encoder_precision not in PRECISIONS:
@@ -136,42 +133,6 @@ class MaskFrames(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="ser_core")
-class MaskedMean(layers.Layer):
-    """Mean over the real frames: (x (batch, frames, c), mask (batch, frames)) -> (batch, c)."""
-
-    def call(self, inputs):
-        """Average the real frames.
-
-        Parameters
-        ----------
-        inputs : (tensor, tensor)
-            x [shape=(batch, frames, c)] and mask [shape=(batch, frames)], 1 on real frames.
-
-        Returns
-        -------
-        tensor [shape=(batch, c)]
-        """
-        x, mask = inputs
-        m = ops.expand_dims(ops.cast(mask, x.dtype), -1)
-        return ops.sum(x * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
-
-    def compute_output_shape(self, input_shapes):
-        """The output shape.
-
-        Parameters
-        ----------
-        input_shapes : tuple
-            Shapes of x (batch, frames, c) and mask (batch, frames).
-
-        Returns
-        -------
-        tuple
-            (batch, c).
-        """
-        return (input_shapes[0][0], input_shapes[0][-1])
-
-
-@keras.saving.register_keras_serializable(package="ser_core")
 class AttentiveStats(layers.Layer):
     """Attentive statistics pooling over the real frames (Okabe et al. 2018): attention
     weights from a small tanh layer, softmax over unmasked frames, then the weighted mean
@@ -254,9 +215,7 @@ def build_head(cfg: HeadConfig, n_layers: int, width: int, mean=None, variance=N
     statistics over the training frames (a few of Whisper's units are orders of magnitude
     larger than the rest); None: zero mean, unit variance. Then each frame's layers are either
     concatenated (``cfg.layers == "concat"``: n_layers x width values, so the projection
-    weighs every unit of every layer) or mixed into one by `LayerMix` (``"mix"``). With
-    ``cfg.mean_logits`` the mean of those frames over the clip is mapped linearly to logits
-    added to the emotion logits.
+    weighs every unit of every layer) or mixed into one by `LayerMix` (``"mix"``).
 
     Parameters
     ----------
@@ -288,7 +247,6 @@ def build_head(cfg: HeadConfig, n_layers: int, width: int, mean=None, variance=N
         x = LayerMix(name="layer_mix")(x)
         if cfg.frame_norm:
             x = layers.LayerNormalization(name="frame_norm")(x)
-    frames = x
     if cfg.projection:
         x = layers.Dense(cfg.projection, activation="gelu", name="projection")(x)
     for i in range(cfg.conv_layers):
@@ -300,15 +258,9 @@ def build_head(cfg: HeadConfig, n_layers: int, width: int, mean=None, variance=N
     if cfg.dense_units:
         x = layers.Dense(cfg.dense_units, activation="gelu", name="dense")(x)
         x = layers.Dropout(cfg.dropout, name="dense_dropout")(x)
-    if cfg.mean_logits:  # the linear probe of each clip's mean frame, inside the head
-        linear = layers.Dense(len(EMOTIONS), name="mean_logits")(MaskedMean(name="frame_mean")([frames, mask]))
-        logits = layers.Add(name="logit_sum")([layers.Dense(len(EMOTIONS), name="emotion_logits")(x), linear])
-        emotion = layers.Activation("softmax", name="emotion")(logits)
-    else:
-        emotion = layers.Dense(len(EMOTIONS), activation="softmax", name="emotion")(x)
     return keras.Model(
         {"states": states, "mask": mask},
-        {"emotion": emotion,
+        {"emotion": layers.Dense(len(EMOTIONS), activation="softmax", name="emotion")(x),
          "intensity": layers.Dense(len(INTENSITIES), activation="softmax", name="intensity")(x)},
         name="emotion_head",
     )

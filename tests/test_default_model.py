@@ -17,11 +17,9 @@ from ser_core.labels import EMOTIONS
 EXAMPLES = DEFAULT_BUNDLE.parents[1] / "examples"
 GOLDEN = Path(__file__).parent / "golden" / "default_model_clips.csv"
 GOLDEN_TOLERANCE = 2e-3  # absolute, per class probability: float32 round-off across CPUs and oneDNN kernels
-# the shipped int8 encoder's probabilities against the float32 golden: 0.052 at most on an AVX-512 VNNI
-# CPU with the head of 2026-12-04 (its linear map of the clip's mean frame follows the encoder's int8
-# round-off; 0.030 with the head before), and int8 kernels differ by CPU (AVX2 against AVX-512 VNNI: up
-# to 0.008), so its own outputs are not pinned.
-INT8_TOLERANCE = 0.08
+# the shipped int8 encoder's probabilities against the float32 golden: 0.030 at most on an AVX2 CPU,
+# and int8 kernels differ by CPU (AVX2 against AVX-512 VNNI: up to 0.008), so its own outputs are not pinned
+INT8_TOLERANCE = 0.05
 
 
 @pytest.fixture(scope="module")

@@ -60,9 +60,9 @@ def test_intensity_loss_is_zero_where_intensity_is_unknown():
     assert loss[0] == 0.0 and loss[1] == pytest.approx(-np.log(0.3), rel=1e-5)
 
 
-@pytest.mark.parametrize("how, mean_logits", [(h, False) for h in HeadConfig.LAYERS] + [("concat", True)])
-def test_head_scores_a_clip_the_same_alone_and_padded_in_a_batch(how, mean_logits):
-    cfg = HeadConfig(layers=how, conv_channels=16, attention_units=8, dense_units=16, mean_logits=mean_logits)
+@pytest.mark.parametrize("how", HeadConfig.LAYERS)
+def test_head_scores_a_clip_the_same_alone_and_padded_in_a_batch(how):
+    cfg = HeadConfig(layers=how, conv_channels=16, attention_units=8, dense_units=16)
     head = build_head(cfg, n_layers=3, width=12, mean=np.full((3, 12), 0.5), variance=np.full((3, 12), 2.0))
     rng = np.random.default_rng(1)
     clips = [rng.standard_normal((3, t, 12)).astype(np.float32) for t in (7, 31, 60, 3)]
@@ -78,14 +78,12 @@ def test_concatenating_head_projects_every_unit_of_every_layer_and_old_heads_mix
     concat = build_head(HeadConfig(projection=8, conv_channels=8, attention_units=4, dense_units=0), n_layers=3, width=12)
     assert concat.get_layer("projection").kernel.shape == (3 * 12, 8)
     saved = HeadConfig().to_dict()
-    for key in ("layers", "input_dropout", "mean_logits"):  # a head saved before "concat" existed mixed its layers
+    for key in ("layers", "input_dropout"):  # a head saved before "concat" existed mixed its layers
         del saved[key]
     old = HeadConfig.from_saved(saved)
-    assert (old.layers, old.input_dropout, old.mean_logits) == ("mix", 0.0, False) and HeadConfig().layers == "concat"
+    assert (old.layers, old.input_dropout) == ("mix", 0.0) and HeadConfig().layers == "concat"
     mix = build_head(old, n_layers=3, width=12)
     assert mix.get_layer("layer_mix").logits.shape == (3,) and mix.get_layer("projection").kernel.shape == (12, 128)
-    assert "mean_logits" not in [layer.name for layer in mix.layers]
-    assert concat.get_layer("mean_logits").kernel.shape == (3 * 12, 8)  # the clip's mean of every unit of every layer
     with pytest.raises(ValueError, match="layers"):
         HeadConfig(layers="sum")
     with pytest.raises(ValueError, match="projection"):
