@@ -181,6 +181,10 @@ def test_a_cross_validation_split_scores_as_ser_evaluate_with_its_bundle(data_ro
     assert evaluated["accuracy"] == pytest.approx(split["accuracy"], abs=1e-9)
     pred = pd.read_csv(tmp_path / "eval" / "predictions.csv")
     np.testing.assert_allclose(pred[list(EMOTIONS)].to_numpy(), cv[[f"p_{e}" for e in EMOTIONS]].to_numpy(), atol=2e-3)
+    # and over all 8 classes, as the job labels: the share the argmax puts outside the scored classes
+    full = np.array(EMOTIONS)[cv[[f"p_{e}" for e in EMOTIONS]].to_numpy().argmax(axis=1)]
+    assert split["outside_classes"] == pytest.approx(np.mean(~np.isin(full, results["classes"])))
+    assert (cv["pred_all"] == full).all() and 0.0 <= split["uar_all_classes"] <= split["uar"] + 1e-9
 
 
 def test_the_encoder_precision_is_part_of_the_head_and_of_the_states_cache_key():

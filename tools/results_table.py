@@ -11,9 +11,12 @@ from pathlib import Path
 
 
 def cell(m: dict) -> str:
-    if isinstance(m.get("uar"), dict):  # mean over splits
-        return " / ".join(f"{m[k]['mean']:.3f}" for k in ("uar", "accuracy", "macro_f1")) + f" (± {m['uar']['sd']:.3f})"
-    return " / ".join(f"{m[k]:.3f}" for k in ("uar", "accuracy", "macro_f1"))
+    mean = isinstance(m.get("uar"), dict)  # mean over splits
+    value = (lambda k: m[k]["mean"]) if mean else (lambda k: m[k])
+    text = " / ".join(f"{value(k):.3f}" for k in ("uar", "accuracy", "macro_f1")) + (f" (± {m['uar']['sd']:.3f})" if mean else "")
+    if m.get("outside_classes") and value("outside_classes") > 0:  # the job's argmax is over all 8 classes
+        text += f"; over all 8 classes UAR {value('uar_all_classes'):.3f}, {value('outside_classes'):.1%} outside"
+    return text
 
 
 def row(run: Path) -> str:

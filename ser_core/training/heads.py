@@ -271,15 +271,20 @@ def scores(pred: pd.DataFrame) -> dict[str, Any]:
     Parameters
     ----------
     pred : pd.DataFrame
-        Columns ``true`` and ``pred``: class names in `EMOTIONS`.
+        Columns ``true`` and ``pred`` (the argmax over the scored classes) and ``pred_all``
+        (over all of `EMOTIONS`, as the job labels): class names.
 
     Returns
     -------
     dict
-        ``n``, ``accuracy``, ``uar``, ``macro_f1`` (`classification_metrics`).
+        ``n``, ``accuracy``, ``uar``, ``macro_f1`` (`classification_metrics`, of ``pred``);
+        ``uar_all_classes``, the UAR of ``pred_all``, and ``outside_classes``, the share of
+        clips whose ``pred_all`` is a class ``pred`` could not choose.
     """
     m = classification_metrics(pred["true"].map(EMOTIONS.index), pred["pred"].map(EMOTIONS.index))
-    return {k: m[k] for k in ("n", "accuracy", "uar", "macro_f1")}
+    every = classification_metrics(pred["true"].map(EMOTIONS.index), pred["pred_all"].map(EMOTIONS.index))
+    return {**{k: m[k] for k in ("n", "accuracy", "uar", "macro_f1")}, "uar_all_classes": every["uar"],
+            "outside_classes": float((pred["pred_all"] != pred["pred"]).mean())}
 
 
 def _states_for(df: pd.DataFrame, head_cfg: HeadConfig, views: list[str]) -> tuple[dict[str, list], np.ndarray]:
@@ -403,6 +408,7 @@ def run_head_protocol(
             pred.insert(0, "split", name)
             pred.insert(1, "condition", condition)
             pred["pred"] = [EMOTIONS[j] for j in restricted_argmax(emo, classes)]
+            pred["pred_all"] = [EMOTIONS[j] for j in emo.argmax(axis=1)]
             for j, e in enumerate(EMOTIONS):
                 pred[f"p_{e}"] = emo[:, j]
             predictions.append(pred)
@@ -416,7 +422,8 @@ def run_head_protocol(
         pooled.to_csv(out / "predictions.csv", index=False)
         results["pooled"] = {c: scores(g) for c, g in pooled.groupby("condition")}
         per_fold = list(results["folds"].values())
-        results["mean"] = {c: {k: summarize([f[c][k] for f in per_fold]) for k in ("accuracy", "uar", "macro_f1")}
+        results["mean"] = {c: {k: summarize([f[c][k] for f in per_fold])
+                               for k in ("accuracy", "uar", "macro_f1", "uar_all_classes", "outside_classes")}
                            for c in conditions}
     results["wall_seconds"] = round(time.time() - t0, 1)
     (out / "metrics.json").write_text(json.dumps(results, indent=2))
