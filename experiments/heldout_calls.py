@@ -44,20 +44,13 @@ talk_time, timeline = _sibling("talk_time"), _sibling("timeline_accuracy")
 SR, TURNS = talk_time.SR, 12
 
 
-def clip(path: str) -> np.ndarray:
-    """A clip trimmed to its speech at 8 kHz, telephone-band, as `talk_time.load_clips` makes them."""
-    y, _ = talk_time.load_audio(path, sr=16000)
-    y, _ = talk_time.trim_silence(y, top_db=talk_time.TRUTH_TOP_DB, noise_margin_db=talk_time.TRUTH_MARGIN_DB)
-    return talk_time.sosfilt(talk_time._BAND, talk_time.resample(y, 16000, SR)).astype(np.float32)
-
-
 def build_call(pools: list[pd.DataFrame], call_id: str, rng: np.random.Generator) -> tuple[np.ndarray, pd.DataFrame]:
     """A stereo call (samples, 2) of `TURNS` alternating turns, channel k from `pools[k]`, and its truth rows."""
     turns, t = [], 0.5
     for i in range(TURNS):
         ch = i % 2
         row = pools[ch].iloc[rng.integers(len(pools[ch]))]
-        y = clip(row["path"])
+        y = talk_time.load_clip(row["path"])
         y = y / np.sqrt(np.mean(y**2)) * 10 ** ((talk_time.SPEECH_DBFS + rng.uniform(-6, 6)) / 20)
         turns.append((ch, int(t * SR), y, row["emotion"]))
         t += y.size / SR + rng.uniform(0.3, 1.5)

@@ -79,12 +79,14 @@ def load_clips(root: Path, n: int, rng: np.random.Generator) -> list[np.ndarray]
         raise SystemExit(f"no RAVDESS speech or CREMA-D audio under {root} (set SER_DATA_DIR or --data)")
     paths = [rav[i] for i in rng.choice(len(rav), n // 2, replace=False)] + \
             [cre[i] for i in rng.choice(len(cre), n - n // 2, replace=False)]
-    clips = []
-    for p in paths:
-        y, _ = load_audio(p, sr=16000)
-        y, _ = trim_silence(y, top_db=TRUTH_TOP_DB, noise_margin_db=TRUTH_MARGIN_DB)
-        clips.append(sosfilt(_BAND, resample(y, 16000, SR)).astype(np.float32))
-    return clips
+    return [load_clip(p) for p in paths]
+
+
+def load_clip(path: str | Path) -> np.ndarray:
+    """A clip trimmed to its speech (the truth's trim), at 8 kHz, band-passed to the telephone band."""
+    y, _ = load_audio(path, sr=16000)
+    y, _ = trim_silence(y, top_db=TRUTH_TOP_DB, noise_margin_db=TRUTH_MARGIN_DB)
+    return sosfilt(_BAND, resample(y, 16000, SR)).astype(np.float32)
 
 
 def band_noise(n: int, rng: np.random.Generator) -> np.ndarray:

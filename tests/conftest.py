@@ -71,7 +71,7 @@ def bundle(tmp_path_factory):
 @pytest.fixture(scope="session")
 def example_calls_output(tmp_path_factory):
     """The nightly job's output folder for the example calls, scored with the default model on
-    the date docs/analysts.md shows (run once for the module tests that read it)."""
+    the date docs/analysts.md shows (run once per test session)."""
     from pathlib import Path
 
     from pipelines import score_calls

@@ -14,7 +14,7 @@ def cell(m: dict) -> str:
     mean = isinstance(m.get("uar"), dict)  # mean over splits
     value = (lambda k: m[k]["mean"]) if mean else (lambda k: m[k])
     text = " / ".join(f"{value(k):.3f}" for k in ("uar", "accuracy", "macro_f1")) + (f" (± {m['uar']['sd']:.3f})" if mean else "")
-    if m.get("outside_classes") and value("outside_classes") > 0:  # the job's argmax is over all 8 classes
+    if "outside_classes" in m and value("outside_classes") > 0:  # the job's argmax is over all 8 classes
         text += f"; over all 8 classes UAR {value('uar_all_classes'):.3f}, {value('outside_classes'):.1%} outside"
     return text
 
